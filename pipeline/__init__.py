@@ -1,0 +1,25 @@
+"""The verbs of WizardLab: stages that turn stored data into stored data.
+
+Each stage module defines `HELP`, `add_arguments(parser)` and `main(args) -> int`, and
+is runnable as `python -m pipeline <stage>`; the UI calls the same library functions.
+"""
+
+# stage name -> (module, one-line help). Modules are imported only when their stage runs,
+# so `python -m pipeline --help` stays fast.
+STAGES: dict[str, tuple[str, str]] = {
+    "evolve": ("pipeline.evolve", "Evolve seed instructions round by round (Evol-Instruct) into the store."),
+    "export": ("pipeline.export", "Export the instruction forest: lineage JSONL, Alpaca, ShareGPT or a HF dataset."),
+    "runs": ("pipeline.runs", "List runs and jobs in the store, or cancel one."),
+    "score": ("pipeline.score", "Score instruction difficulty (1-10) with the LLM, as in the WizardLM paper."),
+    "embed": ("pipeline.embed", "Embed instructions (all-MiniLM-L6-v2), project with UMAP, report diversity."),
+    "override": ("pipeline.override", "Restore or eliminate nodes by hand, audited; or undo an override."),
+    "users": ("pipeline.users", "Manage accounts: add, disable, list users and set passwords."),
+    "train": ("pipeline.train", "Fine-tune a base model on an exported data set (SFT, DeepSpeed optional)."),
+    "generate": ("pipeline.generate", "Generate an output set for a test set with a checkpoint or an endpoint."),
+    "import-outputs": ("pipeline.import_outputs", "Import model outputs (JSONL/CSV, Vicuna answer files) as an output set."),
+    "campaign": ("pipeline.campaign", "Create and inspect blind pairwise judging campaigns."),
+    "judge": ("pipeline.judge", "Run the pairwise LLM judge on a campaign, in both orders."),
+    "import-judgments": ("pipeline.import_judgments", "Import external human judgments (PandaLM, llmfao, open-instruct, CSV)."),
+    "agreement": ("pipeline.agreement", "Inter-annotator agreement of a judgments CSV: percent, Cohen, Fleiss, Krippendorff."),
+    "report": ("pipeline.report", "Win rates with intervals, ratings, breakdowns and agreement for a campaign."),
+}

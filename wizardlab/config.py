@@ -1,0 +1,82 @@
+"""Settings: one dataclass, filled from defaults, `WIZARDLAB_*` environment variables and flags.
+
+Validation happens in `__post_init__`, so a bad value fails at start-up with one line.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from wizardlab.errors import UserError
+
+EMBEDDED_MODEL = "embedded:gemma-3-270m"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("WIZARDLAB_CACHE", Path.home() / ".cache" / "wizardlab"))
+
+
+@dataclass
+class Settings:
+    """Everything a WizardLab process needs to know about its surroundings."""
+
+    db: str = "wizardlab.db"
+    host: str = "127.0.0.1"
+    port: int = 7860
+    base_url: str | None = None
+    model: str | None = None
+    api_key: str | None = None
+    concurrency: int = 16
+    request_timeout: float = 120.0
+    max_retries: int = 6
+    data_dir: str = "wizardlab_data"
+    cache_dir: str = field(default_factory=lambda: str(default_cache_dir()))
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise UserError(f"concurrency must be at least 1, got {self.concurrency}")
+        if self.request_timeout <= 0:
+            raise UserError(f"request timeout must be positive, got {self.request_timeout}")
+        if self.max_retries < 0:
+            raise UserError(f"max retries must be >= 0, got {self.max_retries}")
+        if self.base_url and not self.model:
+            raise UserError("--base-url needs --model (the model name the endpoint serves)")
+        if self.api_key is None:
+            self.api_key = os.environ.get("WIZARDLAB_API_KEY") or os.environ.get("OPENAI_API_KEY")
+
+    @property
+    def uses_embedded_llm(self) -> bool:
+        return not self.base_url and (self.model is None or self.model == EMBEDDED_MODEL)
+
+    @property
+    def llm_label(self) -> str:
+        if self.base_url:
+            return f"{self.model} at {self.base_url}"
+        if self.uses_embedded_llm:
+            return "embedded Gemma 3 270M (small base model: fine for demos, not for real data)"
+        return f"local model {self.model}"
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        """Defaults, then WIZARDLAB_<FIELD> env vars, then explicit non-None overrides."""
+        values: dict = {}
+        for f in fields(cls):
+            env = os.environ.get(f"WIZARDLAB_{f.name.upper()}")
+            if env is not None and env != "":
+                values[f.name] = _coerce(f.type, env, f.name)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _coerce(type_name, raw: str, name: str):
+    type_name = str(type_name)
+    try:
+        if type_name.startswith("int"):
+            return int(raw)
+        if type_name.startswith("float"):
+            return float(raw)
+    except ValueError:
+        raise UserError(f"environment variable WIZARDLAB_{name.upper()}: expected a number, got {raw!r}") from None
+    return raw

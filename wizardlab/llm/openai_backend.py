@@ -1,0 +1,74 @@
+"""`OpenAIBackend`: any OpenAI-compatible chat endpoint (OpenAI, vLLM, llama.cpp server, Ollama).
+
+Uses the `openai` package's async client with its own retries switched off: retrying is
+`LLMClient`'s job, the same for every backend.
+"""
+
+from __future__ import annotations
+
+import openai
+
+from wizardlab.llm.base import Completion, PermanentError, TransientError
+
+
+class OpenAIBackend:
+    few_shot = False
+    max_concurrency = None
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, max_connections: int = 256):
+        import httpx
+
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self.identity = f"openai|{self.base_url}|{model}"
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=api_key or "not-needed", max_retries=0,
+                                          http_client=openai.DefaultAsyncHttpxClient(limits=limits))
+
+    async def chat(self, messages, *, max_tokens, temperature, stop, timeout) -> Completion:
+        try:
+            resp = await self._client.chat.completions.create(
+                model=self.model, messages=messages, max_tokens=max_tokens, temperature=temperature,
+                stop=stop or None, timeout=timeout)
+        except openai.RateLimitError as exc:
+            raise TransientError(f"429 rate limited: {_short(exc)}", _retry_after(exc)) from exc
+        except openai.InternalServerError as exc:
+            raise TransientError(f"{exc.status_code} server error: {_short(exc)}", _retry_after(exc)) from exc
+        except openai.APITimeoutError as exc:
+            raise TransientError("timeout: no answer in time") from exc
+        except openai.APIConnectionError as exc:
+            raise TransientError(f"connection error: {_short(exc)}") from exc
+        except openai.APIStatusError as exc:
+            if exc.status_code in (408, 409) or exc.status_code >= 500:
+                raise TransientError(f"{exc.status_code}: {_short(exc)}", _retry_after(exc)) from exc
+            raise PermanentError(f"{exc.status_code}: {_short(exc)}") from exc
+        except openai.APIResponseValidationError as exc:
+            raise TransientError(f"garbage answer: {_short(exc)}") from exc
+        except ValueError as exc:  # undecodable body
+            raise TransientError(f"garbage answer: {exc}") from exc
+        try:
+            text = resp.choices[0].message.content
+        except (AttributeError, IndexError, TypeError) as exc:
+            raise TransientError(f"garbage answer: no choices in {str(resp)[:200]}") from exc
+        if text is None:
+            text = ""
+        usage = getattr(resp, "usage", None)
+        return Completion(text, getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def _retry_after(exc) -> float | None:
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _short(exc) -> str:
+    return str(exc).replace("\n", " ")[:200]

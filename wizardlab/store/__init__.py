@@ -1,0 +1,18 @@
+"""`Store`: the one object that reads and writes the WizardLab database.
+
+Query methods are grouped by domain in mixins (runs, evolution, users, evaluation);
+`wizardlab.store.base` holds connections, migrations and the batch writer.
+"""
+
+from wizardlab.store.base import BatchWriter, StoreBase, now_iso
+from wizardlab.store.evaluation import EvalQueries
+from wizardlab.store.evol import EvolQueries
+from wizardlab.store.runs import RunQueries
+from wizardlab.store.users import UserQueries
+
+
+class Store(StoreBase, RunQueries, EvolQueries, UserQueries, EvalQueries):
+    """Open (and migrate) the database at `path`."""
+
+
+__all__ = ["Store", "BatchWriter", "now_iso"]

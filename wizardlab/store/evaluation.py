@@ -1,0 +1,5 @@
+"""Evaluation data: prompts, output sets, campaigns, assignments and judgments."""
+
+
+class EvalQueries:
+    pass

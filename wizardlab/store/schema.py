@@ -1,0 +1,213 @@
+"""Schema migrations, applied in order, each in its own transaction.
+
+Add a migration by appending a function to MIGRATIONS; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+
+def m001_core(conn: sqlite3.Connection) -> None:
+    conn.executescript(
+        """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,              -- evolve | score | embed | train | generate | judge ...
+            name TEXT,
+            config TEXT NOT NULL DEFAULT '{}',   -- JSON of the run's settings
+            config_key TEXT,                 -- identity used to find the same run again (resume)
+            status TEXT NOT NULL DEFAULT 'pending', -- pending|queued|running|done|failed|cancelled
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+            started_at TEXT,
+            finished_at TEXT,
+            created_by TEXT,
+            pid INTEGER,
+            exit_code INTEGER,
+            error TEXT,
+            log_path TEXT,
+            progress TEXT NOT NULL DEFAULT '{}'  -- JSON, updated while running
+        );
+        CREATE INDEX runs_kind ON runs(kind, status);
+        CREATE INDEX runs_key ON runs(kind, config_key);
+
+        CREATE TABLE nodes (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            parent_id INTEGER REFERENCES nodes(id),
+            root_id INTEGER REFERENCES nodes(id),
+            round INTEGER NOT NULL,
+            operation TEXT,                  -- NULL for seeds
+            instruction TEXT NOT NULL DEFAULT '',
+            input TEXT NOT NULL DEFAULT '',
+            response TEXT,
+            status TEXT NOT NULL,            -- seed | pending | kept | eliminated
+            fail_rules TEXT NOT NULL DEFAULT '[]', -- JSON list of rule codes
+            error TEXT,
+            raw TEXT NOT NULL DEFAULT '{}',  -- JSON: raw LLM text per step, never lost
+            source_ref TEXT,                 -- where a seed came from (file:line or id)
+            difficulty REAL,
+            updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+        );
+        CREATE UNIQUE INDEX nodes_one_per_round ON nodes(run_id, root_id, round) WHERE round > 0;
+        CREATE INDEX nodes_run_round ON nodes(run_id, round, status);
+        CREATE INDEX nodes_root ON nodes(root_id, round);
+        CREATE INDEX nodes_parent ON nodes(parent_id);
+
+        CREATE TABLE overrides (
+            id INTEGER PRIMARY KEY,
+            node_id INTEGER NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+            action TEXT NOT NULL CHECK (action IN ('restore', 'eliminate')),
+            reason TEXT NOT NULL,
+            user TEXT NOT NULL,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+            undone_at TEXT,
+            undone_by TEXT
+        );
+        CREATE INDEX overrides_node ON overrides(node_id, id);
+
+        CREATE TABLE llm_calls (
+            key TEXT PRIMARY KEY,            -- sha256 of backend, model, request and salt
+            run_id INTEGER,
+            backend TEXT NOT NULL,
+            model TEXT NOT NULL,
+            purpose TEXT,
+            request TEXT NOT NULL,           -- JSON messages and parameters
+            completion TEXT NOT NULL,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            latency_ms REAL NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+        );
+        CREATE INDEX llm_calls_run ON llm_calls(run_id);
+
+        CREATE VIEW nodes_effective AS
+        SELECT n.*,
+               COALESCE(
+                 (SELECT CASE o.action WHEN 'restore' THEN (CASE WHEN n.round = 0 THEN 'seed' ELSE 'kept' END)
+                                       ELSE 'eliminated' END
+                  FROM overrides o WHERE o.node_id = n.id AND o.undone_at IS NULL
+                  ORDER BY o.id DESC LIMIT 1),
+                 n.status) AS effective_status
+        FROM nodes n;
+
+        CREATE TABLE embeddings (
+            text_hash TEXT NOT NULL,
+            model TEXT NOT NULL,
+            vector BLOB NOT NULL,            -- float32 little-endian
+            PRIMARY KEY (text_hash, model)
+        );
+
+        CREATE TABLE reference_items (
+            id INTEGER PRIMARY KEY,
+            set_name TEXT NOT NULL,
+            instruction TEXT NOT NULL
+        );
+        CREATE INDEX reference_items_set ON reference_items(set_name);
+        """
+    )
+
+
+def m002_users(conn: sqlite3.Connection) -> None:
+    conn.executescript(
+        """
+        CREATE TABLE users (
+            id INTEGER PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('admin', 'annotator')),
+            disabled INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+        );
+        """
+    )
+
+
+def m003_evaluation(conn: sqlite3.Connection) -> None:
+    conn.executescript(
+        """
+        CREATE TABLE prompts (
+            id INTEGER PRIMARY KEY,
+            testset TEXT NOT NULL,
+            prompt_key TEXT NOT NULL,        -- idx / question_id / row number in the source
+            text TEXT NOT NULL,
+            skill TEXT,
+            category TEXT,
+            difficulty REAL,
+            UNIQUE (testset, prompt_key)
+        );
+
+        CREATE TABLE output_sets (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            model TEXT NOT NULL,
+            testset TEXT NOT NULL,
+            source TEXT NOT NULL,            -- import | generate
+            run_id INTEGER REFERENCES runs(id),
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+        );
+
+        CREATE TABLE outputs (
+            id INTEGER PRIMARY KEY,
+            output_set_id INTEGER NOT NULL REFERENCES output_sets(id) ON DELETE CASCADE,
+            prompt_id INTEGER NOT NULL REFERENCES prompts(id),
+            text TEXT NOT NULL,
+            UNIQUE (output_set_id, prompt_id)
+        );
+
+        CREATE TABLE campaigns (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            guidelines TEXT NOT NULL DEFAULT '',
+            k INTEGER NOT NULL DEFAULT 3,
+            allow_both_bad INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT 'open',  -- open | closed
+            config TEXT NOT NULL DEFAULT '{}',
+            created_by TEXT,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+        );
+
+        CREATE TABLE campaign_items (
+            id INTEGER PRIMARY KEY,
+            campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+            prompt_id INTEGER NOT NULL REFERENCES prompts(id),
+            output_a INTEGER NOT NULL REFERENCES outputs(id),  -- the pair, in model terms:
+            output_b INTEGER NOT NULL REFERENCES outputs(id),  -- a = first model, b = second
+            attention_label TEXT,            -- known answer for attention checks (a|b|tie)
+            UNIQUE (campaign_id, prompt_id, output_a, output_b)
+        );
+        CREATE INDEX campaign_items_c ON campaign_items(campaign_id);
+
+        CREATE TABLE assignments (
+            id INTEGER PRIMARY KEY,
+            campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+            item_id INTEGER NOT NULL REFERENCES campaign_items(id) ON DELETE CASCADE,
+            annotator TEXT NOT NULL,
+            a_on_left INTEGER NOT NULL,      -- 1 when output_a was shown as Response 1
+            status TEXT NOT NULL DEFAULT 'open',  -- open | done | skipped
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+            UNIQUE (item_id, annotator)
+        );
+        CREATE INDEX assignments_c ON assignments(campaign_id, annotator, status);
+
+        CREATE TABLE judgments (
+            id INTEGER PRIMARY KEY,
+            campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+            item_id INTEGER NOT NULL REFERENCES campaign_items(id) ON DELETE CASCADE,
+            annotator TEXT NOT NULL,         -- username, external name, or llm:<model>
+            label TEXT NOT NULL,             -- in model terms: a | b | tie | both_bad
+            a_on_left INTEGER,               -- what the annotator saw; NULL for imports
+            rationale TEXT,
+            seconds REAL,
+            source TEXT NOT NULL DEFAULT 'ui', -- ui | import | llm
+            request_id TEXT UNIQUE,          -- idempotency key from the client
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+            UNIQUE (item_id, annotator)
+        );
+        CREATE INDEX judgments_c ON judgments(campaign_id, annotator);
+        """
+    )
+
+
+MIGRATIONS = [m001_core, m002_users, m003_evaluation]

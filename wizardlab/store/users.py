@@ -1,0 +1,5 @@
+"""Accounts: users, roles and password hashes."""
+
+
+class UserQueries:
+    pass
