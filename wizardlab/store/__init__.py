@@ -5,13 +5,15 @@ Query methods are grouped by domain in mixins (runs, evolution, users, evaluatio
 """
 
 from wizardlab.store.base import BatchWriter, StoreBase, now_iso
+from wizardlab.store.analysis import AnalysisQueries
 from wizardlab.store.evaluation import EvalQueries
 from wizardlab.store.evol import EvolQueries
+from wizardlab.store.lineage import LineageQueries
 from wizardlab.store.runs import RunQueries
 from wizardlab.store.users import UserQueries
 
 
-class Store(StoreBase, RunQueries, EvolQueries, UserQueries, EvalQueries):
+class Store(StoreBase, RunQueries, EvolQueries, LineageQueries, AnalysisQueries, UserQueries, EvalQueries):
     """Open (and migrate) the database at `path`."""
 
 

@@ -1,0 +1,1 @@
+"""The Gradio faces of WizardLab: one module per tab, each with `build_tab(ctx)`."""

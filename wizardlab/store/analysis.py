@@ -1,0 +1,5 @@
+"""Analysis data: difficulty scores, embeddings cache, reference sets."""
+
+
+class AnalysisQueries:
+    pass

@@ -1,0 +1,5 @@
+"""Lineage and curation queries: root search with filters, trees, bulk selections."""
+
+
+class LineageQueries:
+    pass
