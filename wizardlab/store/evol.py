@@ -43,6 +43,9 @@ class EvolQueries:
             params.append(status)
         return self.scalar(sql, tuple(params))
 
+    def count_seeds_without_response(self, run_id: int) -> int:
+        return self.scalar("SELECT count(*) FROM nodes WHERE run_id = ? AND round = 0 AND response IS NULL", (run_id,))
+
     def iter_seeds_without_response(self, run_id: int, chunk: int = CHUNK) -> Iterator[dict]:
         last = 0
         while True:

@@ -70,3 +70,8 @@ def _decode_run(row: dict) -> dict:
     row["config"] = json.loads(row.get("config") or "{}")
     row["progress"] = json.loads(row.get("progress") or "{}")
     return row
+
+
+def write_progress(conn, run_id: int, progress: dict) -> None:
+    """For a BatchWriter: update a run's progress inside the writer's transaction."""
+    conn.execute("UPDATE runs SET progress = ? WHERE id = ?", (dumps(progress), run_id))
