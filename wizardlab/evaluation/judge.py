@@ -1,0 +1,118 @@
+"""The pairwise LLM judge: every campaign item asked in both orders; a flip counts as a tie.
+
+Prompt templates are data files (`templates/judge_*.txt`, MT-bench's pairwise judge
+wording with the WizardLM criteria); the verdict is the last "[[A]]", "[[B]]" or "[[C]]"
+in the answer. Order 1 shows output a as Assistant A, order 2 shows output b as
+Assistant A. Both verdicts are mapped to model terms; when they agree that is the label,
+otherwise (a flip, or a tie in one order) the label is a tie. An unparseable answer is
+counted and the item left unjudged (the raw text stays in `llm_calls`), so a rerun can
+retry it with another salt.
+
+Judgments are stored with annotator "llm:<model>", source "llm". A rerun skips items
+already judged by that annotator (resumable). Running it as a job is `pipeline.judge`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from importlib import resources
+
+from wizardlab.llm import LLMError
+
+VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
+FEW_SHOT = [
+    {"role": "user", "content": "[User Question]\nWhat is 2 + 2?\n\n[The Start of Assistant A's Answer]\n5\n"
+                                "[The End of Assistant A's Answer]\n\n[The Start of Assistant B's Answer]\n4\n"
+                                "[The End of Assistant B's Answer]"},
+    {"role": "assistant", "content": "Assistant B gives the correct sum; Assistant A is wrong. [[B]]"},
+]
+
+
+def template(name: str) -> str:
+    return resources.files("wizardlab.evaluation").joinpath("templates", name).read_text(encoding="utf-8")
+
+
+def judge_messages(question: str, answer_a: str, answer_b: str, few_shot: bool = False) -> list[dict]:
+    user = template("judge_user.txt").format(question=question, answer_a=answer_a, answer_b=answer_b)
+    return [{"role": "system", "content": template("judge_system.txt").strip()}, *(FEW_SHOT if few_shot else []),
+            {"role": "user", "content": user}]
+
+
+def parse_verdict(text: str) -> str | None:
+    """"... [[A]]" -> "A"; the last verdict wins; None when there is none."""
+    found = VERDICT.findall(text or "")
+    return found[-1] if found else None
+
+
+def combine(first: str, second: str) -> tuple[str, str]:
+    """Verdicts of order 1 (a shown as A) and order 2 (b shown as A) -> (label, how).
+
+    >>> combine("A", "B")
+    ('a', 'consistent')
+    >>> combine("A", "A")
+    ('tie', 'flip')
+    """
+    one = {"A": "a", "B": "b", "C": "tie"}[first]
+    two = {"A": "b", "B": "a", "C": "tie"}[second]
+    if one == two:
+        return one, "consistent"
+    if "tie" in (one, two):
+        return "tie", "half_tie"
+    return "tie", "flip"
+
+
+async def judge_item(client, item: dict, salt: str = "") -> dict:
+    """Ask both orders at once; returns {label, how, verdicts} or {error}."""
+    few = getattr(client.backend, "few_shot", False)
+    orders = [judge_messages(item["prompt"], item["response_a"], item["response_b"], few),
+              judge_messages(item["prompt"], item["response_b"], item["response_a"], few)]
+    try:
+        answers = await asyncio.gather(*(client.complete(m, purpose="judge", max_tokens=512, temperature=0.0,
+                                                         salt=salt or None) for m in orders))
+    except LLMError as exc:
+        return {"error": str(exc)}
+    verdicts = [parse_verdict(a.text) for a in answers]
+    if None in verdicts:
+        return {"error": "unparseable verdict", "verdicts": verdicts}
+    label, how = combine(*verdicts)
+    return {"label": label, "how": how, "verdicts": verdicts}
+
+
+async def judge_campaign(store, client, campaign: dict, *, stop=lambda: False, on_progress=None,
+                         limit: int | None = None) -> dict:
+    """Judge every unjudged item of `campaign`; returns the final progress dict."""
+    annotator = f"llm:{client.backend.model}"
+    done = store.judged_items(campaign["id"], annotator)
+    todo = [i for i in store.campaign_items(campaign["id"]) if i["item_id"] not in done][:limit]
+    progress = {"annotator": annotator, "done": 0, "total": len(todo), "already": len(done), "consistent": 0,
+                "flips": 0, "half_ties": 0, "parse_failures": 0, "errors": 0, "started": time.time()}
+    queue = list(reversed(todo))
+
+    async def worker():
+        while queue and not stop():
+            item = queue.pop()
+            result = await judge_item(client, item)
+            _record(store, campaign["id"], annotator, item, result, progress)
+            if on_progress:
+                on_progress(progress)
+
+    await asyncio.gather(*(worker() for _ in range(max(1, client.concurrency // 2))))
+    progress["stopped"] = bool(queue)
+    return progress
+
+
+def _record(store, campaign_id: int, annotator: str, item: dict, result: dict, progress: dict) -> None:
+    if "error" in result:
+        key = "parse_failures" if result.get("verdicts") else "errors"
+        progress[key] += 1
+        progress["last_error"] = result["error"]
+        return
+    how = result["how"]
+    progress[{"consistent": "consistent", "flip": "flips", "half_tie": "half_ties"}[how]] += 1
+    progress["done"] += 1
+    rationale = f"order 1: [[{result['verdicts'][0]}]], order 2 (swapped): [[{result['verdicts'][1]}]] -> {how}"
+    with store.tx() as conn:
+        store.insert_judgment(conn, campaign_id, item["item_id"], annotator, result["label"], source="llm",
+                              rationale=rationale)

@@ -1,0 +1,283 @@
+"""The campaign report: win rates, ratings, breakdowns, position bias, agreement, annotators, LLM judges.
+
+`build_report(store, campaign)` returns one JSON-ready dict; `render_text` and
+`write_csv` turn it into a text page or CSV tables. Every statistic comes from
+`wizardlab.stats` (scikit-learn, statsmodels, krippendorff, scipy underneath); this
+module only selects and groups judgments. Conventions:
+
+- Labels are in model terms: "a" = the pair's first model wins, "b" = the second,
+  "tie"; "both_bad" counts as a tie.
+- Human judgments are those with source "ui" or "import"; LLM judges ("llm:<model>",
+  source "llm") are reported apart and compared with the humans.
+- Win rates are per item: the item's label is the strict plurality of its human votes
+  (a split vote is a tie); intervals are 95% bootstrap over items. Bradley-Terry uses
+  every human vote. Attention-check items are excluded from everything but the
+  attention accuracy.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from wizardlab import stats
+from wizardlab.evaluation import require_campaign
+
+HUMAN = ("ui", "import")
+HIGH_DIFFICULTY = 8
+FAST_SECONDS = 3.0
+ATTENTION_MIN = 0.8
+
+
+def model_label(label: str) -> str:
+    return "tie" if stats.is_tie(label) else label
+
+
+def majority(labels: list[str]) -> str:
+    """Strict plurality of model-term labels; a split at the top is a tie."""
+    counts = Counter(model_label(x) for x in labels).most_common()
+    if len(counts) > 1 and counts[0][1] == counts[1][1]:
+        return "tie"
+    return counts[0][0]
+
+
+def band(difficulty) -> str | None:
+    if difficulty is None:
+        return None
+    d = float(difficulty)
+    return "1-3" if d < 4 else "4-6" if d < 7 else "7-10"
+
+
+def build_report(store, campaign_ref, *, n_boot: int = 2000, seed: int = 0) -> dict:
+    campaign = require_campaign(store, campaign_ref)
+    rows = store.campaign_judgments(campaign["id"])
+    human = [r for r in rows if r["source"] in HUMAN and r["attention_label"] is None]
+    items = _items(human)
+    return {
+        "campaign": {k: campaign[k] for k in ("id", "name", "k", "status", "created_at")},
+        "n_items": len(store.campaign_items(campaign["id"])),
+        "n_judgments": len(human),
+        "progress": store.campaign_progress(campaign["id"]),
+        "fill": {str(k): v for k, v in store.campaign_fill(campaign["id"]).items()},
+        "pairs": _pairs(items, n_boot, seed),
+        "ratings": _ratings(human, n_boot, seed),
+        "breakdowns": _breakdowns(items, n_boot, seed),
+        "position_bias": stats.position_bias([(r["label"], r["a_on_left"]) for r in human
+                                              if r["a_on_left"] is not None]),
+        "agreement": stats.agreement([(r["item_id"], r["annotator"], model_label(r["label"])) for r in human]),
+        "annotators": _annotators(rows, human),
+        "llm_judges": _llm_judges(rows, items, n_boot, seed),
+    }
+
+
+def _items(human: list[dict]) -> dict[int, dict]:
+    """item id -> {model_a, model_b, skill, category, difficulty, labels, label (majority)}."""
+    items: dict[int, dict] = {}
+    for r in human:
+        it = items.setdefault(r["item_id"], {k: r[k] for k in ("model_a", "model_b", "skill", "category",
+                                                                 "difficulty", "prompt_key")} | {"labels": []})
+        it["labels"].append(r["label"])
+    for it in items.values():
+        it["label"] = majority(it["labels"])
+    return items
+
+
+def _pair_rows(items: list[dict], n_boot: int, seed: int) -> list[dict]:
+    groups = defaultdict(list)
+    for it in items:
+        groups[(it["model_a"], it["model_b"])].append(it)
+    out = []
+    for (a, b), its in sorted(groups.items()):
+        wr = stats.win_rates([it["label"] for it in its], n_boot=n_boot, seed=seed)
+        out.append({"model_a": a, "model_b": b, "n_votes": sum(len(it["labels"]) for it in its), **wr})
+    return out
+
+
+def _pairs(items: dict, n_boot: int, seed: int) -> list[dict]:
+    return _pair_rows(list(items.values()), n_boot, seed)
+
+
+def _ratings(human: list[dict], n_boot: int, seed: int) -> list[dict]:
+    models = {m for r in human for m in (r["model_a"], r["model_b"])}
+    if len(models) < 3:
+        return []
+    comparisons = [(r["model_a"], r["model_b"], {"a": "x", "b": "y"}.get(model_label(r["label"]), "tie"))
+                   for r in human]
+    return stats.bradley_terry(comparisons, n_boot=min(n_boot, 200), seed=seed)
+
+
+def _breakdowns(items: dict, n_boot: int, seed: int) -> list[dict]:
+    keys = {"skill": lambda it: it["skill"], "category": lambda it: it["category"],
+            "difficulty_band": lambda it: band(it["difficulty"]),
+            "difficulty_split": lambda it: None if it["difficulty"] is None else
+            (f">={HIGH_DIFFICULTY}" if float(it["difficulty"]) >= HIGH_DIFFICULTY else f"<{HIGH_DIFFICULTY}")}
+    out = []
+    for by, key in keys.items():
+        groups = defaultdict(list)
+        for it in items.values():
+            if key(it) is not None:
+                groups[key(it)].append(it)
+        for group, its in sorted(groups.items()):
+            for row in _pair_rows(its, min(n_boot, 1000), seed):
+                out.append({"by": by, "group": str(group), **row})
+    return out
+
+
+def _annotators(rows: list[dict], human: list[dict]) -> list[dict]:
+    agree = {a["annotator"]: a for a in stats.annotator_report(
+        [(r["item_id"], r["annotator"], model_label(r["label"])) for r in human])}
+    attention = defaultdict(list)
+    seconds = defaultdict(list)
+    for r in rows:
+        if r["source"] not in HUMAN:
+            continue
+        if r["attention_label"] is not None:
+            attention[r["annotator"]].append(r["label"] == r["attention_label"])
+        if r["seconds"] is not None:
+            seconds[r["annotator"]].append(r["seconds"])
+    out = []
+    for name in sorted(set(agree) | set(attention)):
+        base = agree.get(name, {"annotator": name, "n": 0, "n_compared": 0, "agreement": None, "kappa": None,
+                                "p_value": None, "flag": None})
+        secs = sorted(seconds[name])
+        att = attention[name]
+        row = {**base, "median_seconds": secs[len(secs) // 2] if secs else None,
+               "attention_n": len(att), "attention_accuracy": sum(att) / len(att) if att else None}
+        row["flags"] = _flags(row)
+        out.append(row)
+    return out
+
+
+def _flags(row: dict) -> list[str]:
+    flags = [row["flag"]] if row.get("flag") else []
+    if row["median_seconds"] is not None and row["median_seconds"] < FAST_SECONDS:
+        flags.append("too_fast")
+    if row["attention_accuracy"] is not None and row["attention_accuracy"] < ATTENTION_MIN:
+        flags.append("failed_attention_checks")
+    return flags
+
+
+def _llm_judges(rows: list[dict], items: dict, n_boot: int, seed: int) -> list[dict]:
+    """Each LLM judge: its own win rates, and its agreement with the human majority and every human vote."""
+    by_judge, judge_items = defaultdict(dict), defaultdict(list)
+    for r in rows:
+        if r["source"] == "llm" and r["attention_label"] is None:
+            by_judge[r["annotator"]][r["item_id"]] = model_label(r["label"])
+            judge_items[r["annotator"]].append({"model_a": r["model_a"], "model_b": r["model_b"],
+                                                "label": model_label(r["label"]), "labels": [r["label"]]})
+    out = []
+    for judge, labels in sorted(by_judge.items()):
+        out.append({"judge": judge, "n_items": len(labels), **compare_with_humans(labels, items),
+                    "pairs": _pair_rows(judge_items[judge], n_boot, seed)})
+    return out
+
+
+def compare_with_humans(judge_labels: dict, items: dict) -> dict:
+    """Agreement of one judge's {item: label} with the human majority and with each human vote."""
+    records, votes_same, votes_n, nt_same, nt_n = [], 0, 0, 0, 0
+    for item_id, label in judge_labels.items():
+        it = items.get(item_id)
+        if it is None:
+            continue
+        counts = Counter(model_label(x) for x in it["labels"]).most_common()
+        if len(counts) == 1 or counts[0][1] > counts[1][1]:
+            records += [(item_id, "judge", label), (item_id, "humans", counts[0][0])]
+        for vote in map(model_label, it["labels"]):
+            votes_same += vote == label
+            votes_n += 1
+            if "tie" not in (vote, label):
+                nt_same += vote == label
+                nt_n += 1
+    agr = stats.agreement(records) if records else {}
+    kappa = (agr.get("cohen_kappa_pairs") or [{}])[0].get("kappa")
+    return {"n_with_majority": agr.get("n_items", 0), "majority_agreement": agr.get("percent_agreement"),
+            "majority_agreement_without_ties": agr.get("percent_agreement_without_ties"),
+            "majority_kappa": kappa, "vote_agreement": votes_same / votes_n if votes_n else None,
+            "vote_agreement_without_ties": nt_same / nt_n if nt_n else None, "n_votes": votes_n}
+
+
+# -- rendering -----------------------------------------------------------------
+def _pct(x) -> str:
+    return "  n/a" if x is None else f"{100 * x:5.1f}%"
+
+
+def _ci(ci) -> str:
+    return "" if not ci or ci[0] is None else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def _num(x, fmt="{:.3f}") -> str:
+    return "n/a" if x is None else fmt.format(x)
+
+
+def render_text(rep: dict) -> str:
+    c = rep["campaign"]
+    lines = [f"Campaign {c['id']} {c['name']!r}: {rep['n_items']} items, k={c['k']}, {rep['n_judgments']} human "
+             "judgments", "", "Win / tie / loss of the first model (per item, human majority; 95% bootstrap CI):"]
+    for p in rep["pairs"]:
+        lines.append(f"  {p['model_a']} vs {p['model_b']} (n={p['n']}): win {_pct(p['win'])}{_ci(p['ci']['win'])}"
+                     f"  tie {_pct(p['tie'])}{_ci(p['ci']['tie'])}  loss {_pct(p['loss'])}{_ci(p['ci']['loss'])}"
+                     f"  win rate (ties half) {_pct(p['win_rate_ties_half'])}")
+    if rep["ratings"]:
+        lines += ["", "Bradley-Terry ratings (Elo scale, 95% CI):"]
+        lines += [f"  {r['model']}: {r['rating']:.0f} [{r['ci_low']:.0f}, {r['ci_high']:.0f}] n={r['n']}"
+                  for r in rep["ratings"]]
+    split = [b for b in rep["breakdowns"] if b["by"] == "difficulty_split"]
+    if split:
+        lines += ["", "By difficulty (the paper's >= 8 split):"]
+        lines += [f"  {b['group']}: {b['model_a']} vs {b['model_b']} n={b['n']} win {_pct(b['win'])} "
+                  f"tie {_pct(b['tie'])} loss {_pct(b['loss'])}" for b in split]
+    pb = rep["position_bias"]
+    lines += ["", f"Position bias: left wins {_pct(pb['left_win_rate'])}{_ci(pb['ci'])} of {pb['n']} non-tie votes"
+                  f" (p={_num(pb['p_value'])})"]
+    a = rep["agreement"]
+    lines += ["", f"Agreement ({a['n_items']} items, {a['n_annotators']} annotators): percent "
+                  f"{_pct(a['percent_agreement'])}, without ties {_pct(a['percent_agreement_without_ties'])}, "
+                  f"Cohen mean {_num(a['cohen_kappa_mean'])}, Fleiss {_num(a['fleiss_kappa'])}, "
+                  f"Krippendorff alpha {_num(a['krippendorff_alpha'])}"]
+    lines += [f"  kappa {p['a']} / {p['b']}: {_num(p['kappa'])} (n={p['n']})" for p in a["cohen_kappa_pairs"][:20]]
+    lines += ["", "Annotators (agreement with the others' majority):"]
+    lines += [f"  {r['annotator']}: n={r['n']} agreement {_pct(r['agreement'])} kappa {_num(r['kappa'])} "
+              f"median {_num(r['median_seconds'], '{:.1f}')} s attention {_pct(r['attention_accuracy'])} "
+              f"{' '.join(r['flags'])}" for r in rep["annotators"]]
+    for j in rep["llm_judges"]:
+        lines += ["", f"LLM judge {j['judge']} vs humans ({j['n_items']} items): majority agreement "
+                      f"{_pct(j['majority_agreement'])} (without ties {_pct(j['majority_agreement_without_ties'])},"
+                      f" kappa {_num(j['majority_kappa'])}, n={j['n_with_majority']}); per vote "
+                      f"{_pct(j['vote_agreement'])} (without ties {_pct(j['vote_agreement_without_ties'])})"]
+        lines += [f"  judge's verdicts {p['model_a']} vs {p['model_b']} (n={p['n']}): win {_pct(p['win'])}"
+                  f"{_ci(p['ci']['win'])} tie {_pct(p['tie'])} loss {_pct(p['loss'])}{_ci(p['ci']['loss'])}"
+                  for p in j["pairs"]]
+    return "\n".join(lines)
+
+
+def tables(rep: dict) -> dict[str, list[dict]]:
+    """The report as flat tables (for CSV and the UI)."""
+    flat = lambda r: {k: v for k, v in r.items() if k not in ("ci", "counts")} | {  # noqa: E731
+        f"{k}_ci_low": (r.get("ci") or {}).get(k, [None])[0] for k in ("win", "tie", "loss")} | {
+        f"{k}_ci_high": (r.get("ci") or {}).get(k, [None, None])[1] for k in ("win", "tie", "loss")}
+    return {
+        "pairs": [flat(p) for p in rep["pairs"]],
+        "ratings": rep["ratings"],
+        "breakdowns": [flat(b) for b in rep["breakdowns"]],
+        "kappa_pairs": rep["agreement"]["cohen_kappa_pairs"],
+        "agreement": [{k: v for k, v in rep["agreement"].items() if k != "cohen_kappa_pairs"}],
+        "annotators": [{**r, "flags": " ".join(r["flags"])} for r in rep["annotators"]],
+        "llm_judges": [{k: v for k, v in j.items() if k != "pairs"} for j in rep["llm_judges"]],
+        "progress": rep["progress"],
+    }
+
+
+def write_csv(rep: dict, out_dir: str | Path) -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, rows in tables(rep).items():
+        path = out_dir / f"{name}.csv"
+        fields = list(dict.fromkeys(k for r in rows for k in r)) or ["empty"]
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        written.append(path)
+    return written

@@ -1,0 +1,157 @@
+"""Read test sets and model-output files into plain rows, validated, with line numbers in errors.
+
+Test sets (`load_testset`): WizardLM's (`idx`, `Skill`, `Difficulty`, `Instruction`), the
+Vicuna benchmark's (`question_id`, `text`, `category`), or any seed-format file that
+`wizardlab.seeds.load_seeds` reads (the key is then the row number). Rows come out as
+{prompt_key, text, skill, category, difficulty}.
+
+Output files (`load_output_rows`): JSONL or CSV with a prompt id, optionally the prompt
+text, a model name and the output; also the Vicuna answer files as they are
+(`question_id`, `model_id`, `text`, where `text` is the answer).
+
+This module reads files only; storing them is `wizardlab.evaluation`'s job.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from wizardlab.errors import UserError
+
+KEY_FIELDS = ("prompt_id", "question_id", "idx", "id", "prompt_key", "instance_id")
+PROMPT_FIELDS = ("prompt", "instruction", "question")
+MODEL_FIELDS = ("model", "model_id", "generator")
+OUTPUT_FIELDS = ("output", "response", "completion", "answer")
+
+
+def read_records(path: str | Path) -> list[tuple[dict, int]]:
+    """[(row, line number)] from a .jsonl/.json/.csv file; UserError naming file and line on bad input."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with open(path, newline="", encoding="utf-8") as fh:
+            return [(dict(r), i + 2) for i, r in enumerate(csv.DictReader(fh))]
+    text = path.read_text(encoding="utf-8")
+    if suffix == ".json" and text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path.name} line {exc.lineno}: invalid JSON ({exc.msg})") from None
+        return [(r, i + 1) for i, r in enumerate(rows)]
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path.name} line {n}: invalid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path.name} line {n}: expected a JSON object")
+        out.append((row, n))
+    return out
+
+
+def default_testset_name(path: str | Path) -> str:
+    """`vicuna80/question.jsonl` -> "vicuna80"; `wizardlm_testset.jsonl` -> "wizardlm_testset"."""
+    path = Path(path)
+    return path.parent.name if path.stem in ("question", "questions", "prompts", "test") else path.stem
+
+
+def load_testset(path: str | Path) -> list[dict]:
+    """[{prompt_key, text, skill, category, difficulty}] from a WizardLM, Vicuna or seed-format file."""
+    path = Path(path)
+    records = read_records(path) if path.suffix.lower() in (".jsonl", ".json", ".csv") else []
+    first = records[0][0] if records else {}
+    if "Instruction" in first and "idx" in first:
+        rows = [_wizardlm_row(r, n, path.name) for r, n in records]
+    elif "question_id" in first and "text" in first:
+        rows = [_vicuna_row(r, n, path.name) for r, n in records]
+    else:
+        rows = _seed_rows(path)
+    keys = [r["prompt_key"] for r in rows]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise UserError(f"{path.name}: prompt id {dup!r} appears more than once")
+    if not rows:
+        raise UserError(f"{path.name}: no prompts found (empty file)")
+    return rows
+
+
+def _require(row: dict, field: str, n: int, name: str):
+    value = row.get(field)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise UserError(f"{name} line {n}: missing field {field!r}")
+    return value
+
+
+def _wizardlm_row(row: dict, n: int, name: str) -> dict:
+    difficulty = row.get("Difficulty")
+    try:
+        difficulty = float(difficulty) if difficulty not in (None, "") else None
+    except (TypeError, ValueError):
+        raise UserError(f"{name} line {n}: field 'Difficulty' is not a number: {difficulty!r}") from None
+    return {"prompt_key": str(_require(row, "idx", n, name)), "text": str(_require(row, "Instruction", n, name)),
+            "skill": row.get("Skill") or None, "category": None, "difficulty": difficulty}
+
+
+def _vicuna_row(row: dict, n: int, name: str) -> dict:
+    return {"prompt_key": str(_require(row, "question_id", n, name)), "text": str(_require(row, "text", n, name)),
+            "skill": None, "category": row.get("category") or None, "difficulty": None}
+
+
+def _seed_rows(path: Path) -> list[dict]:
+    from wizardlab.seeds import load_seeds
+
+    rows = []
+    for i, seed in enumerate(load_seeds(path), 1):
+        text = seed["instruction"] + (f"\n\n{seed['input']}" if seed.get("input") else "")
+        rows.append({"prompt_key": str(i), "text": text, "skill": None, "category": None, "difficulty": None})
+    return rows
+
+
+def _first(row: dict, fields: tuple[str, ...]):
+    for f in fields:
+        if row.get(f) not in (None, ""):
+            return f, row[f]
+    return None, None
+
+
+def load_output_rows(path: str | Path, model: str | None = None) -> list[dict]:
+    """[{prompt_key, prompt (or None), model, output}] from an output file; `model` overrides the file's."""
+    path = Path(path)
+    out = []
+    for row, n in read_records(path):
+        key_field, key = _first(row, KEY_FIELDS)
+        if key_field is None:
+            raise UserError(f"{path.name} line {n}: missing field 'prompt_id' (or question_id/idx/id)")
+        out_field, output = _first(row, OUTPUT_FIELDS)
+        prompt_field, prompt = _first(row, PROMPT_FIELDS)
+        if out_field is None and "text" in row:  # Vicuna answer files: `text` is the answer
+            out_field, output = "text", row["text"]
+        elif prompt_field is None and "text" in row:
+            prompt = row["text"]
+        if out_field is None or output is None:
+            raise UserError(f"{path.name} line {n}: missing field 'output' (or response/completion/answer/text)")
+        row_model = model or _first(row, MODEL_FIELDS)[1] or _model_from_filename(path)
+        out.append({"prompt_key": str(key), "prompt": prompt, "model": str(row_model), "output": str(output),
+                    "line": n})
+    if not out:
+        raise UserError(f"{path.name}: no outputs found (empty file)")
+    return out
+
+
+def _model_from_filename(path: Path) -> str:
+    """`answer_alpaca-13b.jsonl` -> "alpaca-13b" (Vicuna files without a model_id)."""
+    stem = path.stem
+    return stem[len("answer_"):] if stem.startswith("answer_") else stem
+
+
+def sibling_questions(path: str | Path) -> Path | None:
+    """For a Vicuna answer file in `.../answer/`, the `../question.jsonl` it answers, if present."""
+    candidate = Path(path).resolve().parent.parent / "question.jsonl"
+    return candidate if candidate.is_file() else None
