@@ -202,6 +202,48 @@ def agreement(records: Iterable[Sequence]) -> dict:
     }
 
 
+def judge_agreement(records: Iterable[Sequence], judge: dict) -> dict:
+    """Agreement of one judge (e.g. GPT-4) with human annotators, MT-bench style.
+
+    records: human (item, annotator, label); judge: item -> the judge's label. Every
+    (judge vote, human vote) pair on the same item counts once (MT-bench's "GPT-4 vs
+    human"), with and without ties (a pair drops when either vote is a tie). Also the
+    judge vs the humans' strict majority label per item (items with a split top vote
+    drop): share equal and sklearn Cohen's kappa. Returns {n_items, n_pairs,
+    percent_agreement, percent_agreement_without_ties, n_majority, majority_agreement,
+    majority_kappa}; undefined figures are None.
+    """
+    df = judgments_frame(records)
+    norm = {k: (TIE if is_tie(v) else v) for k, v in judge.items()}
+    df = df[df["item"].map(lambda i: i in norm)].copy()
+    df["judge"] = df["item"].map(norm)
+    equal = df["label"] == df["judge"]
+    no_tie = (df["label"] != TIE) & (df["judge"] != TIE)
+    majority = _majority_labels(df)
+    hits = [norm[i] == lab for i, lab in majority.items()]
+    kappa = None
+    if len(majority) >= 2:
+        kappa = _quiet(cohen_kappa_score, [str(norm[i]) for i in majority], [str(v) for v in majority.values()])
+    return {
+        "n_items": int(df["item_id"].nunique()), "n_pairs": int(len(df)),
+        "percent_agreement": float(equal.mean()) if len(df) else None,
+        "percent_agreement_without_ties": float(equal[no_tie].mean()) if no_tie.any() else None,
+        "n_majority": len(majority),
+        "majority_agreement": float(np.mean(hits)) if hits else None,
+        "majority_kappa": kappa,
+    }
+
+
+def _majority_labels(df: pd.DataFrame) -> dict:
+    """item -> its strict majority label (items whose top vote is split are left out)."""
+    out = {}
+    for _, group in df.groupby("item_id"):
+        counts = group["label"].value_counts()
+        if len(counts) == 1 or counts.iloc[0] > counts.iloc[1]:
+            out[group["item"].iloc[0]] = counts.index[0]
+    return out
+
+
 # ---------------------------------------------------------------- annotators
 
 def leave_one_out_majority(df: pd.DataFrame) -> pd.Series:
