@@ -1,0 +1,107 @@
+"""`python -m pipeline embed`: embed a run's instructions, project them with UMAP, report diversity.
+
+Embeds the texts missing from the store's cache (all-MiniLM-L6-v2, offline) with a progress
+bar, projects run nodes and an optional reference set together in 2-D, prints the mean
+pairwise cosine distance per round and for the reference set, and writes the map as PNG or
+JSON (`--out`). The map JSON is what the Data tab shows, so a job can build a big map while
+the page stays responsive. Stops cleanly on SIGTERM (embeddings done so far stay cached).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from wizardlab import analysis
+from wizardlab.errors import UserError
+from wizardlab.jobs import StopFlag
+
+HELP = "Embed instructions (all-MiniLM-L6-v2), project with UMAP, report diversity."
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--db", default=None, help="SQLite database (default: settings / WIZARDLAB_DB)")
+    parser.add_argument("--run", type=int, default=None, help="evolution run (default: the newest)")
+    parser.add_argument("--reference", default=None, help="import this file as a reference set first "
+                        "(any seed format, or JSONL/CSV with an instruction column)")
+    parser.add_argument("--reference-name", default=None,
+                        help="reference set to show (default: the --reference file's stem)")
+    parser.add_argument("--data-only", action="store_true", help="only seeds and kept nodes (default: all finished)")
+    parser.add_argument("--color", choices=["round", "operation", "status"], default="round",
+                        help="colour of the PNG's points")
+    parser.add_argument("--seed", type=int, default=0, help="UMAP random_state")
+    parser.add_argument("--out", default=None, help="write the map: *.png (picture) or *.json (points, for the UI)")
+
+
+def main(args) -> int:
+    from wizardlab.config import Settings
+    from wizardlab.store import Store
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.out and Path(args.out).suffix.lower() not in (".png", ".json"):
+        raise UserError(f"--out {args.out}: use a .png or .json file name")
+    store = Store(args.db or Settings.from_env().db)
+    target = args.run or store.latest_run_id("evolve")
+    if target is None or store.get_run(target) is None:
+        raise UserError(f"{store.path}: no evolution run {args.run or ''} to map".replace("  ", " "))
+    reference = args.reference_name
+    if args.reference:
+        reference, n = analysis.import_reference(store, args.reference, args.reference_name)
+        print(f"reference set {reference!r}: {n} instructions", file=sys.stderr)
+    job_id = int(os.environ["WIZARDLAB_RUN_ID"]) if os.environ.get("WIZARDLAB_RUN_ID") else None
+    if job_id:
+        store.mark_run(job_id, "running")
+    try:
+        result = _build(store, target, reference, args, job_id)
+    except BaseException as exc:
+        if job_id:
+            cancelled = isinstance(exc, (analysis.Cancelled, KeyboardInterrupt))
+            store.mark_run(job_id, "cancelled" if cancelled else "failed", error=f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, analysis.Cancelled):
+            print(f"cancelled: {exc}; embeddings done so far are cached", file=sys.stderr)
+            return 0
+        raise
+    _report(result, target, args)
+    if job_id:
+        store.set_progress(job_id, {"phase": "done", "points": len(result.points), "out": args.out,
+                                    **result.seconds})
+        store.mark_run(job_id, "done")
+    return 0
+
+
+def _build(store, target: int, reference: str | None, args, job_id: int | None) -> analysis.DiversityMap:
+    stop = StopFlag().install()
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="text", file=sys.stderr, dynamic_ncols=True)
+        bar.update(done - bar.n)
+        if job_id:
+            store.set_progress(job_id, {"phase": stage, "done": done, "total": total, "target_run": target})
+
+    try:
+        return analysis.build_map(store, target, reference=reference, data_only=args.data_only, seed=args.seed,
+                                  stop=stop, on_progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+
+
+def _report(result: analysis.DiversityMap, target: int, args) -> None:
+    e = result.embed
+    print(f"run {target}: {len(result.points)} points; {e.texts} distinct texts, {e.cached} cached, "
+          f"{e.embedded} embedded now; embed {result.seconds['embed']} s, {result.method} "
+          f"{result.seconds['project']} s")
+    print("dispersion (mean pairwise cosine distance, exact):")
+    print(result.dispersion.to_string(index=False))
+    if args.out:
+        if args.out.lower().endswith(".png"):
+            analysis.render_map_png(result.points, args.out, color_by=args.color, title=f"run {target}")
+        else:
+            result.save(args.out)
+        print(f"map written to {args.out}")
