@@ -1,15 +1,27 @@
 """`AppContext`: what every tab's callbacks need (settings, the store, the signed-in user).
 
+Roles are enforced here, on the server: `require_admin(request)` raises `gr.Error` for
+anyone who is not an enabled admin, whatever the browser shows or hides. The user is
+looked up in the store on every call, so disabling an account takes effect at once.
+`ui_errors` turns a `UserError` into a one-line `gr.Error` (no stack traces for users).
 Per-user state lives in `gr.State` or the store, never in module globals.
 """
 
 from __future__ import annotations
 
+import functools
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import gradio as gr
+
+from wizardlab import auth
 from wizardlab.config import Settings
+from wizardlab.errors import UserError
 from wizardlab.store import Store
+
+_BACKEND_LOCK = threading.Lock()
 
 
 @dataclass
@@ -22,8 +34,70 @@ class AppContext:
             self._store = Store(self.settings.db)
         return self._store
 
+    def backend(self):
+        """The configured LLM backend, created once and shared by in-app callers (lazy: torch loads here)."""
+        with _BACKEND_LOCK:
+            if not hasattr(self, "_backend"):
+                from wizardlab.llm import make_backend
+
+                self._backend = make_backend(self.settings)
+            return self._backend
+
     @property
     def data_dir(self) -> Path:
         path = Path(self.settings.data_dir)
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    # -- accounts ---------------------------------------------------------------------
+    def authenticate(self, username: str, password: str) -> bool:
+        """The `auth=` callable of `launch()`: enabled account and matching password."""
+        return auth.authenticate(self.store(), username, password)
+
+    def user_or_none(self, request: gr.Request | None) -> dict | None:
+        """The signed-in, enabled user (id, username, role), or None."""
+        username = getattr(request, "username", None) if request is not None else None
+        return auth.active_user(self.store(), username)
+
+    def current_user(self, request: gr.Request | None) -> dict:
+        user = self.user_or_none(request)
+        if user is None:
+            raise gr.Error("Please log in again: your session has ended or your account is disabled.")
+        return user
+
+    def require_admin(self, request: gr.Request | None) -> dict:
+        user = self.current_user(request)
+        if user["role"] != "admin":
+            raise gr.Error("Only admins may do this.")
+        return user
+
+    def is_admin(self, request: gr.Request | None) -> bool:
+        user = self.user_or_none(request)
+        return bool(user and user["role"] == "admin")
+
+
+def ui_errors(fn):
+    """Decorator for callbacks: a `UserError` becomes `gr.Error` with its one line."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            raise gr.Error(str(exc)) from None
+
+    return wrapper
+
+
+def on_show(fn, outputs, inputs=None) -> None:
+    """Run `fn` when the page loads and whenever the enclosing tab is selected.
+
+    Call inside `build_tab` (the tab is the block being built); `fn` must stay silent
+    (return `gr.skip()`s) for users who may not see the tab.
+    """
+    root = gr.context.Context.root_block
+    if root is not None:
+        root.load(fn, inputs, outputs, api_visibility="private")
+    tab = gr.context.Context.block
+    if isinstance(tab, gr.Tab):
+        tab.select(fn, inputs, outputs, api_visibility="private")

@@ -1,0 +1,71 @@
+"""Start the WizardLab app: `python app.py [--db PATH] [--host H] [--port P] [--base-url URL --model NAME]`.
+
+Parses flags, builds the settings and the context, makes sure an admin account exists,
+marks vanished jobs failed, and hands over to `eval_ui.app`. Heavy libraries (torch,
+transformers) are not imported here; the embedded model warms up in a background thread
+only when it is the configured LLM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+
+from wizardlab.errors import UserError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python app.py", description="WizardLab: evolve, curate, train and judge.")
+    p.add_argument("--db", help="SQLite file (default: wizardlab.db or WIZARDLAB_DB)")
+    p.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 7860)")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint; none = the embedded small model")
+    p.add_argument("--model", help="model name at the endpoint")
+    p.add_argument("--data-dir", help="where logs, exports and checkpoints go (default wizardlab_data)")
+    p.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
+    return p.parse_args(argv)
+
+
+def warm_embedded(ctx) -> None:
+    """Load the embedded model once in the background so the first in-app call is quick."""
+    from wizardlab.llm import LLMError
+
+    try:
+        backend = ctx.backend()
+        if hasattr(backend, "load"):
+            backend.load()
+        print("embedded model ready", flush=True)
+    except (ImportError, OSError, LLMError, UserError) as exc:
+        print(f"note: embedded model not preloaded ({exc}); jobs load it themselves", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from eval_ui.app import build_app, launch
+    from eval_ui.context import AppContext
+    from wizardlab import auth, jobs
+    from wizardlab.config import Settings
+
+    try:
+        settings = Settings.from_env(db=args.db, host=args.host, port=args.port, base_url=args.base_url,
+                                     model=args.model, data_dir=args.data_dir)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ctx = AppContext(settings)
+    store = ctx.store()
+    password = auth.ensure_admin(store)
+    if password:
+        print(f"\nCreated the first admin account.  user: admin   password: {password}\n"
+              "Write it down: it is shown only this once (change it in the Admin tab).\n", flush=True)
+    jobs.refresh(store)
+    print(f"LLM: {settings.llm_label}", flush=True)
+    if settings.uses_embedded_llm:
+        threading.Thread(target=warm_embedded, args=(ctx,), daemon=True, name="warm-llm").start()
+    launch(build_app(ctx), ctx, share=args.share)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Admin tab: accounts (add, disable/enable, reset password) and background jobs (list, cancel).
+
+Every callback starts with `ctx.require_admin(request)`, so an annotator calling these
+endpoints over HTTP is refused on the server. The work is done by `wizardlab.auth` and
+`wizardlab.jobs`.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from eval_ui import render
+from eval_ui.context import AppContext, on_show, ui_errors
+from pipeline.runs import summary
+from wizardlab import auth, jobs
+
+USER_HEADERS = ["User", "Role", "Status", "Created (UTC)"]
+JOB_HEADERS = ["Run", "Kind", "Status", "Created (UTC)", "By", "Progress", "Error"]
+
+
+def users_rows(store) -> list[list]:
+    return [[u["username"], u["role"], "disabled" if u["disabled"] else "active", render.when(u["created_at"])]
+            for u in store.list_users()]
+
+
+def jobs_rows(store) -> list[list]:
+    return [[r["id"], r["kind"], r["status"], render.when(r["created_at"]), r.get("created_by") or "",
+             summary(r), render.short((r.get("error") or "").splitlines()[0] if r.get("error") else "", 80)]
+            for r in store.list_runs(limit=200)]
+
+
+def build_tab(ctx: AppContext) -> None:
+    gr.Markdown("### Accounts\nAdmins curate data and run jobs; annotators see only the Judge tab.")
+    users = gr.Dataframe(headers=USER_HEADERS, interactive=False, wrap=True, elem_id="wl-users")
+    with gr.Row(equal_height=True):
+        with gr.Column(variant="panel"):
+            gr.Markdown("**Add an account**")
+            new_name = gr.Textbox(label="Username", max_lines=1)
+            new_pw = gr.Textbox(label="Password (8+ characters)", type="password", max_lines=1)
+            new_role = gr.Radio(["annotator", "admin"], value="annotator", label="Role")
+            add_btn = gr.Button("Add account", variant="primary")
+        with gr.Column(variant="panel"):
+            gr.Markdown("**Change an account**")
+            who = gr.Dropdown(label="Account", choices=[], allow_custom_value=False)
+            with gr.Row():
+                disable_btn = gr.Button("Disable", variant="stop")
+                enable_btn = gr.Button("Enable")
+            reset_pw = gr.Textbox(label="New password", type="password", max_lines=1)
+            reset_btn = gr.Button("Set password")
+    msg = gr.HTML()
+    gr.Markdown("### Background jobs\nEvery run started from the app or the command line (`python -m pipeline runs`).")
+    jobs_table = gr.Dataframe(headers=JOB_HEADERS, interactive=False, wrap=True)
+    with gr.Row(equal_height=True):
+        cancel_id = gr.Number(label="Run id", precision=0, minimum=1)
+        cancel_btn = gr.Button("Cancel job", variant="stop")
+        refresh_btn = gr.Button("Refresh")
+
+    def refresh(request: gr.Request):
+        if not ctx.is_admin(request):  # page load for an annotator: nothing to show, no error
+            return gr.skip(), gr.skip(), gr.skip()
+        store = ctx.store()
+        jobs.refresh(store)
+        names = [u["username"] for u in store.list_users()]
+        return users_rows(store), gr.Dropdown(choices=names), jobs_rows(store)
+
+    @ui_errors
+    def add_user(name, password, role, request: gr.Request):
+        ctx.require_admin(request)
+        auth.add_user(ctx.store(), name, password, role)
+        return render.note(f"Added {role} {name.strip()}.", "ok"), "", ""
+
+    @ui_errors
+    def set_disabled(name, disabled, request: gr.Request):
+        user = ctx.require_admin(request)
+        if not name:
+            raise gr.Error("Choose an account first.")
+        auth.set_disabled(ctx.store(), name, disabled, acting_user=user["username"])
+        return render.note(f"{'Disabled' if disabled else 'Enabled'} {name}.", "ok")
+
+    @ui_errors
+    def set_password(name, password, request: gr.Request):
+        ctx.require_admin(request)
+        if not name:
+            raise gr.Error("Choose an account first.")
+        auth.set_password(ctx.store(), name, password)
+        return render.note(f"New password set for {name}.", "ok"), ""
+
+    @ui_errors
+    def cancel(run_id, request: gr.Request):
+        ctx.require_admin(request)
+        if not run_id:
+            raise gr.Error("Enter the id of the run to cancel.")
+        return render.note(f"Run {int(run_id)}: {jobs.cancel(ctx.store(), int(run_id))}.", "ok")
+
+    def disable(name, request: gr.Request):
+        return set_disabled(name, True, request)
+
+    def enable(name, request: gr.Request):
+        return set_disabled(name, False, request)
+
+    outs = [users, who, jobs_table]
+    after = dict(fn=refresh, inputs=None, outputs=outs, api_visibility="private")
+    add_btn.click(add_user, [new_name, new_pw, new_role], [msg, new_name, new_pw], api_name="admin_add_user").then(**after)
+    disable_btn.click(disable, [who], [msg], api_name="admin_disable_user").then(**after)
+    enable_btn.click(enable, [who], [msg], api_name="admin_enable_user").then(**after)
+    reset_btn.click(set_password, [who, reset_pw], [msg, reset_pw], api_name="admin_set_password")
+    cancel_btn.click(cancel, [cancel_id], [msg], api_name="admin_cancel_job").then(**after)
+    refresh_btn.click(refresh, None, outs, api_name="admin_refresh")
+    on_show(refresh, outs)

@@ -1,0 +1,97 @@
+"""The WizardLab Gradio app: header, one tab per module in `TABS`, login, role-based tabs.
+
+`build_app(ctx)` builds the Blocks; `launch(demo, ctx, ...)` serves it with the login
+(`auth=ctx.authenticate`) and the stylesheet. A tab module that is not there yet is
+skipped with a note, so tabs land independently. Tabs with role "admin" are hidden for
+annotators; their callbacks refuse annotators on the server anyway (`ctx.require_admin`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+
+import gradio as gr
+
+from eval_ui import render
+from eval_ui.context import AppContext
+
+TABS: list[tuple[str, str, str]] = [
+    ("Evolve", "eval_ui.evolve", "admin"),
+    ("Lineage", "eval_ui.lineage", "admin"),
+    ("Data", "eval_ui.data", "admin"),
+    ("Train", "eval_ui.train", "admin"),
+    ("Evaluate", "eval_ui.report", "admin"),
+    ("Judge", "eval_ui.judge", "any"),
+    ("Admin", "eval_ui.admin", "admin"),
+]
+CSS_PATH = Path(__file__).parent / "assets" / "app.css"
+
+
+def tab_id(label: str) -> str:
+    return label.lower()
+
+
+def build_app(ctx: AppContext) -> gr.Blocks:
+    with gr.Blocks(title="WizardLab") as demo:
+        header = gr.HTML(header_html(ctx, None), elem_id="wl-header")
+        tabs = []
+        with gr.Tabs(elem_id="wl-tabs") as tab_group:
+            for label, module, role in TABS:
+                with gr.Tab(label, id=tab_id(label), visible=role == "any", elem_id=f"wl-tab-{tab_id(label)}") as tab:
+                    _build_tab(module, ctx)
+                tabs.append((tab, role))
+
+        def on_load(request: gr.Request):
+            return _on_load(ctx, tabs, request)
+
+        demo.load(on_load, inputs=None, outputs=[header, tab_group, *[t for t, _ in tabs]], api_visibility="private")
+    return demo
+
+
+def _build_tab(module_name: str, ctx: AppContext) -> None:
+    if importlib.util.find_spec(module_name) is None:
+        gr.HTML(render.note(f"This tab is not installed yet ({module_name}).", "warn"))
+        return
+    importlib.import_module(module_name).build_tab(ctx)
+
+
+def _on_load(ctx: AppContext, tabs: list, request: gr.Request):
+    """Show the tabs the signed-in user's role allows; admins start on Evolve, annotators on Judge."""
+    user = ctx.user_or_none(request)
+    admin = bool(user and user["role"] == "admin")
+    visible = [admin or role == "any" for _, role in tabs]
+    first = next((tab_id(label) for (label, _, _), v in zip(TABS, visible) if v), None)
+    return (header_html(ctx, user), gr.Tabs(selected=first),
+            *[gr.Tab(visible=v) for v in visible])
+
+
+def header_html(ctx: AppContext, user: dict | None) -> str:
+    s = ctx.settings
+    if s.uses_embedded_llm:
+        llm = ('LLM: <b>embedded Gemma 3 270M</b> <span class="wl-warn-inline">a small base model, fine for demos, '
+               'not for real data; start with <code>--base-url URL --model NAME</code> for an endpoint</span>')
+    else:
+        llm = f"LLM: <b>{render.esc(s.llm_label)}</b>"
+    who = ""
+    if user:
+        who = (f'<span class="wl-user">{render.esc(user["username"])} · {render.esc(user["role"])}</span>'
+               f'<a class="wl-logout" href="logout">Log out</a>')
+    return (f'<div class="wl-header"><div class="wl-brand">WizardLab<span class="wl-sub">Evol-Instruct workbench'
+            f'</span></div><div class="wl-llm">{llm}</div><div class="wl-who">{who}</div></div>')
+
+
+def launch(demo: gr.Blocks, ctx: AppContext, **kwargs):
+    """Serve `demo` with the login and stylesheet; kwargs go to `gr.Blocks.launch`."""
+    kwargs.setdefault("server_name", ctx.settings.host)
+    kwargs.setdefault("server_port", ctx.settings.port)
+    return demo.launch(
+        auth=ctx.authenticate,
+        auth_message="Sign in to WizardLab. Ask an admin for an account.",
+        css_paths=[CSS_PATH],
+        theme=gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
+        ssr_mode=False,
+        footer_links=[],
+        **kwargs,
+    )

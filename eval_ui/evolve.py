@@ -1,0 +1,254 @@
+"""Evolve tab: start an evolution batch as a background job, watch it live, cancel, resume.
+
+Start = `pipeline.evolve.prepare_run` (validates and imports the seeds, or finds the same
+run) + `wizardlab.jobs.launch` of `python -m pipeline evolve --run-id N`. The job runs in
+its own process session with its log in a file, so it keeps going with no browser open;
+the page polls the run row (`gr.Timer`) and re-attaches after a reload (newest running
+run first). Numbers come from the run's `progress` JSON and the nodes in the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+from pathlib import Path
+
+import gradio as gr
+
+from eval_ui import render
+from eval_ui.context import AppContext, on_show, ui_errors
+from pipeline.runs import summary
+from wizardlab import jobs
+from wizardlab.errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO = "Built-in demo seeds (24)"
+UPLOAD = "Upload a seed file"
+RUN_HEADERS = ["Run", "Status", "Seeds", "Rounds", "Model", "Progress", "Started by", "Created (UTC)"]
+ACTIVE = ("pending", "queued", "running")
+
+
+def demo_seeds_path() -> str:
+    return str(importlib.resources.files("wizardlab") / "data" / "demo_seeds.jsonl")
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchForm:
+    """The Start form, parsed and checked once."""
+
+    seeds_path: str
+    rounds: int
+    concurrency: int
+    base_url: str | None
+    model: str | None
+    seed: int
+    limit: int | None
+
+    @classmethod
+    def parse(cls, source, upload, rounds, concurrency, base_url, model, seed, limit) -> "BatchForm":
+        if source == UPLOAD:
+            if not upload:
+                raise UserError("choose a seed file to upload, or use the built-in demo seeds")
+            path = upload if isinstance(upload, str) else getattr(upload, "name", None) or str(upload)
+        else:
+            path = demo_seeds_path()
+        nums = {}
+        for name, value, low in (("rounds", rounds, 1), ("concurrency", concurrency, 1), ("random seed", seed, 0)):
+            if value is None or int(value) != value or value < low:
+                raise UserError(f"{name} must be a whole number of at least {low}")
+            nums[name] = int(value)
+        if limit not in (None, 0) and (int(limit) != limit or limit < 0):
+            raise UserError("limit must be a whole number (0 = all seeds)")
+        base_url, model = (base_url or "").strip() or None, (model or "").strip() or None
+        if base_url and not base_url.startswith(("http://", "https://")):
+            raise UserError(f"endpoint base URL must start with http:// or https://, got {base_url!r}")
+        return cls(path, nums["rounds"], nums["concurrency"], base_url, model, nums["random seed"],
+                   int(limit) if limit else None)
+
+
+def start_batch(ctx: AppContext, form: BatchForm, user: str) -> tuple[int, str]:
+    """Create (or find) the run and start its job; returns (run id, what happened)."""
+    from pipeline.evolve import is_finished, prepare_run
+
+    settings = dataclasses.replace(ctx.settings, base_url=form.base_url, model=form.model,
+                                   concurrency=form.concurrency)
+    store = ctx.store()
+    run_id = prepare_run(store, settings, form.seeds_path, rounds=form.rounds, seed=form.seed, limit=form.limit,
+                         created_by=user)
+    jobs.refresh(store)
+    run = store.get_run(run_id)
+    if run["status"] in ACTIVE and (run["status"] != "running" or jobs.pid_alive(run["pid"])):
+        return run_id, f"The same batch is already {run['status']} as run {run_id}; showing it."
+    if is_finished(store, run):
+        return run_id, f"The same batch already finished as run {run_id}; raise the rounds to extend it."
+    launch_job(ctx, run_id)
+    return run_id, f"Started run {run_id}."
+
+
+def launch_job(ctx: AppContext, run_id: int) -> str:
+    db = str(Path(ctx.settings.db).resolve())
+    log = ctx.data_dir.resolve() / "logs" / f"evolve-{run_id}.log"
+    argv = jobs.python_argv("evolve", "--db", db, "--run-id", str(run_id), "--quiet")
+    return jobs.launch(ctx.store(), run_id, argv, log, queue=None, cwd=str(REPO_ROOT))
+
+
+def run_choices(store) -> list[tuple[str, int]]:
+    return [(f"#{r['id']} · {r['status']} · {r.get('name') or ''}", r["id"]) for r in store.list_runs("evolve")]
+
+
+def default_run(store) -> int | None:
+    """The newest running run, else the newest run."""
+    runs = store.list_runs("evolve")
+    active = [r for r in runs if r["status"] in ACTIVE]
+    return (active or runs or [{"id": None}])[0]["id"]
+
+
+def runs_rows(store) -> list[list]:
+    rows = []
+    for r in store.list_runs("evolve"):
+        c = r["config"]
+        rows.append([r["id"], r["status"], c.get("n_seeds", ""), c.get("rounds", ""),
+                     render.short(c.get("llm") or c.get("model") or "embedded", 40), summary(r),
+                     r.get("created_by") or "", render.when(r["created_at"])])
+    return rows
+
+
+def progress_html(store, run_id: int | None) -> str:
+    if not run_id:
+        return render.note("No batch yet. Choose seeds and press Start.", "info")
+    run = store.get_run(int(run_id))
+    if run is None:
+        return render.note(f"Run {run_id} does not exist.", "error")
+    p, c = run["progress"], run["config"]
+    parts = [f'<div class="wl-run-head">{render.badge(run["status"])} <b>Run {run["id"]}</b> · '
+             f'{render.esc(c.get("n_seeds", "?"))} seeds × {render.esc(c.get("rounds", "?"))} rounds · '
+             f'{render.esc(c.get("llm") or c.get("model") or "")}</div>']
+    if p.get("total"):
+        label = (f"round {p.get('round')}/{p.get('rounds')}" if p.get("phase") == "round" else p.get("phase", ""))
+        parts.append(render.bar(p.get("done", 0), p["total"], f"{label}: {p.get('done', 0)}/{p['total']}"))
+    parts.append(_counters(p))
+    parts.append(_round_table(store, run["id"]))
+    if p.get("by_rule"):
+        parts.append("<h4>Eliminated by rule</h4>" + render.table(
+            ["Rule", "Nodes"], sorted(p["by_rule"].items(), key=lambda kv: -kv[1])))
+    if run["status"] == "failed" and run.get("error"):
+        parts.append(render.note("Failed: " + run["error"].splitlines()[0], "error"))
+    return "".join(parts)
+
+
+def _counters(p: dict) -> str:
+    items = [("Kept", p.get("kept", 0)), ("Eliminated", p.get("eliminated", 0)), ("LLM calls", p.get("calls", 0)),
+             ("Cache hits", p.get("cache_hits", 0)),
+             ("Tokens", f"{p.get('prompt_tokens', 0):,} in / {p.get('completion_tokens', 0):,} out"),
+             ("Errors", p.get("errors", 0)), ("Retries", p.get("retries", 0)),
+             ("Elapsed", render.duration(p.get("elapsed_s"))), ("ETA", render.duration(p.get("eta_s")))]
+    cells = "".join(f'<div class="wl-stat"><div class="wl-stat-v">{render.esc(v)}</div>'
+                    f'<div class="wl-stat-k">{render.esc(k)}</div></div>' for k, v in items)
+    return f'<div class="wl-stats">{cells}</div>'
+
+
+def _round_table(store, run_id: int) -> str:
+    per: dict[int, dict] = {}
+    for row in store.round_summary(run_id):
+        per.setdefault(row["round"], {})[row["status"]] = row["n"]
+    if not per:
+        return ""
+    rows = [[f"{r}" if r else "0 (seeds)", sum(d.values()), d.get("kept", 0) + d.get("seed", 0),
+             d.get("eliminated", 0), d.get("pending", 0)] for r, d in sorted(per.items())]
+    return "<h4>Per round (effective status)</h4>" + render.table(["Round", "Nodes", "Kept", "Eliminated", "Pending"],
+                                                                  rows)
+
+
+def build_tab(ctx: AppContext) -> None:
+    with gr.Row():
+        with gr.Column(scale=2, variant="panel", min_width=320):
+            gr.Markdown("### New batch")
+            source = gr.Radio([DEMO, UPLOAD], value=DEMO, label="Seeds", elem_id="wl-seed-source")
+            upload = gr.File(label="Seed file (JSON, JSONL, CSV or Parquet; Alpaca, plain or Self-Instruct fields)",
+                             file_types=[".json", ".jsonl", ".csv", ".parquet"], visible=False, type="filepath")
+            with gr.Row():
+                rounds = gr.Number(4, label="Rounds", precision=0, minimum=1, maximum=20, elem_id="wl-rounds")
+                concurrency = gr.Number(ctx.settings.concurrency, label="Concurrent calls", precision=0, minimum=1)
+            with gr.Row():
+                seed = gr.Number(0, label="Random seed", precision=0, minimum=0)
+                limit = gr.Number(0, label="Use first N seeds (0 = all)", precision=0, minimum=0,
+                                  elem_id="wl-limit")
+            with gr.Accordion("LLM endpoint", open=not ctx.settings.uses_embedded_llm):
+                base_url = gr.Textbox(ctx.settings.base_url or "", label="Base URL (OpenAI-compatible)",
+                                      placeholder="empty = embedded model", max_lines=1, elem_id="wl-base-url")
+                model = gr.Textbox(ctx.settings.model or "", label="Model", max_lines=1, elem_id="wl-model",
+                                   placeholder="model name at the endpoint")
+            start = gr.Button("Start batch", variant="primary", elem_id="wl-start")
+            message = gr.HTML(elem_id="wl-evolve-msg")
+        with gr.Column(scale=3):
+            gr.Markdown("### Batches")
+            with gr.Row(equal_height=True):
+                run = gr.Dropdown(label="Batch", choices=[], scale=4, elem_id="wl-run")
+                cancel = gr.Button("Cancel", variant="stop", scale=1, elem_id="wl-cancel")
+                resume = gr.Button("Resume", scale=1, elem_id="wl-resume")
+            progress = gr.HTML(render.note("Loading…"), elem_id="wl-progress")
+            with gr.Accordion("Job log", open=False):
+                log = gr.Textbox(label="Last lines", lines=8, max_lines=16, interactive=False, autoscroll=True)
+    gr.Markdown("### All batches")
+    table = gr.Dataframe(headers=RUN_HEADERS, interactive=False, wrap=True, elem_id="wl-runs")
+    timer = gr.Timer(2.0, active=False)
+    _wire(ctx, locals())
+
+
+def _wire(ctx: AppContext, w: dict) -> None:
+    def show(run_id, request: gr.Request):
+        if not ctx.is_admin(request):  # annotators never see this tab: stay silent, stop polling
+            return gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False)
+        store = ctx.store()
+        run = store.get_run(int(run_id)) if run_id else None
+        live = bool(run and run["status"] in ACTIVE)
+        return (progress_html(store, run_id), runs_rows(store),
+                jobs.log_tail(run.get("log_path"), 30) if run else "", gr.Timer(active=live))
+
+    def attach(request: gr.Request):
+        """On page load or tab select: choose the newest running batch and start polling."""
+        if not ctx.is_admin(request):
+            return gr.skip()
+        store = ctx.store()
+        jobs.refresh(store)
+        return gr.Dropdown(choices=run_choices(store), value=default_run(store))
+
+    @ui_errors
+    def on_start(source, upload, rounds, concurrency, base_url, model, seed, limit, request: gr.Request):
+        user = ctx.require_admin(request)
+        form = BatchForm.parse(source, upload, rounds, concurrency, base_url, model, seed, limit)
+        run_id, text = start_batch(ctx, form, user["username"])
+        return render.note(text, "ok"), gr.Dropdown(choices=run_choices(ctx.store()), value=run_id)
+
+    @ui_errors
+    def on_cancel(run_id, request: gr.Request):
+        ctx.require_admin(request)
+        if not run_id:
+            raise UserError("choose a batch first")
+        return render.note(f"Run {run_id}: {jobs.cancel(ctx.store(), int(run_id))}.", "ok")
+
+    @ui_errors
+    def on_resume(run_id, request: gr.Request):
+        ctx.require_admin(request)
+        store = ctx.store()
+        jobs.refresh(store)
+        run = store.get_run(int(run_id)) if run_id else None
+        if run is None:
+            raise UserError("choose a batch first")
+        if run["status"] in ACTIVE:
+            raise UserError(f"run {run_id} is already {run['status']}")
+        launch_job(ctx, int(run_id))
+        return render.note(f"Resumed run {run_id}.", "ok"), gr.Dropdown(choices=run_choices(store), value=run_id)
+
+    shown = [w["progress"], w["table"], w["log"], w["timer"]]
+    w["source"].change(lambda s: gr.File(visible=s == UPLOAD), w["source"], w["upload"], api_visibility="private")
+    inputs = [w[k] for k in ("source", "upload", "rounds", "concurrency", "base_url", "model", "seed", "limit")]
+    w["start"].click(on_start, inputs, [w["message"], w["run"]], api_name="evolve_start").then(
+        show, w["run"], shown, api_visibility="private")
+    w["cancel"].click(on_cancel, w["run"], w["message"], api_name="evolve_cancel").then(
+        show, w["run"], shown, api_visibility="private")
+    w["resume"].click(on_resume, w["run"], [w["message"], w["run"]], api_name="evolve_resume").then(
+        show, w["run"], shown, api_visibility="private")
+    w["run"].change(show, w["run"], shown, api_name="evolve_progress")
+    w["timer"].tick(show, w["run"], shown, api_visibility="private", show_progress="hidden")
+    on_show(attach, [w["run"]])

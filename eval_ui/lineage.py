@@ -1,0 +1,200 @@
+"""Lineage tab: find roots by text and filters, show a root's whole tree, override verdicts.
+
+Searches and trees come from `wizardlab.store` (lineage queries) and `wizardlab.curation`;
+overrides (one node, a whole filter, undo) go through `wizardlab.curation`, which writes
+the audit log. All model and user text is escaped by `eval_ui.render`.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from eval_ui import render
+from eval_ui.context import AppContext, on_show, ui_errors
+from wizardlab import curation
+from wizardlab.errors import UserError
+
+ANY = "any"
+ROOT_HEADERS = ["Root", "Run", "Seed instruction", "Matching nodes", "Evolutions", "Kept", "Eliminated", "Overrides"]
+PAGE = 200
+
+
+def roots_rows(store, run_id, filters: curation.Filters) -> list[list]:
+    rows = store.find_roots(int(run_id) if run_id else None, filters.as_dict(), limit=PAGE)
+    return [[r["root_id"], r["run_id"], render.short(r["instruction"], 140), r["matches"], r["evolutions"],
+             r["kept"], r["eliminated"], r["overrides"]] for r in rows]
+
+
+def tree_html(store, root_id: int) -> str:
+    root = curation.build_tree(store, int(root_id))
+    return f'<div class="wl-tree" data-root="{int(root_id)}">{_node_html(root)}</div>'
+
+
+def _node_html(node: dict) -> str:
+    eff, verdict = node["effective_status"], node["status"]
+    head = [f'<span class="wl-node-id">#{node["id"]}</span>',
+            "seed" if node["round"] == 0 else f'round {node["round"]} · <b>{render.esc(node["operation"])}</b>',
+            render.badge(eff)]
+    if eff != verdict:
+        head.append(f'<span class="wl-muted">rules said {render.esc(verdict)}</span>')
+    head.append(render.chips(node["fail_rules"]))
+    body = [f'<div class="wl-node-head">{" ".join(head)}</div>', render.text(node["instruction"])]
+    if node.get("input"):
+        body += ['<div class="wl-label">Input</div>', render.text(node["input"])]
+    resp = node.get("response")
+    body.append(f'<details class="wl-resp"><summary>Response ({len(resp or "")} characters)</summary>'
+                f'{render.text(resp, empty="(no response)")}</details>')
+    if node.get("error"):
+        body.append(render.note("Error: " + node["error"], "warn"))
+    if node["overrides"]:
+        body.append(_audit_html(node["overrides"]))
+    kids = "".join(_node_html(c) for c in node["children"])
+    if kids:
+        body.append(f'<div class="wl-children">{kids}</div>')
+    return f'<div class="wl-node wl-node-{render.STATUS_CLASS.get(eff, "pending")}" id="node-{node["id"]}">' \
+           + "".join(body) + "</div>"
+
+
+def _audit_html(overrides: list[dict]) -> str:
+    items = []
+    for o in overrides:
+        undone = (f' <span class="wl-muted">(undone by {render.esc(o["undone_by"])} {render.when(o["undone_at"])})'
+                  f'</span>') if o["undone_at"] else ""
+        cls = "wl-undone" if o["undone_at"] else ""
+        items.append(f'<li class="{cls}">override #{o["id"]}: {render.badge(o["action"])} by '
+                     f'<b>{render.esc(o["user"])}</b> {render.when(o["created_at"])} · '
+                     f'“{render.esc(o["reason"])}”{undone}</li>')
+    return f'<div class="wl-label">Audit log</div><ul class="wl-audit">{"".join(items)}</ul>'
+
+
+def run_choices(store) -> list[tuple[str, int]]:
+    return [(f"#{r['id']} · {r.get('name') or ''} ({r['status']})", r["id"]) for r in store.list_runs("evolve")]
+
+
+def build_tab(ctx: AppContext) -> None:
+    gr.Markdown("Find seeds by text or filters, open a tree, and restore or eliminate nodes. "
+                "Every decision is audited; exports and training use the effective status.")
+    with gr.Row(equal_height=True):
+        run = gr.Dropdown(label="Run", choices=[], scale=3, elem_id="wl-lin-run")
+        text = gr.Textbox(label="Text contains", placeholder="instruction, input or response", scale=3,
+                          max_lines=1, elem_id="wl-lin-text")
+        rnd = gr.Dropdown([ANY] + [str(i) for i in range(0, 11)], value=ANY, label="Round", scale=1)
+        op = gr.Dropdown([ANY, *curation.OPERATIONS], value=ANY, label="Operation", scale=2)
+        status = gr.Dropdown([ANY, *curation.STATUSES], value=ANY, label="Status", scale=1)
+        rule = gr.Dropdown([ANY, *curation.RULES], value=ANY, label="Rule", scale=2, elem_id="wl-lin-rule")
+        find = gr.Button("Find", variant="primary", scale=1, elem_id="wl-lin-find")
+    found = gr.HTML()
+    roots = gr.Dataframe(headers=ROOT_HEADERS, interactive=False, wrap=True, max_height=320,
+                         elem_id="wl-lin-roots")
+    with gr.Row():
+        with gr.Column(scale=3):
+            with gr.Row(equal_height=True):
+                root_id = gr.Number(label="Root id (or click a row above)", precision=0, minimum=1,
+                                    elem_id="wl-lin-root")
+                show = gr.Button("Show tree", elem_id="wl-lin-show")
+            tree = gr.HTML(render.note("Choose a root to see its lineage tree.", "info"), elem_id="wl-tree")
+        with gr.Column(scale=1, min_width=280):
+            with gr.Group():
+                gr.Markdown("**Override one node**")
+                node_id = gr.Number(label="Node id", precision=0, minimum=1, elem_id="wl-ov-node")
+                action = gr.Radio(list(curation.ACTIONS), value="restore", label="Action", elem_id="wl-ov-action")
+                reason = gr.Textbox(label="Reason (goes to the audit log)", lines=2, elem_id="wl-ov-reason")
+                apply = gr.Button("Apply override", variant="primary", elem_id="wl-ov-apply")
+            with gr.Group():
+                gr.Markdown("**Undo an override**")
+                undo_id = gr.Number(label="Override id", precision=0, minimum=1, elem_id="wl-undo-id")
+                undo = gr.Button("Undo", elem_id="wl-undo")
+            with gr.Accordion("Bulk override: every node matching the filters", open=False):
+                b_action = gr.Radio(list(curation.ACTIONS), value="restore", label="Action")
+                b_reason = gr.Textbox(label="Reason", lines=2, elem_id="wl-bulk-reason")
+                with gr.Row():
+                    b_count = gr.Button("Count", elem_id="wl-bulk-count")
+                    b_apply = gr.Button("Apply to all", variant="stop", elem_id="wl-bulk-apply")
+            msg = gr.HTML(elem_id="wl-lin-msg")
+    _wire(ctx, locals())
+
+
+def _wire(ctx: AppContext, w: dict) -> None:
+    filt = [w[k] for k in ("run", "text", "rnd", "op", "status", "rule")]
+
+    def parse(run_id, text, rnd, op, status, rule):
+        return curation.Filters.parse(text=text, round=rnd, operation=op, status=status, rule=rule)
+
+    @ui_errors
+    def search(run_id, text, rnd, op, status, rule, request: gr.Request):
+        ctx.require_admin(request)
+        filters = parse(run_id, text, rnd, op, status, rule)
+        store = ctx.store()
+        n = store.count_roots(int(run_id) if run_id else None, filters.as_dict())
+        shown = f" (showing the first {PAGE})" if n > PAGE else ""
+        return render.note(f"{n} roots match ({filters.describe()}){shown}.", "info"), \
+            roots_rows(store, run_id, filters)
+
+    @ui_errors
+    def show_tree(root, request: gr.Request):
+        ctx.require_admin(request)
+        if not root:
+            raise UserError("enter a root id or click a row")
+        return tree_html(ctx.store(), int(root))
+
+    def pick(evt: gr.SelectData, request: gr.Request):
+        if not ctx.is_admin(request) or evt.row_value is None:
+            return gr.skip()
+        return int(evt.row_value[0])
+
+    @ui_errors
+    def override(node, action, reason, request: gr.Request):
+        user = ctx.require_admin(request)
+        if not node:
+            raise UserError("enter the id of the node to override")
+        curation.override_node(ctx.store(), int(node), action, reason, user["username"])
+        node_row = ctx.store().get_node(int(node))
+        return (render.note(f"Node {int(node)}: {action} recorded.", "ok"), "",
+                tree_html(ctx.store(), node_row["root_id"]), node_row["root_id"])
+
+    @ui_errors
+    def undo_override(oid, request: gr.Request):
+        user = ctx.require_admin(request)
+        if not oid:
+            raise UserError("enter the id of the override to undo")
+        row = curation.undo(ctx.store(), int(oid), user["username"])
+        root_id = ctx.store().get_node(row["node_id"])["root_id"]
+        return render.note(f"Override {int(oid)} undone.", "ok"), tree_html(ctx.store(), root_id), root_id
+
+    @ui_errors
+    def bulk(count_only, run_id, text, rnd, op, status, rule, action, reason, request: gr.Request):
+        user = ctx.require_admin(request)
+        if not run_id:
+            raise UserError("choose a run for a bulk override")
+        filters = parse(run_id, text, rnd, op, status, rule)
+        if count_only:
+            n = curation.preview_bulk(ctx.store(), run_id, filters, action)
+            return render.note(f"{action} would change {n} nodes of run {run_id} ({filters.describe()}).", "info")
+        n = curation.bulk_override(ctx.store(), run_id, filters, action, reason, user["username"])
+        return render.note(f"{action}: {n} nodes of run {run_id} ({filters.describe()}).", "ok")
+
+    def bulk_count(run_id, text, rnd, op, status, rule, action, reason, request: gr.Request):
+        return bulk(True, run_id, text, rnd, op, status, rule, action, reason, request)
+
+    def bulk_apply(run_id, text, rnd, op, status, rule, action, reason, request: gr.Request):
+        return bulk(False, run_id, text, rnd, op, status, rule, action, reason, request)
+
+    def load(request: gr.Request):
+        if not ctx.is_admin(request):
+            return gr.skip()
+        choices = run_choices(ctx.store())
+        return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
+
+    w["find"].click(search, filt, [w["found"], w["roots"]], api_name="lineage_search")
+    w["text"].submit(search, filt, [w["found"], w["roots"]], api_visibility="private")
+    w["roots"].select(pick, None, w["root_id"], api_visibility="private").then(
+        show_tree, w["root_id"], w["tree"], api_visibility="private")
+    w["show"].click(show_tree, w["root_id"], w["tree"], api_name="lineage_tree")
+    w["apply"].click(override, [w["node_id"], w["action"], w["reason"]],
+                     [w["msg"], w["reason"], w["tree"], w["root_id"]], api_name="lineage_override")
+    w["undo"].click(undo_override, [w["undo_id"]], [w["msg"], w["tree"], w["root_id"]],
+                    api_name="lineage_undo")
+    bulk_in = [*filt, w["b_action"], w["b_reason"]]
+    w["b_count"].click(bulk_count, bulk_in, w["msg"], api_name="lineage_bulk_count")
+    w["b_apply"].click(bulk_apply, bulk_in, w["msg"], api_name="lineage_bulk_apply")
+    on_show(load, [w["run"]])

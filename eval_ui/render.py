@@ -1,0 +1,80 @@
+"""Safe HTML for model and user text, shared by every tab.
+
+Everything that came from a model, a seed file or a person goes through `esc()` before it
+becomes HTML, so `<script>`, `<img onerror=...>` and `[x](javascript:...)` show as the
+literal characters and run nothing. Only the fixed markup written in this module is HTML.
+Use `text()` for a block of free text, `badge()` for a status, `table()` for small tables.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+
+STATUS_CLASS = {"seed": "seed", "kept": "kept", "eliminated": "elim", "pending": "pending",
+                "running": "running", "done": "kept", "failed": "elim", "cancelled": "pending",
+                "queued": "pending", "restore": "kept", "eliminate": "elim"}
+
+
+def esc(value) -> str:
+    """HTML-escape anything (None becomes '')."""
+    return "" if value is None else html.escape(str(value), quote=True)
+
+
+def text(value, cls: str = "wl-text", empty: str = "(empty)") -> str:
+    """A block of free text shown literally (whitespace kept, nothing interpreted)."""
+    if value is None or str(value) == "":
+        return f'<div class="{cls} wl-empty">{esc(empty)}</div>'
+    return f'<div class="{cls}">{esc(value)}</div>'
+
+
+def badge(status: str | None, label: str | None = None) -> str:
+    cls = STATUS_CLASS.get(status or "", "pending")
+    return f'<span class="wl-badge wl-{cls}">{esc(label or status or "?")}</span>'
+
+
+def chips(values) -> str:
+    return "".join(f'<span class="wl-chip">{esc(v)}</span>' for v in values)
+
+
+def table(headers: list[str], rows: list[list], cls: str = "wl-table") -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def note(message: str, kind: str = "info") -> str:
+    """A one-line message box (kind: info | ok | warn | error)."""
+    return f'<div class="wl-note wl-note-{esc(kind)}">{esc(message)}</div>'
+
+
+def bar(done: int, total: int, label: str = "") -> str:
+    pct = 0 if not total else max(0, min(100, round(100 * done / total)))
+    return (f'<div class="wl-bar" title="{esc(label)}"><div class="wl-bar-fill" style="width:{pct}%"></div>'
+            f'<span class="wl-bar-label">{esc(label)}</span></div>')
+
+
+def duration(seconds) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+
+
+def short(value, n: int = 120) -> str:
+    """Plain text cut to `n` characters on one line (for table cells; still escaped when rendered)."""
+    s = " ".join(str(value or "").split())
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def when(iso: str | None) -> str:
+    """'2026-11-25T13:44:10.123Z' -> '2026-11-25 13:44' (UTC)."""
+    return (iso or "")[:16].replace("T", " ")
+
+
+def now_label() -> str:
+    return time.strftime("%H:%M:%S UTC", time.gmtime())

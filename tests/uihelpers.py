@@ -1,0 +1,119 @@
+"""Helpers for UI tests: the real Gradio app on a free port, accounts, HTTP API calls, Chromium.
+
+    base_url, admin, password, ctx = start_app(tmp_path)   # real server, real SQLite file
+    make_user(ctx, "ann", "secret-pw", "annotator")
+    client = http_login(base_url, "ann", "secret-pw")       # httpx client with the login cookie
+    event, data = call_api(client, "admin_add_user", ["x", "pw123456", "annotator"])
+    with browser() as b: page = b.new_page(); login(page, base_url, admin, password)
+    stop_app(ctx)
+
+`browser()` uses Debian's /usr/bin/chromium through Playwright and skips the test when it
+is missing. Nothing here is a mock: the server, the database and the browser are real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("WIZARDLAB_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+ADMIN_PASSWORD = "admin-pass-123"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(tmp_path: Path, **settings):
+    """Start the real app in this process; returns (base_url, admin_user, admin_password, ctx)."""
+    from eval_ui.app import build_app, launch
+    from eval_ui.context import AppContext
+    from wizardlab import auth
+    from wizardlab.config import Settings
+
+    tmp_path = Path(tmp_path)
+    settings.setdefault("db", str(tmp_path / "app.db"))
+    settings.setdefault("data_dir", str(tmp_path / "data"))
+    settings.setdefault("port", free_port())
+    ctx = AppContext(Settings.from_env(**settings))
+    auth.ensure_admin(ctx.store(), {auth.ADMIN_ENV: ADMIN_PASSWORD})
+    demo = build_app(ctx)
+    launch(demo, ctx, prevent_thread_lock=True, quiet=True)
+    ctx._demo = demo
+    return f"http://127.0.0.1:{ctx.settings.port}", "admin", ADMIN_PASSWORD, ctx
+
+
+def stop_app(ctx) -> None:
+    demo = getattr(ctx, "_demo", None)
+    if demo is not None:
+        demo.close()
+
+
+def make_user(ctx, name: str, password: str, role: str = "annotator") -> int:
+    from wizardlab import auth
+
+    return auth.add_user(ctx.store(), name, password, role)
+
+
+def http_login(base_url: str, username: str, password: str):
+    """An httpx client logged in through the app's real /login form (cookie kept)."""
+    import httpx
+
+    client = httpx.Client(base_url=base_url, timeout=30)
+    r = client.post("/login", data={"username": username, "password": password})
+    if r.status_code != 200:
+        raise AssertionError(f"login of {username} failed: {r.status_code} {r.text[:200]}")
+    return client
+
+
+def call_api(client, api_name: str, data: list) -> tuple[str, object]:
+    """Call a named endpoint through Gradio's HTTP API; returns (event, payload): 'complete' or 'error'."""
+    r = client.post(f"/gradio_api/call/{api_name}", json={"data": data})
+    if r.status_code != 200:
+        return "http_" + str(r.status_code), r.text
+    event_id = r.json()["event_id"]
+    event, payload = None, None
+    with client.stream("GET", f"/gradio_api/call/{api_name}/{event_id}") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                raw = line.split(":", 1)[1].strip()
+                payload = json.loads(raw) if raw and raw != "null" else None
+                if event in ("complete", "error"):
+                    return event, payload
+    return event or "none", payload
+
+
+@contextmanager
+def browser():
+    """A headless Chromium (Playwright) browser; skips the test when Chromium is missing."""
+    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        pytest.skip(f"Chromium not found at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def login(page, base_url: str, username: str, password: str) -> None:
+    """Fill Gradio's login form and wait for the app (the header) to appear."""
+    page.goto(base_url)
+    page.get_by_label("username").fill(username)
+    page.get_by_label("password").fill(password)
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_selector(".wl-header .wl-user", timeout=30_000)
