@@ -236,7 +236,8 @@ def load_csv(path: Path, keep_labels: bool = False) -> list[dict]:
     for line, row in csv_rows(path, read_text(path), CSV_REQUIRED):
         item, annotator = field(path, line, row, "item"), field(path, line, row, "annotator")
         raw = field(path, line, row, "label")
-        extra = {k: (row.get(k) or "").strip() for k in FIELDS[3:]}
+        extra = {k: row.get(k) or "" for k in FIELDS[3:]}
+        extra["model_a"], extra["model_b"] = extra["model_a"].strip(), extra["model_b"].strip()
         label = raw if keep_labels else csv_label(path, line, raw, extra["model_a"], extra["model_b"])
         _no_duplicate(path, line, seen, (item, annotator))
         out.append(judgment(item, annotator, label, **extra))
@@ -296,17 +297,33 @@ def _jsonl_beside(path: Path, name: str) -> list[dict]:
 
 
 def _llmfao_model_names(path: Path, rows: list[tuple[int, dict]]) -> dict[str, str]:
-    """Model id -> name: models.jsonl beside the file, else inferred from the rows (the
-    name common to all of an id's rows' left/right names)."""
+    """Model id -> name: models.jsonl beside the file, else inferred from the rows."""
     names = {str(m["id"]): m["name"] for m in _jsonl_beside(path, "models.jsonl") if "id" in m}
-    if names:
-        return names
+    return names or _infer_model_names(rows)
+
+
+def _infer_model_names(rows: list[tuple[int, dict]]) -> dict[str, str]:
+    """Model id -> name from the rows alone: an id's name is the one name common to the
+    left/right names of all its rows; then, where one side of a row is known, the other
+    side is the other shown name (repeated until nothing changes). Ids it cannot tell
+    apart are left out (their rows then fail with a clear error)."""
     candidates: dict[str, set] = {}
     for _, row in rows:
         shown = {row["left"], row["right"]}
         for key in ("model_x", "model_y"):
             candidates[row[key]] = candidates.get(row[key], shown) & shown
-    return {mid: next(iter(c)) for mid, c in candidates.items() if len(c) == 1}
+    names = {mid: next(iter(c)) for mid, c in candidates.items() if len(c) == 1}
+    changed = True
+    while changed:
+        changed = False
+        for _, row in rows:
+            shown = {row["left"], row["right"]}
+            for known, other in (("model_x", "model_y"), ("model_y", "model_x")):
+                rest = shown - {names.get(row[known])}
+                if row[known] in names and row[other] not in names and len(rest) == 1:
+                    names[row[other]] = rest.pop()
+                    changed = True
+    return names
 
 
 def load_llmfao(path: Path) -> list[dict]:
