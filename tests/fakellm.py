@@ -123,7 +123,8 @@ class FakeLLM:
 
     def start(self) -> "FakeLLM":
         config = uvicorn.Config(self.app(), host=self.host, port=self.port, log_level="error",
-                                access_log=False, timeout_keep_alive=30, backlog=2048)
+                                access_log=False, timeout_keep_alive=30, backlog=2048,
+                                timeout_graceful_shutdown=1)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True, name="fakellm")
         self._thread.start()

@@ -1,0 +1,235 @@
+"""The evolve and export stages end to end, against the fake OpenAI-compatible server."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pipeline.__main__ import main as cli
+from tests.fakellm import FakeLLM, evol_responder, faulty
+from wizardlab.store import Store
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def kind_of(body):
+    text = body["messages"][-1]["content"]
+    if "Equal or Not Equal" in text:
+        return "equal"
+    if "#Given Prompt#:" in text:
+        return "evolve"
+    return "respond"
+
+
+def scripted_responder(body):
+    """Seeds mention what should happen to their evolutions; everything else evolves fine."""
+    kind, text = kind_of(body), body["messages"][-1]["content"]
+    if kind == "evolve" and "COPY" in text:
+        return "#Given Prompt# made longer"
+    if kind == "evolve" and "EMPTY" in text:
+        return "   "
+    if kind == "respond" and "SORRY" in text:
+        return "Sorry, I cannot do that."
+    if kind == "equal" and "SAME" in text:
+        return "Equal"
+    return evol_responder(body)
+
+
+def write_seeds(path, instructions):
+    path.write_text("".join(json.dumps({"instruction": i, "output": f"answer to {i}"}) + "\n" for i in instructions))
+    return path
+
+
+def evolve(db, seeds, fake, *extra):
+    return cli(["evolve", "--db", str(db), "--seeds", str(seeds), "--base-url", fake.base_url, "--model", "fake",
+                "--quiet", *extra])
+
+
+def lineage(db, tmp_path):
+    out = tmp_path / "lineage.jsonl"
+    assert cli(["export", "--db", str(db), "--out", str(out), "--format", "jsonl"]) == 0
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def test_forest_rules_and_pool(tmp_path, capsys):
+    seeds = write_seeds(tmp_path / "s.jsonl", ["Explain rainbows.", "COPY the text.", "EMPTY please.",
+                                                "SORRY topic.", "SAME thing.", "Name a planet."])
+    db = tmp_path / "w.db"
+    with FakeLLM(scripted_responder) as fake:
+        assert evolve(db, seeds, fake, "--rounds", "3") == 0
+        paid = fake.count
+        assert evolve(db, seeds, fake, "--rounds", "3") == 0  # finished: does nothing
+        assert fake.count == paid
+    out = capsys.readouterr().out
+    assert "already finished" in out and "eliminated by rule" in out
+    nodes = lineage(db, tmp_path)
+    by_id = {n["id"]: n for n in nodes}
+    seeds_ = [n for n in nodes if n["round"] == 0]
+    assert len(seeds_) == 6 and all(n["status"] == "seed" for n in seeds_)
+    for r in (1, 2, 3):
+        assert sorted(n["root_id"] for n in nodes if n["round"] == r) == sorted(n["id"] for n in seeds_)
+    rules_by_seed = {}
+    for n in nodes:
+        if n["round"]:
+            root = by_id[n["root_id"]]["instruction"]
+            rules_by_seed.setdefault(root, set()).update(n["fail_rules"])
+            assert (n["status"] == "kept") == (n["fail_rules"] == [])
+            # the pool: the parent is the root's newest kept node of an earlier round, else the seed
+            earlier = [m for m in nodes if m["root_id"] == n["root_id"] and m["round"] < n["round"]
+                       and m["status"] in ("seed", "kept")]
+            assert n["parent_id"] == max(earlier, key=lambda m: m["round"])["id"]
+    assert rules_by_seed["COPY the text."] == {"copied_prompt_words"}
+    assert rules_by_seed["EMPTY please."] == {"malformed"}
+    assert rules_by_seed["SAME thing."] == {"no_information_gain"}
+    assert rules_by_seed["Explain rainbows."] == set()
+    # SORRY seeds: the evolved prompt keeps the word, so its response is a short apology
+    assert rules_by_seed["SORRY topic."] == {"sorry_short_response"}
+    kept_chain = [n for n in nodes if by_id[n["root_id"]]["instruction"] == "Explain rainbows."]
+    assert [n["parent_id"] for n in sorted(kept_chain, key=lambda n: n["round"])][1:] == \
+        [n["id"] for n in sorted(kept_chain, key=lambda n: n["round"])][:-1]
+
+
+def test_cheap_rules_save_calls(tmp_path):
+    seeds = write_seeds(tmp_path / "s.jsonl", ["COPY a.", "COPY b."])
+    with FakeLLM(scripted_responder) as fake:
+        assert evolve(tmp_path / "w.db", seeds, fake, "--rounds", "1") == 0
+        kinds = [kind_of(b) for b in fake.requests]
+    assert kinds == ["evolve", "evolve"]  # no response or Equal call for a copied prompt
+
+
+def test_seeds_without_output_get_a_response(tmp_path):
+    seeds = tmp_path / "s.jsonl"
+    seeds.write_text('{"instruction": "Name a colour."}\n')
+    with FakeLLM(scripted_responder) as fake:
+        assert evolve(tmp_path / "w.db", seeds, fake, "--rounds", "1") == 0
+    seed = lineage(tmp_path / "w.db", tmp_path)[0]
+    assert seed["round"] == 0 and seed["response"].startswith("Here is a careful answer")
+
+
+def test_more_rounds_extends_a_finished_run(tmp_path):
+    seeds = write_seeds(tmp_path / "s.jsonl", ["Explain tides.", "Name a river."])
+    db = tmp_path / "w.db"
+    with FakeLLM(scripted_responder) as fake:
+        evolve(db, seeds, fake, "--rounds", "1")
+        first = fake.count
+        evolve(db, seeds, fake, "--rounds", "2")
+        assert fake.count == first + 2 * 3
+    store = Store(db)
+    assert len(store.list_runs()) == 1 and store.count_nodes(1, 2) == 2
+
+
+def test_faults_every_node_accounted_for(tmp_path):
+    seeds = write_seeds(tmp_path / "s.jsonl", [f"Explain topic number {i}." for i in range(20)])
+    db = tmp_path / "w.db"
+    responder = faulty(scripted_responder, p429=0.1, p500=0.1, phang=0.03, pgarbage=0.02, hang_s=3, seed=1)
+    with FakeLLM(responder) as fake:
+        assert evolve(db, seeds, fake, "--rounds", "2", "--timeout", "1", "--concurrency", "8") == 0
+    nodes = lineage(db, tmp_path)
+    assert [sum(1 for n in nodes if n["round"] == r) for r in (0, 1, 2)] == [20, 20, 20]
+    assert all(n["status"] in ("seed", "kept", "eliminated") for n in nodes)
+    kept = sum(n["status"] == "kept" for n in nodes)
+    assert kept >= 36  # retries recover almost everything; what failed for good is marked malformed
+    for n in nodes:
+        if n["status"] == "eliminated":
+            assert n["fail_rules"] == ["malformed"] and "gave up" in n["error"]
+
+
+def test_bad_seeds_exit_2_one_line_nothing_written(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "ok"}\n{"instruction": 3\n')
+    db = tmp_path / "w.db"
+    code = cli(["evolve", "--db", str(db), "--seeds", str(bad), "--base-url", "http://127.0.0.1:9/v1",
+                "--model", "x", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: bad.jsonl line 2: invalid JSON") and "\n" not in err
+    store = Store(db)
+    assert store.list_runs() == [] and store.scalar("SELECT count(*) FROM nodes") == 0
+
+
+def test_export_training_formats_follow_overrides(tmp_path):
+    seeds = write_seeds(tmp_path / "s.jsonl", ["Explain rainbows.", "SAME thing."])
+    db = tmp_path / "w.db"
+    with FakeLLM(scripted_responder) as fake:
+        evolve(db, seeds, fake, "--rounds", "1")
+    nodes = lineage(db, tmp_path)
+    eliminated = next(n for n in nodes if n["status"] == "eliminated")
+    kept = next(n for n in nodes if n["status"] == "kept")
+
+    def alpaca():
+        out = tmp_path / "a.json"
+        assert cli(["export", "--db", str(db), "--out", str(out), "--format", "alpaca"]) == 0
+        return json.loads(out.read_text())
+
+    before = alpaca()
+    assert len(before) == 3 and {r["instruction"] for r in before} >= {"Explain rainbows.", kept["instruction"]}
+    Store(db).add_overrides([eliminated["id"]], "restore", "judge too strict", "curator")
+    Store(db).add_overrides([kept["id"]], "eliminate", "off topic", "curator")
+    after = alpaca()
+    assert eliminated["instruction"] in {r["instruction"] for r in after}
+    assert kept["instruction"] not in {r["instruction"] for r in after}
+    restored = next(n for n in lineage(db, tmp_path) if n["id"] == eliminated["id"])
+    assert restored["status"] == "kept" and restored["overridden"] and restored["fail_rules"] == []
+
+    sg = tmp_path / "sg.json"
+    cli(["export", "--db", str(db), "--out", str(sg), "--format", "sharegpt"])
+    conv = json.loads(sg.read_text())
+    assert len(conv) == 3 and [t["from"] for t in conv[0]["conversations"]] == ["human", "gpt"]
+    import datasets
+
+    hf = tmp_path / "hf"
+    cli(["export", "--db", str(db), "--out", str(hf), "--format", "hf"])
+    ds = datasets.load_from_disk(str(hf))
+    assert sorted(ds["instruction"]) == sorted(r["instruction"] for r in after)
+
+
+def test_sigkill_then_resume_no_duplicates_no_repaid_calls(tmp_path):
+    seeds = write_seeds(tmp_path / "s.jsonl", [f"Describe item {i} in detail." for i in range(40)])
+    db = tmp_path / "w.db"
+    concurrency = 4
+    with FakeLLM(scripted_responder, latency=lambda: 0.05) as fake:
+        argv = [sys.executable, "-m", "pipeline", "evolve", "--db", str(db), "--seeds", str(seeds), "--rounds", "2",
+                "--base-url", fake.base_url, "--model", "fake", "--concurrency", str(concurrency), "--quiet"]
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            time.sleep(0.2)
+            if os.path.exists(db) and Store(db).scalar(
+                    "SELECT count(*) FROM nodes WHERE round = 1 AND status != 'pending'") >= 15:
+                break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        killed_at = fake.count
+        assert 0 < killed_at < 40 * 3 * 2
+        done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        total_requests = fake.count
+    store = Store(db)
+    per_round = store.query("SELECT round, count(*) AS n, count(DISTINCT root_id) AS roots FROM nodes GROUP BY round")
+    assert [(r["round"], r["n"], r["roots"]) for r in per_round] == [(0, 40, 40), (1, 40, 40), (2, 40, 40)]
+    assert store.count_nodes(1, status="pending") == 0
+    stored_calls = store.scalar("SELECT count(*) FROM llm_calls")
+    repaid = total_requests - stored_calls
+    assert 0 <= repaid <= 2 * concurrency, (total_requests, stored_calls)
+
+
+def test_sigterm_cancels_cleanly_and_resume_finishes(tmp_path):
+    seeds = write_seeds(tmp_path / "s.jsonl", [f"Describe thing {i}." for i in range(30)])
+    db = tmp_path / "w.db"
+    with FakeLLM(scripted_responder, latency=lambda: 0.05) as fake:
+        argv = [sys.executable, "-m", "pipeline", "evolve", "--db", str(db), "--seeds", str(seeds), "--rounds", "1",
+                "--base-url", fake.base_url, "--model", "fake", "--concurrency", "2", "--quiet"]
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while fake.count < 10:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 3 and "cancelled" in out
+        assert Store(db).get_run(1)["status"] == "cancelled"
+        before = fake.count
+        assert Store(db).scalar("SELECT count(*) FROM llm_calls") == before  # nothing paid was lost
+        assert subprocess.run(argv, cwd=REPO, capture_output=True, timeout=60).returncode == 0
+    assert Store(db).get_run(1)["status"] == "done"
