@@ -13,7 +13,6 @@ import argparse
 import json
 from pathlib import Path
 
-from wizardlab import stats
 from wizardlab.errors import UserError
 from wizardlab.judgment_formats import FORMATS, load_judgments, to_records
 
@@ -31,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     judgments = load_judgments(args.judgments, args.format, keep_labels=True)
     records = to_records(judgments)
+    from wizardlab import stats  # scipy/sklearn/statsmodels: ~1 s, so only once the input is read
     try:
         result = stats.agreement(records)
     except ValueError as exc:
