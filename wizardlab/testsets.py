@@ -137,11 +137,15 @@ def load_output_rows(path: str | Path, model: str | None = None) -> list[dict]:
             prompt = row["text"]
         if out_field is None or output is None:
             raise UserError(f"{path.name} line {n}: missing field 'output' (or response/completion/answer/text)")
-        row_model = model or _first(row, MODEL_FIELDS)[1] or _model_from_filename(path)
-        out.append({"prompt_key": str(key), "prompt": prompt, "model": str(row_model), "output": str(output),
+        row_model = model or _first(row, MODEL_FIELDS)[1]
+        out.append({"prompt_key": str(key), "prompt": prompt, "model": row_model, "output": str(output),
                     "line": n})
     if not out:
         raise UserError(f"{path.name}: no outputs found (empty file)")
+    named = {r["model"] for r in out if r["model"]}
+    fallback = named.pop() if len(named) == 1 else _model_from_filename(path)
+    for r in out:  # rows without a model name take the file's only one (Vicuna files name it on some rows)
+        r["model"] = str(r["model"] or fallback)
     return out
 
 

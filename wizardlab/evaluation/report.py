@@ -11,7 +11,7 @@ module only selects and groups judgments. Conventions:
   source "llm") are reported apart and compared with the humans.
 - Win rates are per item: the item's label is the strict plurality of its human votes
   (a split vote is a tie); intervals are 95% bootstrap over items. Bradley-Terry uses
-  every human vote. Attention-check items are excluded from everything but the
+  the same per-item labels. Attention-check items are excluded from everything but the
   attention accuracy.
 """
 
@@ -28,6 +28,7 @@ HUMAN = ("ui", "import")
 HIGH_DIFFICULTY = 8
 FAST_SECONDS = 3.0
 ATTENTION_MIN = 0.8
+RATING_BOOT = 100  # Bradley-Terry refits are costly: at most this many bootstrap resamples
 
 
 def model_label(label: str) -> str:
@@ -61,7 +62,7 @@ def build_report(store, campaign_ref, *, n_boot: int = 2000, seed: int = 0) -> d
         "progress": store.campaign_progress(campaign["id"]),
         "fill": {str(k): v for k, v in store.campaign_fill(campaign["id"]).items()},
         "pairs": _pairs(items, n_boot, seed),
-        "ratings": _ratings(human, n_boot, seed),
+        "ratings": _ratings(items, n_boot, seed),
         "breakdowns": _breakdowns(items, n_boot, seed),
         "position_bias": stats.position_bias([(r["label"], r["a_on_left"]) for r in human
                                               if r["a_on_left"] is not None]),
@@ -69,6 +70,14 @@ def build_report(store, campaign_ref, *, n_boot: int = 2000, seed: int = 0) -> d
         "annotators": _annotators(rows, human),
         "llm_judges": _llm_judges(rows, items, n_boot, seed),
     }
+
+
+def llm_judges_report(store, campaign_ref, *, n_boot: int = 2000, seed: int = 0) -> list[dict]:
+    """Only the LLM-judge section of the report (cheap on campaigns with many annotators)."""
+    campaign = require_campaign(store, campaign_ref)
+    rows = store.campaign_judgments(campaign["id"])
+    human = [r for r in rows if r["source"] in HUMAN and r["attention_label"] is None]
+    return _llm_judges(rows, _items(human), n_boot, seed)
 
 
 def _items(human: list[dict]) -> dict[int, dict]:
@@ -98,13 +107,14 @@ def _pairs(items: dict, n_boot: int, seed: int) -> list[dict]:
     return _pair_rows(list(items.values()), n_boot, seed)
 
 
-def _ratings(human: list[dict], n_boot: int, seed: int) -> list[dict]:
-    models = {m for r in human for m in (r["model_a"], r["model_b"])}
+def _ratings(items: dict, n_boot: int, seed: int) -> list[dict]:
+    """Bradley-Terry over the items' majority labels (one comparison per item), 3+ models only."""
+    models = {m for it in items.values() for m in (it["model_a"], it["model_b"])}
     if len(models) < 3:
         return []
-    comparisons = [(r["model_a"], r["model_b"], {"a": "x", "b": "y"}.get(model_label(r["label"]), "tie"))
-                   for r in human]
-    return stats.bradley_terry(comparisons, n_boot=min(n_boot, 200), seed=seed)
+    comparisons = [(it["model_a"], it["model_b"], {"a": "x", "b": "y"}.get(it["label"], "tie"))
+                   for it in items.values()]
+    return stats.bradley_terry(comparisons, n_boot=min(n_boot, RATING_BOOT), seed=seed)
 
 
 def _breakdowns(items: dict, n_boot: int, seed: int) -> list[dict]:

@@ -1,0 +1,117 @@
+"""`python -m pipeline campaign`: create, list and inspect blind pairwise judging campaigns.
+
+    campaign create --name NAME --sets SET SET [SET ...] [--pairs one|all] [--k 3]
+                    [--guidelines FILE.md] [--both-bad] [--rationale] [--attention N] [--seed S]
+    campaign list
+    campaign status CAMPAIGN        (per-annotator progress, items filled to k)
+    campaign assign CAMPAIGN --annotators alice,bob [--password PW]
+                                    (create annotator accounts that do not exist yet)
+    campaign close|open CAMPAIGN
+Output sets and campaigns are named or numbered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from wizardlab import evaluation
+from wizardlab.errors import UserError
+
+HELP = "Create and inspect blind pairwise judging campaigns."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", default=None, help="SQLite database (default: settings / WIZARDLAB_DB)")
+    sub = parser.add_subparsers(dest="action", required=True)
+    c = sub.add_parser("create", help="create a campaign from two or more output sets")
+    c.add_argument("--name", required=True)
+    c.add_argument("--sets", nargs="+", required=True, help="output set ids or names (2 or more)")
+    c.add_argument("--pairs", choices=("one", "all"), default="one", help="first two sets only, or all pairs")
+    c.add_argument("--k", type=int, default=3, help="annotators per item (default 3)")
+    c.add_argument("--guidelines", default=None, help="Markdown file with guidelines (default: built-in)")
+    c.add_argument("--both-bad", action="store_true", help="offer a 'both bad' label")
+    c.add_argument("--rationale", action="store_true", help="ask for an optional rationale")
+    c.add_argument("--attention", type=int, default=0, help="number of attention-check items")
+    c.add_argument("--seed", type=int, default=0, help="seed for item order and left/right")
+    sub.add_parser("list", help="list campaigns")
+    for name in ("status", "close", "open"):
+        p = sub.add_parser(name)
+        p.add_argument("campaign")
+        if name == "status":
+            p.add_argument("--json", action="store_true")
+    a = sub.add_parser("assign", help="create annotator accounts for a campaign")
+    a.add_argument("campaign")
+    a.add_argument("--annotators", required=True, help="comma-separated user names")
+    a.add_argument("--password", default=None, help="password for new accounts (default: printed random)")
+
+
+def main(args) -> int:
+    from wizardlab.config import Settings
+    from wizardlab.store import Store
+
+    store = Store(Settings.from_env(db=args.db).db)
+    return {"create": _create, "list": _list, "status": _status, "assign": _assign,
+            "close": _set_status, "open": _set_status}[args.action](store, args)
+
+
+def _create(store, args) -> int:
+    guidelines = evaluation.DEFAULT_GUIDELINES
+    if args.guidelines:
+        path = Path(args.guidelines)
+        if not path.is_file():
+            raise UserError(f"{path}: no such guidelines file")
+        guidelines = path.read_text(encoding="utf-8")
+    cid = evaluation.create_campaign(store, args.name, args.sets, pairs=args.pairs, k=args.k, guidelines=guidelines,
+                                     allow_both_bad=args.both_bad, attention_checks=args.attention,
+                                     rationale=args.rationale, seed=args.seed)
+    c = store.campaign(cid)
+    n = len(store.campaign_items(cid, include_attention=True))
+    print(f"campaign {cid} {c['name']!r}: {n} items ({c['config']['n_common_prompts']} common prompts), k={c['k']}")
+    return 0
+
+
+def _list(store, args) -> int:
+    for c in store.list_campaigns():
+        print(f"{c['id']:4d}  {c['name']}  [{c['status']}]  items={c['n_items']}  k={c['k']}  "
+              f"judgments={c['n_judgments']}")
+    return 0
+
+
+def _status(store, args) -> int:
+    c = evaluation.require_campaign(store, args.campaign)
+    status = {"campaign": c["name"], "fill": store.campaign_fill(c["id"]), "annotators": store.campaign_progress(c["id"]),
+              "pairs": store.campaign_pairs(c["id"])}
+    if args.json:
+        print(json.dumps(status, default=str))
+        return 0
+    print(f"campaign {c['id']} {c['name']!r} [{c['status']}], k={c['k']}")
+    print("items by number of human judgments: " + ", ".join(f"{k}: {v}" for k, v in status["fill"].items()))
+    for a in status["annotators"]:
+        secs = "n/a" if a["mean_seconds"] is None else f"{a['mean_seconds']:.1f}s"
+        print(f"  {a['annotator']}: done {a['done']}, skipped {a['skipped']}, open {a['open']}, mean {secs}")
+    return 0
+
+
+def _assign(store, args) -> int:
+    import secrets
+
+    from wizardlab import auth
+
+    evaluation.require_campaign(store, args.campaign)
+    for name in [n.strip() for n in args.annotators.split(",") if n.strip()]:
+        if store.get_user(name):
+            print(f"{name}: account exists")
+            continue
+        password = args.password or secrets.token_urlsafe(9)
+        auth.add_user(store, name, password, "annotator")
+        print(f"{name}: created" + ("" if args.password else f" with password {password}"))
+    return 0
+
+
+def _set_status(store, args) -> int:
+    c = evaluation.require_campaign(store, args.campaign)
+    store.set_campaign_status(c["id"], "closed" if args.action == "close" else "open")
+    print(f"campaign {c['id']} is now {'closed' if args.action == 'close' else 'open'}")
+    return 0

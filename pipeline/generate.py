@@ -1,0 +1,85 @@
+"""`python -m pipeline generate`: an output set of answers to a test set, from any backend.
+
+    generate --testset-file wizardlm_testset.jsonl [--testset NAME] [--name SET]
+             [--base-url URL --model NAME | --model CHECKPOINT_DIR | (embedded model)]
+    generate --run-id N            (continue / resume generation run N)
+Writes each answer as it arrives; a restarted run skips prompts already answered, and the
+LLM-call cache means nothing is paid twice. SIGTERM/Ctrl-C stop cleanly (run marked
+cancelled). As a job (WIZARDLAB_RUN_ID set by wizardlab.jobs) it resumes that run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+
+from tqdm import tqdm
+
+from wizardlab.errors import UserError
+
+HELP = "Generate an output set for a test set with a checkpoint or an endpoint."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", default=None, help="SQLite database (default: settings / WIZARDLAB_DB)")
+    parser.add_argument("--run-id", type=int, default=None, help="resume this generation run")
+    parser.add_argument("--testset", default=None, help="stored test set name (or the name to give the file's)")
+    parser.add_argument("--testset-file", default=None, help="WizardLM / Vicuna / seed-format test set file")
+    parser.add_argument("--name", default=None, help="output set name (default: <test set>/<model>)")
+    parser.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint")
+    parser.add_argument("--model", default=None, help="endpoint model name, or a local checkpoint directory")
+    parser.add_argument("--concurrency", type=int, default=None, help="parallel requests (default 16)")
+    parser.add_argument("--max-tokens", type=int, default=1024)
+    parser.add_argument("--temperature", type=float, default=0.7)
+
+
+def main(args) -> int:
+    from wizardlab.config import Settings
+    from wizardlab.evaluation.generate import prepare_generation
+    from wizardlab.store import Store
+
+    settings = Settings.from_env(db=args.db, base_url=args.base_url, model=args.model, concurrency=args.concurrency)
+    store = Store(settings.db)
+    run_id = args.run_id or (int(os.environ["WIZARDLAB_RUN_ID"]) if os.environ.get("WIZARDLAB_RUN_ID") else None)
+    if run_id is None:
+        run_id = prepare_generation(store, settings, testset=args.testset, testset_file=args.testset_file,
+                                    name=args.name, max_tokens=args.max_tokens, temperature=args.temperature)
+        print(f"generation run {run_id}", file=sys.stderr)
+    elif store.get_run(run_id) is None:
+        raise UserError(f"run {run_id} does not exist")
+    return run(store, run_id)
+
+
+def run(store, run_id: int) -> int:
+    from wizardlab.evaluation.generate import generate_outputs
+    from wizardlab.jobs import StopFlag
+
+    stop = StopFlag().install()
+    store.update_run(run_id, pid=os.getpid())
+    store.mark_run(run_id, "running")
+    bar = tqdm(unit="prompt", desc=f"generating (run {run_id})", file=sys.stderr, dynamic_ncols=True)
+    last = [0.0]
+
+    def progress(p: dict) -> None:
+        bar.total = p["total"]
+        bar.update(p["done"] - bar.n)
+        if time.monotonic() - last[0] >= 1.0 or p["done"] >= p["total"]:
+            last[0] = time.monotonic()
+            store.set_progress(run_id, {**p, "phase": "generate", "elapsed_s": time.time() - p["started"]})
+
+    try:
+        result = asyncio.run(generate_outputs(store, run_id, stop=lambda: stop.stop, on_progress=progress))
+    except Exception as exc:
+        store.mark_run(run_id, "failed", error=str(exc)[:2000])
+        raise
+    finally:
+        bar.close()
+    store.set_progress(run_id, {**result, "phase": "done" if not result["stopped"] else "stopped"})
+    status = "cancelled" if stop.stop else ("failed" if result["done"] < result["total"] else "done")
+    store.mark_run(run_id, status, error=result.get("last_error") if status == "failed" else None)
+    print(f"run {run_id}: {result['done']}/{result['total']} answered, {result['errors']} errors ({status})",
+          file=sys.stderr)
+    return 0 if status != "failed" else 1

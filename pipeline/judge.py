@@ -1,0 +1,92 @@
+"""`python -m pipeline judge`: the pairwise LLM judge over a campaign, asked in both orders.
+
+    judge --campaign NAME|ID [--base-url URL --model NAME | --model CHECKPOINT | embedded] [--limit N]
+A flip between the two orders counts as a tie (see wizardlab.evaluation.judge). Verdicts
+are stored as judgments of annotator "llm:<model>" (source llm) and compared with the
+humans in `pipeline report`. Resumable (judged items are skipped, LLM calls cached) and
+SIGTERM-safe; as a job, progress goes to the runs row named by WIZARDLAB_RUN_ID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+
+from tqdm import tqdm
+
+HELP = "Run the pairwise LLM judge on a campaign, in both orders."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", default=None, help="SQLite database (default: settings / WIZARDLAB_DB)")
+    parser.add_argument("--campaign", required=True, help="campaign name or id")
+    parser.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint")
+    parser.add_argument("--model", default=None, help="endpoint model name, or a local checkpoint directory")
+    parser.add_argument("--concurrency", type=int, default=None, help="parallel requests (default 16)")
+    parser.add_argument("--limit", type=int, default=None, help="judge at most N items in this pass")
+
+
+def main(args) -> int:
+    from wizardlab import evaluation
+    from wizardlab.config import Settings
+    from wizardlab.store import Store
+
+    settings = Settings.from_env(db=args.db, base_url=args.base_url, model=args.model, concurrency=args.concurrency)
+    store = Store(settings.db)
+    campaign = evaluation.require_campaign(store, args.campaign)
+    run_id = int(os.environ.get("WIZARDLAB_RUN_ID") or 0) or store.create_run(
+        "judge", {"campaign": campaign["id"], "base_url": settings.base_url, "model": settings.model,
+                  "concurrency": settings.concurrency, "limit": args.limit}, name=f"LLM judge on {campaign['name']}")
+    return run(store, settings, campaign, run_id, args.limit)
+
+
+def run(store, settings, campaign: dict, run_id: int, limit: int | None) -> int:
+    from wizardlab.evaluation.judge import judge_campaign
+    from wizardlab.jobs import StopFlag
+    from wizardlab.llm import LLMClient, make_backend
+
+    stop = StopFlag().install()
+    store.update_run(run_id, pid=os.getpid())
+    store.mark_run(run_id, "running")
+    client = LLMClient(make_backend(settings), store=store, run_id=run_id, concurrency=settings.concurrency,
+                       timeout=settings.request_timeout, max_retries=settings.max_retries)
+    bar = tqdm(unit="item", desc=f"judging {campaign['name']}", file=sys.stderr, dynamic_ncols=True)
+    last = [0.0]
+
+    def progress(p: dict) -> None:
+        bar.total = p["total"]
+        bar.update(p["done"] + p["errors"] + p["parse_failures"] - bar.n)
+        bar.set_postfix(flips=p["flips"], unparsed=p["parse_failures"], errors=p["errors"])
+        if time.monotonic() - last[0] >= 1.0:
+            last[0] = time.monotonic()
+            store.set_progress(run_id, _progress(p, client))
+
+    async def go():
+        try:
+            return await judge_campaign(store, client, campaign, stop=lambda: stop.stop, on_progress=progress,
+                                        limit=limit)
+        finally:
+            await client.aclose()
+
+    try:
+        result = asyncio.run(go())
+    except Exception as exc:
+        store.mark_run(run_id, "failed", error=str(exc)[:2000])
+        raise
+    finally:
+        bar.close()
+    store.set_progress(run_id, {**_progress(result, client), "phase": "done"})
+    status = "cancelled" if stop.stop else "done"
+    store.mark_run(run_id, status)
+    print(f"{result['annotator']}: {result['done']} judged ({result['flips']} flips counted as ties), "
+          f"{result['parse_failures']} unparseable, {result['errors']} errors ({status})", file=sys.stderr)
+    return 0
+
+
+def _progress(p: dict, client) -> dict:
+    return {**{k: v for k, v in p.items() if k != "started"}, "phase": "judging",
+            "elapsed_s": time.time() - p["started"], "calls": client.stats.calls,
+            "cache_hits": client.stats.cache_hits}
