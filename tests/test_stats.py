@@ -149,6 +149,10 @@ def test_any_hashable_items_and_duplicates():
     assert {(p["a"], p["b"]) for p in got["cohen_kappa_pairs"]} == {(7, 8)}
     with pytest.raises(ValueError, match="more than once"):
         stats.agreement([(1, "x", "a"), (1, "x", "b")])
+    with pytest.raises(ValueError, match="record 2 has no item, annotator or label"):
+        stats.agreement([(1, "x", "a"), (1, "y", None)])
+    with pytest.raises(ValueError, match="record 1 has no"):
+        stats.annotator_report([(float("nan"), "x", "a")])
 
 
 def noisy_annotations(rng, n_items=120, good=5, accuracy=0.9, bad=("spam",)):

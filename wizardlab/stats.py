@@ -80,8 +80,8 @@ def judgments_frame(records: Iterable[Sequence]) -> pd.DataFrame:
     integer codes item_id, ann_id, code (first-appearance order; ties share one code).
 
     Codes keep pandas away from the raw values, which may be any hashable (tuples too).
-    Raises ValueError on a row that is not a triple, or on an annotator judging the same
-    item twice.
+    Raises ValueError on a row that is not a triple, a None/NaN in it, or an annotator
+    judging the same item twice.
     """
     rows = [tuple(r) for r in records]
     if any(len(r) != 3 for r in rows):
@@ -91,6 +91,9 @@ def judgments_frame(records: Iterable[Sequence]) -> pd.DataFrame:
         "annotator": pd.Series([r[1] for r in rows], dtype=object),
         "label": pd.Series([TIE if is_tie(r[2]) else r[2] for r in rows], dtype=object),
     })
+    missing = df[["item", "annotator", "label"]].isna().any(axis=1)
+    if missing.any():
+        raise ValueError(f"record {int(missing.idxmax()) + 1} has no item, annotator or label (None/NaN)")
     for col, code in (("item", "item_id"), ("annotator", "ann_id"), ("label", "code")):
         df[code] = pd.factorize(df[col])[0].astype(np.int64)
     dup = df.duplicated(["item_id", "ann_id"])
@@ -356,13 +359,14 @@ def win_rates(labels: Iterable, n_boot: int = 2000, seed: int = 0) -> dict:
 
 # ---------------------------------------------------------------- Bradley-Terry
 
-def _bt_design(comparisons: list[tuple], models: list[str]) -> tuple[np.ndarray, ...]:
-    """Logistic-regression rows: +1 for x, -1 for y; y=1 when x wins. A tie becomes two
-    rows of weight 1/2, one won by each side (a tie counts as half a win). Also returns,
-    per row, the index of the comparison it came from (for bootstrap weights)."""
+def _bt_design(groups: list[tuple], models: list[str]) -> tuple[np.ndarray, ...]:
+    """Logistic-regression rows for distinct (model_x, model_y, outcome) groups: +1 for x,
+    -1 for y; y=1 when x wins. A tie becomes two rows of weight 1/2, one won by each side
+    (a tie counts as half a win). Also returns, per row, the index of its group, so that
+    a group's count (how many comparisons it holds) multiplies its rows' weights."""
     index = {m: i for i, m in enumerate(models)}
     X, y, w, owner = [], [], [], []
-    for k, (mx, my, outcome) in enumerate(comparisons):
+    for k, (mx, my, outcome) in enumerate(groups):
         row = np.zeros(len(models))
         row[index[mx]], row[index[my]] = 1.0, -1.0
         wins = [(1, 0.5), (0, 0.5)] if outcome == TIE else [(int(outcome == "x"), 1.0)]
@@ -383,7 +387,7 @@ def _bt_fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, C: float) -> np.ndarray
     """
     keep = w > 0
     X, y, w = X[keep], y[keep], w[keep]
-    model = LogisticRegression(fit_intercept=False, C=C / 2, tol=1e-8, max_iter=1000)
+    model = LogisticRegression(fit_intercept=False, C=C / 2, solver="newton-cholesky", tol=1e-8, max_iter=200)
     model.fit(np.vstack([X, -X]), np.concatenate([y, 1 - y]), sample_weight=np.concatenate([w, w]))
     strength = model.coef_[0] * ELO_SCALE
     return strength - strength.mean() + ELO_ANCHOR
@@ -412,12 +416,16 @@ def bradley_terry(comparisons: Iterable[Sequence], n_boot: int = 200, seed: int 
     models = sorted({m for x, yy, _ in rows for m in (x, yy)})
     if len(models) < 2:
         raise ValueError("Bradley-Terry needs comparisons between at least 2 models")
-    X, y, w, owner = _bt_design(rows, models)
-    point = _bt_fit(X, y, w, C)
+    groups, group_of = np.unique(np.array(rows, dtype=object).astype(str), axis=0, return_inverse=True)
+    group_of = group_of.ravel()
+    X, y, w, owner = _bt_design([tuple(g) for g in groups], models)
+    size = np.bincount(group_of, minlength=len(groups))
+    point = _bt_fit(X, y, w * size[owner], C)
     rng = np.random.default_rng(seed)
     boots = [point]
     if n_boot:  # a resample = each comparison weighted by how often it was drawn
-        draws = (np.bincount(rng.integers(0, len(rows), len(rows)), minlength=len(rows)) for _ in range(n_boot))
+        draws = (np.bincount(group_of[rng.integers(0, len(rows), len(rows))], minlength=len(groups))
+                 for _ in range(n_boot))
         boots = [_bt_fit(X, y, w * d[owner], C) for d in draws]
     boots = np.array(boots)
     low, high = np.percentile(boots, [2.5, 97.5], axis=0)
