@@ -407,32 +407,36 @@ def bradley_terry(comparisons: Iterable[Sequence], n_boot: int = 200, seed: int 
     Returns [{model, rating, ci_low, ci_high, n}] sorted by rating, best first
     (n = comparisons involving the model).
     """
+    rows = _bt_rows(comparisons)
+    models = sorted({m for x, yy, _ in rows for m in (x, yy)})
+    groups, group_of = np.unique(np.array(rows, dtype=str), axis=0, return_inverse=True)
+    group_of = group_of.ravel()
+    X, y, w, owner = _bt_design([tuple(g) for g in groups], models)
+    point = _bt_fit(X, y, w * np.bincount(group_of, minlength=len(groups))[owner], C)
+    rng = np.random.default_rng(seed)
+    boots = [point]
+    if n_boot:  # a resample = each distinct group weighted by how often its comparisons were drawn
+        draws = (np.bincount(group_of[rng.integers(0, len(rows), len(rows))], minlength=len(groups))
+                 for _ in range(n_boot))
+        boots = [_bt_fit(X, y, w * d[owner], C) for d in draws]
+    low, high = np.percentile(np.array(boots), [2.5, 97.5], axis=0)
+    n = {m: sum(1 for x, yy, _ in rows if m in (x, yy)) for m in models}
+    out = [{"model": m, "rating": float(point[i]), "ci_low": float(low[i]), "ci_high": float(high[i]),
+            "n": n[m]} for i, m in enumerate(models)]
+    return sorted(out, key=lambda r: -r["rating"])
+
+
+def _bt_rows(comparisons: Iterable[Sequence]) -> list[tuple[str, str, str]]:
+    """Validated (model_x, model_y, outcome) rows; both_bad -> tie; ValueError otherwise."""
     rows = [(str(x), str(yy), TIE if is_tie(o) else o) for x, yy, o in comparisons]
     bad = [o for _, _, o in rows if o not in ("x", "y", TIE)]
     if bad:
         raise ValueError(f"outcome {bad[0]!r} is not one of x, y, tie")
     if any(x == yy for x, yy, _ in rows):
         raise ValueError("a model cannot be compared with itself")
-    models = sorted({m for x, yy, _ in rows for m in (x, yy)})
-    if len(models) < 2:
+    if len({m for x, yy, _ in rows for m in (x, yy)}) < 2:
         raise ValueError("Bradley-Terry needs comparisons between at least 2 models")
-    groups, group_of = np.unique(np.array(rows, dtype=object).astype(str), axis=0, return_inverse=True)
-    group_of = group_of.ravel()
-    X, y, w, owner = _bt_design([tuple(g) for g in groups], models)
-    size = np.bincount(group_of, minlength=len(groups))
-    point = _bt_fit(X, y, w * size[owner], C)
-    rng = np.random.default_rng(seed)
-    boots = [point]
-    if n_boot:  # a resample = each comparison weighted by how often it was drawn
-        draws = (np.bincount(group_of[rng.integers(0, len(rows), len(rows))], minlength=len(groups))
-                 for _ in range(n_boot))
-        boots = [_bt_fit(X, y, w * d[owner], C) for d in draws]
-    boots = np.array(boots)
-    low, high = np.percentile(boots, [2.5, 97.5], axis=0)
-    n = {m: sum(1 for x, yy, _ in rows if m in (x, yy)) for m in models}
-    out = [{"model": m, "rating": float(point[i]), "ci_low": float(low[i]), "ci_high": float(high[i]),
-            "n": n[m]} for i, m in enumerate(models)]
-    return sorted(out, key=lambda r: -r["rating"])
+    return rows
 
 
 # ---------------------------------------------------------------- position bias
