@@ -103,13 +103,16 @@ class LocalBackend:
     # -- loading ---------------------------------------------------------------
     def load(self) -> None:
         """Load model and tokenizer now (idempotent, thread-safe); a bad model dir -> PermanentError."""
+        self._loaded()
+
+    def _loaded(self):
         with self._load_lock:
-            if self._model is not None:
-                return
-            start = time.perf_counter()
-            path = self._resolve()
-            self._tokenizer, self._model = _load_pretrained(path)
-            log.info("loaded %s in %.1f s", path, time.perf_counter() - start)
+            if self._model is None:
+                start = time.perf_counter()
+                path = self._resolve()
+                self._tokenizer, self._model = _load_pretrained(path)
+                log.info("loaded %s in %.1f s", path, time.perf_counter() - start)
+            return self._tokenizer, self._model
 
     def warm(self) -> threading.Thread:
         """Start loading in a background thread (errors are logged; the first call reports them again)."""
@@ -137,22 +140,21 @@ class LocalBackend:
 
     def _chat_sync(self, messages, max_tokens, temperature, stop, timeout) -> Completion:
         deadline = time.monotonic() + timeout
-        self.load()
+        tokenizer, model = self._loaded()
         with self._generate_lock:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TransientError("timeout: the model was still loading or busy")
-            return self._generate(messages, max_tokens, temperature, list(stop or []), remaining)
+            return self._generate(tokenizer, model, messages, max_tokens, temperature, list(stop or []), remaining)
 
-    def _generate(self, messages, max_tokens, temperature, stops, max_time) -> Completion:
+    def _generate(self, tokenizer, model, messages, max_tokens, temperature, stops, max_time) -> Completion:
         import torch
         from transformers import StoppingCriteriaList
 
-        tokenizer, model = self._tokenizer, self._model
         few_shot = not tokenizer.chat_template
         if few_shot:
             stops = [FEW_SHOT_STOP, *stops]
-        input_ids = self._encode(messages, few_shot)
+        input_ids = _encode(tokenizer, messages, few_shot)
         prompt_len = input_ids.shape[1]
         sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
         criteria = StoppingCriteriaList([_StopOnText(tokenizer, prompt_len, stops)]) if stops else None
@@ -168,16 +170,17 @@ class LocalBackend:
         text, _ = cut_at_stop(tokenizer.decode(new_ids, skip_special_tokens=True), stops)
         return Completion(text.strip() if few_shot else text, prompt_len, int(new_ids.shape[0]))
 
-    def _encode(self, messages, few_shot: bool):
-        tokenizer = self._tokenizer
-        if few_shot:
-            return tokenizer(render_plain(messages), return_tensors="pt").input_ids
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
-
     async def aclose(self) -> None:
         with self._load_lock:
             self._model = self._tokenizer = None
+
+
+def _encode(tokenizer, messages: list[dict], few_shot: bool):
+    """Prompt ids: plain text for a base model, else the tokenizer's chat template with a generation prompt."""
+    if few_shot:
+        return tokenizer(render_plain(messages), return_tensors="pt").input_ids
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
 
 
 def _load_pretrained(path: Path):
