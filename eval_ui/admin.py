@@ -41,7 +41,7 @@ def build_tab(ctx: AppContext) -> None:
             add_btn = gr.Button("Add account", variant="primary")
         with gr.Column(variant="panel"):
             gr.Markdown("**Change an account**")
-            who = gr.Dropdown(label="Account", choices=[], allow_custom_value=False)
+            who = gr.Dropdown(label="Account", choices=[], allow_custom_value=True)
             with gr.Row():
                 disable_btn = gr.Button("Disable", variant="stop")
                 enable_btn = gr.Button("Enable")

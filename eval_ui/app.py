@@ -54,7 +54,12 @@ def _build_tab(module_name: str, ctx: AppContext) -> None:
     if importlib.util.find_spec(module_name) is None:
         gr.HTML(render.note(f"This tab is not installed yet ({module_name}).", "warn"))
         return
-    importlib.import_module(module_name).build_tab(ctx)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:  # one broken tab must not take the whole app down
+        gr.HTML(render.note(f"This tab could not be loaded: {exc}", "error"))
+        return
+    module.build_tab(ctx)
 
 
 def _on_load(ctx: AppContext, tabs: list, request: gr.Request):

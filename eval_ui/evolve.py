@@ -77,12 +77,17 @@ def start_batch(ctx: AppContext, form: BatchForm, user: str) -> tuple[int, str]:
                          created_by=user)
     jobs.refresh(store)
     run = store.get_run(run_id)
-    if run["status"] in ACTIVE and (run["status"] != "running" or jobs.pid_alive(run["pid"])):
+    if job_alive(run):
         return run_id, f"The same batch is already {run['status']} as run {run_id}; showing it."
     if is_finished(store, run):
         return run_id, f"The same batch already finished as run {run_id}; raise the rounds to extend it."
     launch_job(ctx, run_id)
     return run_id, f"Started run {run_id}."
+
+
+def job_alive(run: dict) -> bool:
+    """Queued, or running with a live process (a fresh run is 'pending' until launched)."""
+    return run["status"] == "queued" or (run["status"] == "running" and jobs.pid_alive(run["pid"]))
 
 
 def launch_job(ctx: AppContext, run_id: int) -> str:
@@ -93,7 +98,8 @@ def launch_job(ctx: AppContext, run_id: int) -> str:
 
 
 def run_choices(store) -> list[tuple[str, int]]:
-    return [(f"#{r['id']} · {r['status']} · {r.get('name') or ''}", r["id"]) for r in store.list_runs("evolve")]
+    return [(f"#{r['id']} · {r.get('name') or ''} · by {r.get('created_by') or '-'} · {render.when(r['created_at'])}",
+             r["id"]) for r in store.list_runs("evolve")]
 
 
 def default_run(store) -> int | None:
@@ -139,7 +145,7 @@ def progress_html(store, run_id: int | None) -> str:
 def _counters(p: dict) -> str:
     items = [("Kept", p.get("kept", 0)), ("Eliminated", p.get("eliminated", 0)), ("LLM calls", p.get("calls", 0)),
              ("Cache hits", p.get("cache_hits", 0)),
-             ("Tokens", f"{p.get('prompt_tokens', 0):,} in / {p.get('completion_tokens', 0):,} out"),
+             ("Tokens in / out", f"{p.get('prompt_tokens', 0):,} / {p.get('completion_tokens', 0):,}"),
              ("Errors", p.get("errors", 0)), ("Retries", p.get("retries", 0)),
              ("Elapsed", render.duration(p.get("elapsed_s"))), ("ETA", render.duration(p.get("eta_s")))]
     cells = "".join(f'<div class="wl-stat"><div class="wl-stat-v">{render.esc(v)}</div>'
@@ -182,10 +188,10 @@ def build_tab(ctx: AppContext) -> None:
             message = gr.HTML(elem_id="wl-evolve-msg")
         with gr.Column(scale=3):
             gr.Markdown("### Batches")
-            with gr.Row(equal_height=True):
-                run = gr.Dropdown(label="Batch", choices=[], scale=4, elem_id="wl-run")
-                cancel = gr.Button("Cancel", variant="stop", scale=1, elem_id="wl-cancel")
-                resume = gr.Button("Resume", scale=1, elem_id="wl-resume")
+            run = gr.Dropdown(label="Batch", choices=[], allow_custom_value=True, elem_id="wl-run")
+            with gr.Row():
+                cancel = gr.Button("Cancel", variant="stop", size="md", scale=0, min_width=120, elem_id="wl-cancel")
+                resume = gr.Button("Resume", size="md", scale=0, min_width=120, elem_id="wl-resume")
             progress = gr.HTML(render.note("Loading…"), elem_id="wl-progress")
             with gr.Accordion("Job log", open=False):
                 log = gr.Textbox(label="Last lines", lines=8, max_lines=16, interactive=False, autoscroll=True)
@@ -235,7 +241,7 @@ def _wire(ctx: AppContext, w: dict) -> None:
         run = store.get_run(int(run_id)) if run_id else None
         if run is None:
             raise UserError("choose a batch first")
-        if run["status"] in ACTIVE:
+        if job_alive(run):
             raise UserError(f"run {run_id} is already {run['status']}")
         launch_job(ctx, int(run_id))
         return render.note(f"Resumed run {run_id}.", "ok"), gr.Dropdown(choices=run_choices(store), value=run_id)

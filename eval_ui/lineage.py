@@ -68,14 +68,15 @@ def _audit_html(overrides: list[dict]) -> str:
 
 
 def run_choices(store) -> list[tuple[str, int]]:
-    return [(f"#{r['id']} · {r.get('name') or ''} ({r['status']})", r["id"]) for r in store.list_runs("evolve")]
+    return [(f"#{r['id']} · {r.get('name') or ''} · {render.when(r['created_at'])}", r["id"])
+            for r in store.list_runs("evolve")]
 
 
 def build_tab(ctx: AppContext) -> None:
     gr.Markdown("Find seeds by text or filters, open a tree, and restore or eliminate nodes. "
                 "Every decision is audited; exports and training use the effective status.")
     with gr.Row(equal_height=True):
-        run = gr.Dropdown(label="Run", choices=[], scale=3, elem_id="wl-lin-run")
+        run = gr.Dropdown(label="Run", choices=[], scale=3, allow_custom_value=True, elem_id="wl-lin-run")
         text = gr.Textbox(label="Text contains", placeholder="instruction, input or response", scale=3,
                           max_lines=1, elem_id="wl-lin-text")
         rnd = gr.Dropdown([ANY] + [str(i) for i in range(0, 11)], value=ANY, label="Round", scale=1)

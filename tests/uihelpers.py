@@ -117,3 +117,29 @@ def login(page, base_url: str, username: str, password: str) -> None:
     page.get_by_label("password").fill(password)
     page.get_by_role("button", name="Login").click()
     page.wait_for_selector(".wl-header .wl-user", timeout=30_000)
+
+
+def make_forest(store, seeds: list[dict], rounds: list[list[dict]], *, created_by: str = "test") -> int:
+    """Insert a finished evolve run straight into the store; returns its id.
+
+    `seeds`: [{"instruction", "input", "response"}]; `rounds[r-1][i]`: the round-r node of
+    seed i as {"status": "kept"|"eliminated", "instruction", "response", "rules": [...],
+    "operation"}. Parents follow the engine's rule (newest kept node, else the seed).
+    """
+    import itertools
+
+    from wizardlab.store.evol import EvolQueries
+
+    run_id = store.create_run("evolve", {"rounds": len(rounds), "n_seeds": len(seeds)}, name="test forest",
+                              created_by=created_by, status="done")
+    store.insert_seeds(run_id, seeds)
+    for r, nodes in enumerate(rounds, start=1):
+        ops = itertools.cycle([n.get("operation", "deepening") for n in nodes])
+        store.create_round(run_id, r, lambda: next(ops))
+        pending = list(store.iter_pending(run_id, r))
+        with store.tx() as conn:
+            for row, spec in zip(pending, nodes):
+                EvolQueries.write_node_result(conn, row["id"], status=spec["status"], instruction=spec["instruction"],
+                                              response=spec.get("response"), fail_rules=spec.get("rules", []),
+                                              error=None, raw={})
+    return run_id

@@ -1,0 +1,110 @@
+"""Curation: single and bulk overrides, undo, filters, lineage queries, and the override/runs CLIs."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.__main__ import main as cli
+from tests.uihelpers import make_forest
+from wizardlab import curation
+from wizardlab.errors import UserError
+
+
+def _forest(store) -> int:
+    seeds = [{"instruction": f"Seed {i}: explain topic {i}", "input": "", "response": f"answer {i}"} for i in range(4)]
+    r1 = [{"status": "kept", "instruction": f"R1 {i} deeper", "response": "ok", "operation": "deepening"}
+          for i in range(4)]
+    r2 = [{"status": "eliminated", "instruction": f"R2 {i} same", "response": "ok", "rules": ["no_information_gain"],
+           "operation": "in_breadth"} for i in range(3)]
+    r2.append({"status": "eliminated", "instruction": "R2 3 sorry", "response": "Sorry", "operation": "concretizing",
+               "rules": ["sorry_short_response"]})
+    return make_forest(store, seeds, [r1, r2])
+
+
+def _effective(store, run_id, round_):
+    return sorted(n["effective_status"] for n in store.iter_nodes(run_id) if n["round"] == round_)
+
+
+def test_bulk_restore_changes_training_set_and_undo_reverts(store):
+    run = _forest(store)
+    before = sum(1 for _ in store.iter_nodes(run, training_only=True))
+    n = curation.bulk_override(store, run, {"round": 2, "rule": "no_information_gain"}, "restore", "reviewed", "ana")
+    assert n == 3
+    assert _effective(store, run, 2) == ["eliminated", "kept", "kept", "kept"]
+    assert sum(1 for _ in store.iter_nodes(run, training_only=True)) == before + 3
+    # nothing left to change: a second identical bulk writes nothing
+    assert curation.bulk_override(store, run, {"round": 2, "rule": "no_information_gain"}, "restore", "x", "ana") == 0
+    rows = store.recent_overrides(run)
+    assert {r["user"] for r in rows} == {"ana"} and {r["reason"] for r in rows} == {"reviewed"}
+    curation.undo(store, rows[0]["id"], "bob")
+    assert _effective(store, run, 2).count("kept") == 2
+    with pytest.raises(UserError, match="already undone"):
+        curation.undo(store, rows[0]["id"], "bob")
+
+
+def test_single_override_and_validation(store):
+    run = _forest(store)
+    node = next(n for n in store.iter_nodes(run) if n["round"] == 1)
+    curation.override_node(store, node["id"], "eliminate", "off topic", "ana")
+    assert store.get_node(node["id"])["effective_status"] == "eliminated"
+    tree = curation.build_tree(store, node["root_id"])
+    assert tree["round"] == 0 and tree["children"][0]["overrides"][0]["reason"] == "off topic"
+    with pytest.raises(UserError, match="reason"):
+        curation.override_node(store, node["id"], "restore", "  ", "ana")
+    with pytest.raises(UserError, match="rule"):
+        curation.Filters.parse(rule="no_such_rule")
+    with pytest.raises(UserError, match="round"):
+        curation.Filters.parse(round="two")
+    with pytest.raises(UserError, match="not a root"):
+        curation.build_tree(store, node["id"])
+
+
+def test_find_roots_text_and_filters(store):
+    run = _forest(store)
+    assert len(store.find_roots(run, {})) == 4
+    assert [r["instruction"] for r in store.find_roots(run, {"text": "sorry"})] == ["Seed 3: explain topic 3"]
+    assert len(store.find_roots(run, {"round": 2, "rule": "no_information_gain"})) == 3
+    assert store.find_roots(run, {"text": "%"}) == []  # LIKE wildcards are literal
+    hit = store.find_roots(run, {"operation": "concretizing", "status": "eliminated"})
+    assert len(hit) == 1 and hit[0]["eliminated"] == 1 and hit[0]["evolutions"] == 2
+
+
+def test_override_cli_bulk_dry_run_node_and_undo(store, capsys):
+    run = _forest(store)
+    db = store.path
+    assert cli(["override", "--db", db, "--run", str(run), "--round", "2", "--rule", "no_information_gain",
+                "--action", "restore", "--dry-run"]) == 0
+    assert "would restore 3 node(s)" in capsys.readouterr().out
+    assert store.recent_overrides(run) == []
+    assert cli(["override", "--db", db, "--run", str(run), "--round", "2", "--rule", "no_information_gain",
+                "--action", "restore", "--reason", "ok after review", "--user", "ana"]) == 0
+    ids = [r["id"] for r in store.recent_overrides(run)]
+    assert len(ids) == 3
+    assert cli(["override", "--db", db, "--undo", *map(str, ids), "--user", "ana"]) == 0
+    assert _effective(store, run, 2) == ["eliminated"] * 4
+    # bad input: one line, exit 2, nothing written
+    assert cli(["override", "--db", db, "--node", "999999", "--action", "restore", "--reason", "x"]) == 2
+    assert "node 999999" in capsys.readouterr().err
+    assert cli(["override", "--db", db, "--node", str(ids[0]), "--action", "restore"]) == 2
+    assert len(store.recent_overrides(run)) == 3
+
+
+def test_runs_cli_lists_and_refuses_cancel_of_finished(store, capsys):
+    run = _forest(store)
+    assert cli(["runs", "--db", store.path, "--kind", "evolve"]) == 0
+    assert f"{run:>5}  evolve" in capsys.readouterr().out
+    assert cli(["runs", "--db", store.path, "--cancel", str(run)]) == 2
+    assert "not running" in capsys.readouterr().err
+
+
+def test_override_changes_next_alpaca_export(store, tmp_path):
+    import json
+
+    from pipeline.export import export_dataset
+
+    run = _forest(store)
+    before = json.loads(export_dataset(store, run, tmp_path / "a.json", "alpaca").read_text())
+    curation.bulk_override(store, run, {"round": 2, "operation": "concretizing"}, "restore", "fine", "ana")
+    after = json.loads(export_dataset(store, run, tmp_path / "b.json", "alpaca").read_text())
+    assert len(after) == len(before) + 1
+    assert "R2 3 sorry" in {r["instruction"] for r in after} - {r["instruction"] for r in before}

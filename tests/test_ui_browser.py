@@ -1,0 +1,141 @@
+"""The app in a real headless Chromium: a batch against the fake LLM, lineage, override, XSS, detached jobs."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.fakellm import FakeLLM
+from tests.uihelpers import browser, login, make_forest, make_user, start_app, stop_app
+from wizardlab import jobs
+
+HOSTILE = [
+    "<script>window.__pwned = 'script'</script>",
+    "<img src=x onerror=\"window.__pwned = 'img'\">",
+    "[click me](javascript:window.__pwned='link') and <a href=\"javascript:window.__pwned='a'\">x</a>",
+]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    with FakeLLM() as fake:
+        base_url, admin, password, ctx = start_app(tmp_path_factory.mktemp("ui"), base_url=fake.base_url,
+                                                   model="fake-model", concurrency=4)
+        make_user(ctx, "ann", "ann-pass-123", "annotator")
+        yield base_url, admin, password, ctx, fake
+        for run in ctx.store().list_runs():
+            jobs.kill(ctx.store(), run["id"])
+        stop_app(ctx)
+
+
+def _page(b):
+    page = b.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(30_000)
+    return page
+
+
+def _start_batch(page, rounds: int, limit: int, seed: int = 0) -> None:
+    page.locator("#wl-rounds input").fill(str(rounds))
+    page.locator("#wl-limit input").fill(str(limit))
+    page.get_by_label("Random seed").fill(str(seed))
+    page.locator("#wl-start").click()
+
+
+def _wait_run_done(page):
+    page.locator("#wl-progress .wl-run-head", has_text="done").wait_for(timeout=90_000)
+
+
+def test_batch_lineage_and_override_in_the_browser(app):
+    base_url, admin, password, ctx, _ = app
+    store = ctx.store()
+    with browser() as b:
+        page = _page(b)
+        login(page, base_url, admin, password)
+        _start_batch(page, rounds=2, limit=3)
+        _wait_run_done(page)
+        run_id = store.list_runs("evolve")[0]["id"]
+        assert store.get_run(run_id)["status"] == "done" and store.count_nodes(run_id, 2) == 3
+
+        page.get_by_role("tab", name="Lineage").click()
+        page.locator("#wl-lin-find").click()
+        page.locator("#wl-lin-roots [data-testid='cell-0-0']").click()
+        page.locator("#wl-tree .wl-tree").wait_for()
+        root_id = int(page.locator("#wl-tree .wl-tree").get_attribute("data-root"))
+        node = next(n for n in store.tree_nodes(root_id) if n["round"] == 1)
+        assert page.locator(f"#wl-tree #node-{node['id']}").count() == 1
+
+        page.locator("#wl-ov-node input").fill(str(node["id"]))
+        page.locator("#wl-ov-action").get_by_text("eliminate").click()
+        page.locator("#wl-ov-reason textarea").fill("too vague after review")
+        page.locator("#wl-ov-apply").click()
+        page.locator(f"#wl-tree #node-{node['id']} .wl-audit").wait_for()
+        [override] = store.node_overrides(node["id"])
+        assert (override["action"], override["user"], override["reason"]) == ("eliminate", admin,
+                                                                               "too vague after review")
+        assert store.get_node(node["id"])["effective_status"] == "eliminated"
+
+
+def test_annotator_sees_only_judge(app):
+    base_url, _, _, _, _ = app
+    with browser() as b:
+        page = _page(b)
+        login(page, base_url, "ann", "ann-pass-123")
+        page.get_by_role("tab", name="Judge").wait_for()
+        for name in ("Evolve", "Lineage", "Admin"):
+            assert page.get_by_role("tab", name=name).count() == 0
+
+
+def test_hostile_text_is_shown_literally_and_runs_nothing(app):
+    base_url, admin, password, ctx, _ = app
+    seeds = [{"instruction": HOSTILE[0], "input": HOSTILE[1], "response": HOSTILE[2]}]
+    nodes = [[{"status": "eliminated", "instruction": HOSTILE[1], "response": HOSTILE[0] + HOSTILE[2],
+               "rules": ["malformed"]}]]
+    run_id = make_forest(ctx.store(), seeds, nodes)
+    root_id = ctx.store().find_roots(run_id, {})[0]["root_id"]
+    ctx.store().add_overrides([root_id + 1], "restore", HOSTILE[1], admin)
+    with browser() as b:
+        page = _page(b)
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        login(page, base_url, admin, password)
+        page.get_by_role("tab", name="Lineage").click()
+        page.locator("#wl-lin-text input").fill("pwned")
+        page.locator("#wl-lin-find").click()
+        page.locator("#wl-lin-roots [data-testid='cell-0-2']").wait_for()
+        page.locator("#wl-lin-root input").fill(str(root_id))
+        page.locator("#wl-lin-show").click()
+        page.locator("#wl-tree .wl-tree").wait_for()
+        for summary in page.locator("#wl-tree details summary").all():
+            summary.click()
+        page.wait_for_timeout(500)
+        tree_text = page.locator("#wl-tree").inner_text()
+        for hostile in HOSTILE:
+            assert hostile in tree_text
+        assert HOSTILE[0] in page.locator("#wl-lin-roots [data-testid='cell-0-2']").inner_text()
+        assert page.evaluate("window.__pwned") is None and dialogs == []
+        assert page.locator("#wl-tree img, #wl-tree script, #wl-tree a, #wl-lin-roots img, #wl-lin-roots a").count() == 0
+
+
+def test_job_survives_closing_the_browser_and_page_reattaches(app):
+    base_url, admin, password, ctx, fake = app
+    store = ctx.store()
+    fake.latency = lambda: 0.15
+    try:
+        with browser() as b:
+            page = _page(b)
+            login(page, base_url, admin, password)
+            _start_batch(page, rounds=3, limit=4, seed=7)
+            page.locator("#wl-progress .wl-run-head", has_text="running").wait_for()
+            run_id = store.list_runs("evolve")[0]["id"]
+        time.sleep(1.0)  # the browser that started it is gone
+        run = store.get_run(run_id)
+        assert run["status"] == "running" and jobs.pid_alive(run["pid"])
+        with browser() as b:  # a fresh page re-attaches to the running batch and follows it to the end
+            page = _page(b)
+            login(page, base_url, admin, password)
+            page.locator("#wl-progress .wl-run-head", has_text=f"Run {run_id}").wait_for()
+            _wait_run_done(page)
+        assert store.get_run(run_id)["status"] == "done" and store.count_nodes(run_id, 3) == 4
+    finally:
+        fake.latency = None
