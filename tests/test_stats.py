@@ -20,7 +20,7 @@ from statsmodels.stats import inter_rater
 from wizardlab import stats
 
 LABELS = ["a", "b", "tie", "x"]
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def none_if_nan(x):
