@@ -1,0 +1,203 @@
+"""The Judge tab (every signed-in user): blind pairwise judging, fast and from the keyboard.
+
+The annotator picks an open campaign (shown as "Campaign N", never its admin name), reads
+the guidelines, and judges pair after pair: the prompt and two responses labelled only
+"Response 1" / "Response 2". Model identities stay on the server: the current
+assignment id, its idempotency token and the time it was shown live in `gr.State`
+(server-side per session), and the browser only ever receives rendered text. Keys:
+1 / 2 / t (tie) / b (both bad) / s (skip) / u (undo), via a small script that clicks the
+buttons. Every judging event is one Gradio event that stores the click and returns the
+next item; they share a concurrency limit of 16 (the default of 1 queued requests).
+
+Text from models is rendered as Markdown with raw HTML switched off (markdown-it-py):
+`<script>` and `<img onerror>` appear as literal text and `javascript:` links are not
+made links.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import gradio as gr
+from markdown_it import MarkdownIt
+
+from eval_ui import render
+from eval_ui.context import AppContext, on_show, ui_errors
+from wizardlab import evaluation as ev
+from wizardlab.errors import UserError
+
+CONCURRENCY = 16
+_MD = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
+CHOICES = {"1": "Response 1 is better", "2": "Response 2 is better", "tie": "Tie", "both_bad": "Both are bad"}
+KEYS_JS = """
+() => {
+  if (window.__wlJudgeKeys) return;
+  window.__wlJudgeKeys = true;
+  const map = {"1": "wl-judge-b1", "2": "wl-judge-b2", "t": "wl-judge-tie", "b": "wl-judge-bad",
+               "s": "wl-judge-skip", "u": "wl-judge-undo"};
+  document.addEventListener("keydown", (e) => {
+    const tag = (e.target && e.target.tagName) || "";
+    if (e.ctrlKey || e.metaKey || e.altKey || tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT") return;
+    const id = map[e.key.toLowerCase()];
+    const btn = id && document.getElementById(id);
+    if (btn && btn.checkVisibility() && !btn.disabled) { e.preventDefault(); btn.click(); }
+  });
+}
+"""
+STYLE = """<style>
+.wl-judge-cols { gap: 14px !important; }
+.wl-resp { border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 10px 14px;
+  background: var(--background-fill-primary); min-height: 120px; max-height: 62vh; overflow: auto; }
+.wl-resp-h { font-weight: 700; color: var(--color-accent); margin-bottom: 6px; font-size: 0.95rem; }
+.wl-prompt { border-left: 4px solid var(--color-accent); padding: 8px 14px; background: #eef2ff33;
+  border-radius: 6px; margin-bottom: 4px; }
+.wl-md pre { background: #0f172a; color: #e2e8f0; padding: 8px 10px; border-radius: 6px; overflow-x: auto; }
+.wl-md code { font-family: var(--font-mono); font-size: 0.85em; }
+.wl-md p { margin: 0 0 0.6em; }
+.wl-kbd { display: inline-block; border: 1px solid #cbd5e1; border-bottom-width: 2px; border-radius: 4px;
+  padding: 0 5px; font-family: var(--font-mono); font-size: 0.75rem; margin: 0 2px; background: #f8fafc; }
+.wl-progress { font-size: 0.9rem; }
+</style>"""
+
+
+def md(text: str | None) -> str:
+    """Model or user text as safe HTML: Markdown without raw HTML."""
+    return f'<div class="wl-md">{_MD.render(text or "")}</div>'
+
+
+def _progress_html(p: dict | None, note: str = "") -> str:
+    if not p:
+        return render.note(note or "Choose a campaign to start.", "info")
+    label = f"{p['done']} done of {p['total']} assigned" + (f" · {p['skipped']} skipped" if p["skipped"] else "")
+    return f'<div class="wl-progress">{render.bar(p["done"], p["total"], label)}{note}</div>'
+
+
+def _item_outputs(item: dict | None, state: dict, note: str = ""):
+    """(prompt, response 1, response 2, progress, state, rationale, token) for the item, or the done page.
+
+    The token is an opaque random id of what is on screen, kept while the same assignment
+    is shown; a click sends it back, so a stale second click is recognised and ignored.
+    """
+    if item is None:
+        state = {**state, "assignment_id": None, "token": None}
+        done = state.get("campaign_id") and note == ""
+        message = render.note("All done in this campaign: thank you!", "ok") if done else (note or "")
+        return message, "", "", _progress_html(state.get("progress"), ""), state, "", ""
+    if state.get("assignment_id") != item["assignment_id"] or not state.get("token"):
+        state = {**state, "assignment_id": item["assignment_id"], "token": uuid.uuid4().hex, "shown_at": time.time()}
+    state = {**state, "progress": item["progress"]}
+    prompt = f'<div class="wl-prompt"><div class="wl-resp-h">Prompt</div>{md(item["prompt"])}</div>'
+    one = f'<div class="wl-resp"><div class="wl-resp-h">Response 1</div>{md(item["response_1"])}</div>'
+    two = f'<div class="wl-resp"><div class="wl-resp-h">Response 2</div>{md(item["response_2"])}</div>'
+    return prompt, one, two, _progress_html(item["progress"], note), state, "", state["token"]
+
+
+class Judge:
+    """The tab's callbacks; each takes the per-session state and the request (for the user)."""
+
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
+
+    def _campaign(self, state: dict) -> dict:
+        cid = state.get("campaign_id")
+        if not cid:
+            raise UserError("choose a campaign first")
+        campaign = self.ctx.store().campaign(int(cid))
+        if campaign is None:
+            raise UserError("this campaign no longer exists")
+        return campaign
+
+    def campaigns(self, request: gr.Request):
+        self.ctx.current_user(request)
+        choices = [(c["title"], c["id"]) for c in ev.annotator_campaigns(self.ctx.store())]
+        return gr.Dropdown(choices=choices, value=choices[0][1] if len(choices) == 1 else None)
+
+    def start(self, campaign_id, state: dict, request: gr.Request):
+        user = self.ctx.current_user(request)
+        if not campaign_id:
+            return "", "", "", _progress_html(None), {}, gr.Textbox(visible=False), "", "", gr.Button(visible=False)
+        state = {"campaign_id": int(campaign_id)}
+        campaign = self._campaign(state)
+        item = ev.next_item(self.ctx.store(), campaign, user["username"])
+        guide = md(campaign["guidelines"]) + '<div class="wl-muted">Criteria: ' + render.chips(ev.CRITERIA) + "</div>"
+        prompt, one, two, progress, state, _, token = _item_outputs(item, state)
+        return (prompt, one, two, progress, state, gr.Textbox(value="", visible=bool(campaign["config"].get("rationale"))),
+                token, guide, gr.Button(visible=bool(campaign["allow_both_bad"])))
+
+    def next(self, state: dict, request: gr.Request):
+        user = self.ctx.current_user(request)
+        campaign = self._campaign(state)
+        return _item_outputs(ev.next_item(self.ctx.store(), campaign, user["username"]), state)
+
+    def choose(self, choice: str):
+        def handler(state: dict, token: str, rationale: str, request: gr.Request):
+            user = self.ctx.current_user(request)
+            campaign = self._campaign(state)
+            store = self.ctx.store()
+            if state.get("assignment_id") and token == state.get("token"):  # else: a stale repeat, ignore
+                seconds = round(time.time() - state.get("shown_at", time.time()), 2)
+                ev.submit(store, campaign, user["username"], state["assignment_id"], choice,
+                          request_id=state["token"], rationale=(rationale or "").strip() or None, seconds=seconds)
+            return _item_outputs(ev.next_item(store, campaign, user["username"]), state)
+
+        handler.__name__ = f"judge_{choice}"
+        return handler
+
+    def skip(self, state: dict, token: str, request: gr.Request):
+        user = self.ctx.current_user(request)
+        campaign = self._campaign(state)
+        if state.get("assignment_id") and token == state.get("token"):
+            ev.skip(self.ctx.store(), user["username"], state["assignment_id"])
+        return _item_outputs(ev.next_item(self.ctx.store(), campaign, user["username"]), state)
+
+    def undo(self, state: dict, request: gr.Request):
+        user = self.ctx.current_user(request)
+        campaign = self._campaign(state)
+        reopened = ev.undo(self.ctx.store(), campaign, user["username"])
+        note = "" if reopened else render.note("Nothing to undo.", "warn")
+        return _item_outputs(ev.next_item(self.ctx.store(), campaign, user["username"]), state, note)
+
+
+def build_tab(ctx: AppContext) -> None:
+    judge = Judge(ctx)
+    gr.HTML(STYLE)
+    with gr.Row(equal_height=True):
+        campaign = gr.Dropdown(label="Campaign", choices=[], allow_custom_value=True, scale=1,
+                               elem_id="wl-judge-campaign")
+        progress = gr.HTML(_progress_html(None), elem_id="wl-judge-progress")
+    with gr.Accordion("Guidelines", open=False):
+        guidelines = gr.HTML()
+    prompt = gr.HTML(elem_id="wl-judge-prompt")
+    with gr.Row(equal_height=False, elem_classes="wl-judge-cols"):
+        resp1 = gr.HTML(elem_id="wl-judge-r1")
+        resp2 = gr.HTML(elem_id="wl-judge-r2")
+    rationale = gr.Textbox(label="Why? (optional)", max_lines=3, visible=False, elem_id="wl-judge-rationale")
+    with gr.Row():
+        b1 = gr.Button("Response 1 is better  [1]", variant="primary", elem_id="wl-judge-b1")
+        tie = gr.Button("Tie  [t]", elem_id="wl-judge-tie")
+        b2 = gr.Button("Response 2 is better  [2]", variant="primary", elem_id="wl-judge-b2")
+        bad = gr.Button("Both are bad  [b]", visible=False, elem_id="wl-judge-bad")
+    with gr.Row():
+        skip = gr.Button("Skip  [s]", size="sm", elem_id="wl-judge-skip")
+        undo = gr.Button("Undo last  [u]", size="sm", elem_id="wl-judge-undo")
+        nxt = gr.Button("Reload item", size="sm", elem_id="wl-judge-next")
+    gr.HTML('<div class="wl-muted">Keys: <span class="wl-kbd">1</span> <span class="wl-kbd">2</span> '
+            '<span class="wl-kbd">t</span> tie <span class="wl-kbd">b</span> both bad '
+            '<span class="wl-kbd">s</span> skip <span class="wl-kbd">u</span> undo</div>')
+    state = gr.State({})
+    token = gr.Textbox(visible=False, elem_id="wl-judge-token")
+    item_out = [prompt, resp1, resp2, progress, state, rationale, token]
+    on_show(ui_errors(judge.campaigns), [campaign])
+    campaign.change(ui_errors(judge.start), [campaign, state], [*item_out, guidelines, bad],
+                    api_name="judge_start", concurrency_limit=CONCURRENCY, concurrency_id="judge")
+    common = {"concurrency_limit": CONCURRENCY, "concurrency_id": "judge", "show_progress": "hidden"}
+    nxt.click(ui_errors(judge.next), [state], item_out, api_name="judge_next", **common)
+    for button, choice in ((b1, "1"), (b2, "2"), (tie, "tie"), (bad, "both_bad")):
+        button.click(ui_errors(judge.choose(choice)), [state, token, rationale], item_out, api_name=f"judge_{choice}",
+                     **common)
+    skip.click(ui_errors(judge.skip), [state, token], item_out, api_name="judge_skip", **common)
+    undo.click(ui_errors(judge.undo), [state], item_out, api_name="judge_undo", **common)
+    root = gr.context.Context.root_block
+    if root is not None:
+        root.load(None, None, None, js=KEYS_JS)

@@ -1,0 +1,134 @@
+"""The Judge tab through real HTTP: 20 annotators at once, idempotent submits, blinding of API payloads.
+
+The real Gradio app runs in-process (tests.uihelpers.start_app); annotators log in through
+/login and call the judging endpoints over Gradio's HTTP API with their own session hash
+(so the server-side gr.State follows them), from threads, with httpx.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+
+import httpx
+import pytest
+
+from tests.uihelpers import http_login, make_user, start_app, stop_app
+from wizardlab import evaluation as ev
+
+MODELS = ("secret-model-alpha", "secret-model-beta")
+N_ANNOTATORS, K, N_PROMPTS = 20, 3, 30
+
+
+def call(client: httpx.Client, api: str, data: list, session: str) -> tuple[str, object]:
+    """POST /gradio_api/call/<api> with a session hash, then read the SSE result."""
+    r = client.post(f"/gradio_api/call/{api}", json={"data": data, "session_hash": session})
+    if r.status_code != 200:
+        return f"http_{r.status_code}", r.text
+    event_id = r.json()["event_id"]
+    event = None
+    with client.stream("GET", f"/gradio_api/call/{api}/{event_id}") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and event in ("complete", "error"):
+                return event, json.loads(line.split(":", 1)[1])
+    return event or "none", None
+
+
+def fn_index(client: httpx.Client, api: str) -> int:
+    deps = client.get("/config").json()["dependencies"]
+    return next(d["id"] for d in deps if d.get("api_name") == api)
+
+
+def queue_calls(client: httpx.Client, fn: int, datas: list[list], session: str) -> list[tuple[bool, object]]:
+    """Join the queue with several events of one session at once (as a browser does), read one stream."""
+    ids = []
+    for data in datas:
+        r = client.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn, "session_hash": session,
+                                                         "event_data": None, "trigger_id": None})
+        r.raise_for_status()
+        ids.append(r.json()["event_id"])
+    results = {}
+    with client.stream("GET", "/gradio_api/queue/data", params={"session_hash": session}) as stream:
+        for line in stream.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            msg = json.loads(line[5:])
+            if msg.get("msg") == "process_completed":
+                results[msg["event_id"]] = (msg.get("success", False), msg.get("output", {}).get("data"))
+                if len(results) == len(ids):
+                    break
+    return [results.get(i, (False, None)) for i in ids]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("judging")
+    base_url, _, _, ctx = start_app(tmp)
+    rows = [{"prompt_id": i, "prompt": f"Question number {i}?", "model": m, "output": f"Answer {i}, version {MODELS.index(m)}."}
+            for m in MODELS for i in range(N_PROMPTS)]
+    path = tmp / "outputs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sets = ev.import_outputs(ctx.store(), path, testset="toy")
+    cid = ev.create_campaign(ctx.store(), "alpha vs beta", [s["id"] for s in sets], k=K)
+    for i in range(N_ANNOTATORS):
+        make_user(ctx, f"ann{i}", "ann-pass-123")
+    yield base_url, ctx, cid
+    stop_app(ctx)
+
+
+def test_twenty_annotators_at_once_every_judgment_stored_once(app):
+    base_url, ctx, cid = app
+    errors, clicks, payloads = [], Counter(), []
+    with httpx.Client(base_url=base_url) as probe:
+        probe.cookies = http_login(base_url, "ann0", "ann-pass-123").cookies
+        fns = {api: fn_index(probe, api) for api in ("judge_1", "judge_2", "judge_tie")}
+
+    def annotate(i: int):
+        client = http_login(base_url, f"ann{i}", "ann-pass-123")
+        session = f"s{i}"
+        try:
+            event, data = call(client, "judge_start", [cid], session)
+            while event == "complete" and "Response 1" in data[1]:
+                payloads.append(json.dumps(data))
+                choice = ("judge_1", "judge_2", "judge_tie")[clicks[i] % 3]
+                token = data[6]
+                if clicks[i] % 4 == 0:  # a double click: the same event sent twice at once
+                    results = queue_calls(client, fns[choice], [[None, token, ""], [None, token, ""]], session)
+                    ok, data = results[-1]
+                    event = "complete" if all(r[0] for r in results) else "error"
+                else:
+                    event, data = call(client, choice, [None, token, ""], session)
+                clicks[i] += 1
+            if event != "complete":
+                errors.append((i, event, data))
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=annotate, args=(i,)) for i in range(N_ANNOTATORS)]
+    [t.start() for t in threads]
+    [t.join(timeout=120) for t in threads]
+    assert not errors
+    store = ctx.store()
+    rows = store.query("SELECT item_id, annotator, COUNT(*) AS n FROM judgments WHERE campaign_id = ? "
+                       "GROUP BY item_id, annotator", (cid,))
+    assert all(r["n"] == 1 for r in rows)
+    per_item = Counter(r["item_id"] for r in rows)
+    assert len(per_item) == N_PROMPTS and set(per_item.values()) == {K}  # every item filled to k, no more
+    assert len(rows) == N_PROMPTS * K == sum(clicks.values())
+    assert store.scalar("SELECT COUNT(*) FROM assignments WHERE campaign_id = ? AND status = 'open'", (cid,)) == 0
+    assert not any(m in p for p in payloads for m in MODELS)  # blind: no model name in any API answer
+
+
+def test_full_campaign_and_session_without_campaign_and_anonymous(app):
+    base_url, ctx, cid = app
+    make_user(ctx, "late", "late-pass-123")
+    client = http_login(base_url, "late", "late-pass-123")
+    event, data = call(client, "judge_start", [cid], "late-session")
+    assert event == "complete" and "All done" in data[0]  # items are full at k
+    event, _ = call(client, "judge_1", [None, "", ""], "fresh-session")  # no campaign in this session
+    assert event == "error"
+    anon = httpx.Client(base_url=base_url, timeout=30)
+    assert anon.post("/gradio_api/call/judge_next", json={"data": [None]}).status_code == 401
