@@ -160,10 +160,19 @@ def _training_arguments(cfg, out_dir: Path, precision: str, hw, ds: dict | None)
         save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit, seed=cfg.seed,
         bf16=precision == "bf16", fp16=precision == "fp16", gradient_checkpointing=cfg.gradient_checkpointing,
         deepspeed=ds, report_to="none",
-        remove_unused_columns=False, disable_tqdm=True, use_cpu=not hw.gpus and ds is None, dataloader_num_workers=0,
+        remove_unused_columns=False, disable_tqdm=True, use_cpu=not hw.gpus, dataloader_num_workers=0,
         ddp_backend="gloo" if not hw.gpus and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
         logging_first_step=True,
     )
+
+
+def _init_deepspeed_on_cpu() -> None:
+    """DeepSpeed on CPUs: start its comm layer on gloo ourselves. Accelerate only does it
+    for accelerators, and otherwise treats the run as one process (every rank then reads
+    the same batches and every rank writes the output)."""
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend="gloo", auto_mpi_discovery=False)
 
 
 def _write_run_config(out_dir: Path, cfg, extra: dict, ds: dict | None) -> None:
@@ -194,6 +203,8 @@ def train(args, cfg, stop: StopFlag, reporter: RunReporter, is_main: bool) -> st
     if not encoded:
         raise UserError(f"{cfg.data}: every prompt is longer than max_length {cfg.max_length}")
     ds = deepspeed_config(cfg, precision) if cfg.deepspeed else None
+    if ds is not None and not hw.gpus and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        _init_deepspeed_on_cpu()
     targs = _training_arguments(cfg, out_dir, precision, hw, ds)  # before the model: ZeRO-3 init needs it
     world_size = targs.world_size  # sets up torch.distributed (and DeepSpeed's) on every rank
     if is_main:

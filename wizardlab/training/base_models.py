@@ -33,12 +33,9 @@ def tiny_llama_dir(cache_dir: str | Path) -> Path:
 
 def _build_tiny_llama(out_dir: Path) -> None:
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(_minilm_dir(), local_files_only=True)
-    tokenizer.add_special_tokens({"bos_token": "[CLS]", "eos_token": "[SEP]", "pad_token": "[PAD]"})
-    tokenizer.model_max_length = 2048
-    tokenizer.model_input_names = ["input_ids", "attention_mask"]  # no BERT token_type_ids for a decoder
+    tokenizer = _tiny_tokenizer()
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=176, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
                          tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
@@ -52,6 +49,22 @@ def _build_tiny_llama(out_dir: Path) -> None:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
+
+
+def _tiny_tokenizer():
+    """MiniLM's WordPiece as a decoder tokenizer: [CLS] as BOS (added), [SEP] as EOS, no truncation."""
+    from tokenizers import Tokenizer
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer.from_file(str(_minilm_dir() / "tokenizer.json"))
+    backend.no_truncation()
+    backend.no_padding()
+    cls_id = backend.token_to_id("[CLS]")
+    backend.post_processor = TemplateProcessing(single="[CLS] $A", pair="[CLS] $A $B", special_tokens=[("[CLS]", cls_id)])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="[CLS]", eos_token="[SEP]", pad_token="[PAD]",
+                                   unk_token="[UNK]", model_max_length=2048,
+                                   model_input_names=["input_ids", "attention_mask"])
 
 
 def _minilm_dir() -> Path:
