@@ -10,7 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 from eval_ui import render
-from eval_ui.context import AppContext, on_show, ui_errors
+from eval_ui.context import AppContext, on_show, parse_id, ui_errors
 from pipeline.runs import summary
 from wizardlab import auth, jobs
 
@@ -32,7 +32,7 @@ def jobs_rows(store) -> list[list]:
 def build_tab(ctx: AppContext) -> None:
     gr.Markdown("### Accounts\nAdmins curate data and run jobs; annotators see only the Judge tab.")
     users = gr.Dataframe(headers=USER_HEADERS, interactive=False, wrap=True, elem_id="wl-users")
-    with gr.Row(equal_height=True):
+    with gr.Row():
         with gr.Column(variant="panel"):
             gr.Markdown("**Add an account**")
             new_name = gr.Textbox(label="Username", max_lines=1)
@@ -50,10 +50,10 @@ def build_tab(ctx: AppContext) -> None:
     msg = gr.HTML()
     gr.Markdown("### Background jobs\nEvery run started from the app or the command line (`python -m pipeline runs`).")
     jobs_table = gr.Dataframe(headers=JOB_HEADERS, interactive=False, wrap=True)
-    with gr.Row(equal_height=True):
-        cancel_id = gr.Number(label="Run id", precision=0, minimum=1)
-        cancel_btn = gr.Button("Cancel job", variant="stop")
-        refresh_btn = gr.Button("Refresh")
+    with gr.Row():
+        cancel_id = gr.Textbox(label="Run id", placeholder="e.g. 3", max_lines=1, scale=0, min_width=160)
+        cancel_btn = gr.Button("Cancel job", variant="stop", scale=0, min_width=130, elem_classes=["wl-inline"])
+        refresh_btn = gr.Button("Refresh", scale=0, min_width=110, elem_classes=["wl-inline"])
 
     def refresh(request: gr.Request):
         if not ctx.is_admin(request):  # page load for an annotator: nothing to show, no error
@@ -88,9 +88,8 @@ def build_tab(ctx: AppContext) -> None:
     @ui_errors
     def cancel(run_id, request: gr.Request):
         ctx.require_admin(request)
-        if not run_id:
-            raise gr.Error("Enter the id of the run to cancel.")
-        return render.note(f"Run {int(run_id)}: {jobs.cancel(ctx.store(), int(run_id))}.", "ok")
+        run_id = parse_id(run_id, "run id")
+        return render.note(f"Run {run_id}: {jobs.cancel(ctx.store(), run_id)}.", "ok")
 
     def disable(name, request: gr.Request):
         return set_disabled(name, True, request)

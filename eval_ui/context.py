@@ -89,6 +89,16 @@ def ui_errors(fn):
     return wrapper
 
 
+def parse_id(value, what: str) -> int:
+    """A positive whole number typed into an id box, else a `UserError` naming the box."""
+    text = str(value if value is not None else "").strip().lstrip("#")
+    if not text:
+        raise UserError(f"enter the {what}")
+    if not text.isdigit() or int(text) < 1:
+        raise UserError(f"{what} must be a positive whole number, got {str(value)!r}")
+    return int(text)
+
+
 def on_show(fn, outputs, inputs=None) -> None:
     """Run `fn` when the page loads and whenever the enclosing tab is selected.
 

@@ -171,7 +171,8 @@ def build_tab(ctx: AppContext) -> None:
             gr.Markdown("### New batch")
             source = gr.Radio([DEMO, UPLOAD], value=DEMO, label="Seeds", elem_id="wl-seed-source")
             upload = gr.File(label="Seed file (JSON, JSONL, CSV or Parquet; Alpaca, plain or Self-Instruct fields)",
-                             file_types=[".json", ".jsonl", ".csv", ".parquet"], visible=False, type="filepath")
+                             file_types=[".json", ".jsonl", ".csv", ".parquet"], visible=False, type="filepath",
+                             elem_id="wl-upload")
             with gr.Row():
                 rounds = gr.Number(4, label="Rounds", precision=0, minimum=1, maximum=20, elem_id="wl-rounds")
                 concurrency = gr.Number(ctx.settings.concurrency, label="Concurrent calls", precision=0, minimum=1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 from eval_ui import render
-from eval_ui.context import AppContext, on_show, ui_errors
+from eval_ui.context import AppContext, on_show, parse_id, ui_errors
 from wizardlab import curation
 from wizardlab.errors import UserError
 
@@ -45,7 +45,8 @@ def _node_html(node: dict) -> str:
     body.append(f'<details class="wl-resp"><summary>Response ({len(resp or "")} characters)</summary>'
                 f'{render.text(resp, empty="(no response)")}</details>')
     if node.get("error"):
-        body.append(render.note("Error: " + node["error"], "warn"))
+        label = "Why" if eff == "eliminated" or verdict == "eliminated" else "Error"
+        body.append(render.note(f"{label}: {node['error']}", "warn"))
     if node["overrides"]:
         body.append(_audit_html(node["overrides"]))
     kids = "".join(_node_html(c) for c in node["children"])
@@ -83,27 +84,30 @@ def build_tab(ctx: AppContext) -> None:
         op = gr.Dropdown([ANY, *curation.OPERATIONS], value=ANY, label="Operation", scale=2)
         status = gr.Dropdown([ANY, *curation.STATUSES], value=ANY, label="Status", scale=1)
         rule = gr.Dropdown([ANY, *curation.RULES], value=ANY, label="Rule", scale=2, elem_id="wl-lin-rule")
-        find = gr.Button("Find", variant="primary", scale=1, elem_id="wl-lin-find")
+        find = gr.Button("Find", variant="primary", scale=0, min_width=100, elem_id="wl-lin-find",
+                         elem_classes=["wl-inline"])
     found = gr.HTML()
     roots = gr.Dataframe(headers=ROOT_HEADERS, interactive=False, wrap=True, max_height=320,
-                         elem_id="wl-lin-roots")
+                         column_widths=["7%", "6%", "43%", "10%", "9%", "7%", "9%", "9%"], elem_id="wl-lin-roots")
     with gr.Row():
         with gr.Column(scale=3):
-            with gr.Row(equal_height=True):
-                root_id = gr.Number(label="Root id (or click a row above)", precision=0, minimum=1,
-                                    elem_id="wl-lin-root")
-                show = gr.Button("Show tree", elem_id="wl-lin-show")
+            with gr.Row():
+                root_id = gr.Textbox(label="Root id (or click a row above)", placeholder="e.g. 5", max_lines=1,
+                                     elem_id="wl-lin-root")
+                show = gr.Button("Show tree", scale=0, min_width=130, elem_id="wl-lin-show", elem_classes=["wl-inline"])
             tree = gr.HTML(render.note("Choose a root to see its lineage tree.", "info"), elem_id="wl-tree")
         with gr.Column(scale=1, min_width=280):
             with gr.Group():
                 gr.Markdown("**Override one node**")
-                node_id = gr.Number(label="Node id", precision=0, minimum=1, elem_id="wl-ov-node")
+                node_id = gr.Textbox(label="Node id", placeholder="e.g. 128 (the #number in the tree)", max_lines=1,
+                                     elem_id="wl-ov-node")
                 action = gr.Radio(list(curation.ACTIONS), value="restore", label="Action", elem_id="wl-ov-action")
                 reason = gr.Textbox(label="Reason (goes to the audit log)", lines=2, elem_id="wl-ov-reason")
                 apply = gr.Button("Apply override", variant="primary", elem_id="wl-ov-apply")
             with gr.Group():
                 gr.Markdown("**Undo an override**")
-                undo_id = gr.Number(label="Override id", precision=0, minimum=1, elem_id="wl-undo-id")
+                undo_id = gr.Textbox(label="Override id", placeholder="from the audit log", max_lines=1,
+                                     elem_id="wl-undo-id")
                 undo = gr.Button("Undo", elem_id="wl-undo")
             with gr.Accordion("Bulk override: every node matching the filters", open=False):
                 b_action = gr.Radio(list(curation.ACTIONS), value="restore", label="Action")
@@ -134,33 +138,28 @@ def _wire(ctx: AppContext, w: dict) -> None:
     @ui_errors
     def show_tree(root, request: gr.Request):
         ctx.require_admin(request)
-        if not root:
-            raise UserError("enter a root id or click a row")
-        return tree_html(ctx.store(), int(root))
+        return tree_html(ctx.store(), parse_id(root, "root id"))
 
     def pick(evt: gr.SelectData, request: gr.Request):
         if not ctx.is_admin(request) or evt.row_value is None:
             return gr.skip()
-        return int(evt.row_value[0])
+        return str(int(evt.row_value[0]))
 
     @ui_errors
     def override(node, action, reason, request: gr.Request):
         user = ctx.require_admin(request)
-        if not node:
-            raise UserError("enter the id of the node to override")
-        curation.override_node(ctx.store(), int(node), action, reason, user["username"])
-        node_row = ctx.store().get_node(int(node))
-        return (render.note(f"Node {int(node)}: {action} recorded.", "ok"), "",
-                tree_html(ctx.store(), node_row["root_id"]), node_row["root_id"])
+        node = parse_id(node, "node id")
+        curation.override_node(ctx.store(), node, action, reason, user["username"])
+        root = ctx.store().get_node(node)["root_id"]
+        return (render.note(f"Node {node}: {action} recorded.", "ok"), "", tree_html(ctx.store(), root), str(root))
 
     @ui_errors
     def undo_override(oid, request: gr.Request):
         user = ctx.require_admin(request)
-        if not oid:
-            raise UserError("enter the id of the override to undo")
-        row = curation.undo(ctx.store(), int(oid), user["username"])
+        oid = parse_id(oid, "override id")
+        row = curation.undo(ctx.store(), oid, user["username"])
         root_id = ctx.store().get_node(row["node_id"])["root_id"]
-        return render.note(f"Override {int(oid)} undone.", "ok"), tree_html(ctx.store(), root_id), root_id
+        return render.note(f"Override {oid} undone.", "ok"), tree_html(ctx.store(), root_id), str(root_id)
 
     @ui_errors
     def bulk(count_only, run_id, text, rnd, op, status, rule, action, reason, request: gr.Request):
@@ -183,8 +182,10 @@ def _wire(ctx: AppContext, w: dict) -> None:
     def load(request: gr.Request):
         if not ctx.is_admin(request):
             return gr.skip()
-        choices = run_choices(ctx.store())
-        return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
+        store = ctx.store()
+        runs = store.list_runs("evolve")
+        done = [r["id"] for r in runs if r["status"] == "done"]
+        return gr.Dropdown(choices=run_choices(store), value=(done or [r["id"] for r in runs] or [None])[0])
 
     w["find"].click(search, filt, [w["found"], w["roots"]], api_name="lineage_search")
     w["text"].submit(search, filt, [w["found"], w["roots"]], api_visibility="private")

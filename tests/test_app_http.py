@@ -31,14 +31,16 @@ def test_annotator_is_refused_admin_endpoints_on_the_server(app):
                       [[{"status": "eliminated", "instruction": "e", "response": "r", "rules": ["malformed"]}]])
     node = next(n for n in store.iter_nodes(run) if n["round"] == 1)
     ann = http_login(base_url, "ann", "ann-pass-123")
+    refused = ("error", "Only admins")
     event, payload = call_api(ann, "admin_add_user", ["mallory", "mallory-pw-1", "admin"])
-    assert event == "error" and store.get_user("mallory") is None
-    event, _ = call_api(ann, "lineage_override", [node["id"], "restore", "sneaky"])
-    assert event == "error" and store.node_overrides(node["id"]) == []
-    event, _ = call_api(ann, "evolve_start", ["Built-in demo seeds (24)", None, 1, 1, "", "", 0, 2])
-    assert event == "error" and store.list_runs("evolve")[0]["id"] == run
-    event, _ = call_api(ann, "lineage_tree", [node["root_id"]])
-    assert event == "error"
+    assert (event, refused[1] in str(payload)) == (refused[0], True) and store.get_user("mallory") is None
+    event, payload = call_api(ann, "lineage_override", [str(node["id"]), "restore", "sneaky"])
+    assert (event, refused[1] in str(payload)) == (refused[0], True) and store.node_overrides(node["id"]) == []
+    event, payload = call_api(ann, "evolve_start", ["Built-in demo seeds (24)", None, 1, 1, "", "", 0, 2])
+    assert (event, refused[1] in str(payload)) == (refused[0], True)
+    assert store.list_runs("evolve")[0]["id"] == run
+    event, payload = call_api(ann, "lineage_tree", [str(node["root_id"])])
+    assert (event, refused[1] in str(payload)) == (refused[0], True)
 
 
 def test_admin_can_and_disabling_cuts_a_live_session(app):
@@ -52,7 +54,28 @@ def test_admin_can_and_disabling_cuts_a_live_session(app):
     event, _ = call_api(adm, "admin_disable_user", ["bea"])
     assert event == "complete" and store.get_user("bea")["disabled"] == 1
     # bea's cookie is still valid for Gradio, but the server looks her up on every call
-    event, _ = call_api(bea, "lineage_tree", [1])
-    assert event == "error"
+    event, payload = call_api(bea, "lineage_tree", ["1"])
+    assert event == "error" and "log in again" in str(payload)
     assert httpx.post(f"{base_url}/login", data={"username": "bea", "password": "bea-pass-123"}).status_code == 400
     assert not auth.authenticate(store, "bea", "bea-pass-123")
+
+
+def test_admin_overrides_single_and_bulk_over_http(app):
+    base_url, admin, password, ctx = app
+    store = ctx.store()
+    seeds = [{"instruction": f"seed {i}", "input": "", "response": "r"} for i in range(3)]
+    run = make_forest(store, seeds, [[{"status": "eliminated", "instruction": f"e{i}", "response": "r",
+                                       "rules": ["no_information_gain"]} for i in range(3)]])
+    adm = http_login(base_url, admin, password)
+    event, payload = call_api(adm, "lineage_bulk_count", [run, "", "1", "any", "any", "no_information_gain",
+                                                         "restore", ""])
+    assert event == "complete" and "would change 3 nodes" in payload[0]
+    event, payload = call_api(adm, "lineage_bulk_apply", [run, "", "1", "any", "any", "no_information_gain",
+                                                         "restore", "reviewed"])
+    assert event == "complete", payload
+    assert [n["effective_status"] for n in store.iter_nodes(run) if n["round"] == 1] == ["kept"] * 3
+    node = next(n for n in store.iter_nodes(run) if n["round"] == 1)
+    event, payload = call_api(adm, "lineage_override", [str(node["id"]), "eliminate", "checked again"])
+    assert event == "complete" and store.get_node(node["id"])["effective_status"] == "eliminated"
+    event, payload = call_api(adm, "lineage_override", ["12x", "eliminate", "typo"])
+    assert event == "error" and "node id must be a positive whole number" in str(payload)

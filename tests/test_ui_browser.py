@@ -75,6 +75,12 @@ def test_batch_lineage_and_override_in_the_browser(app):
                                                                                "too vague after review")
         assert store.get_node(node["id"])["effective_status"] == "eliminated"
 
+        page.locator("#wl-undo-id input").fill(str(override["id"]))
+        page.locator("#wl-undo").click()
+        page.locator(f"#wl-tree #node-{node['id']} .wl-undone").wait_for()
+        assert store.node_overrides(node["id"])[0]["undone_by"] == admin
+        assert store.get_node(node["id"])["effective_status"] == node["effective_status"]
+
 
 def test_annotator_sees_only_judge(app):
     base_url, _, _, _, _ = app
@@ -139,3 +145,22 @@ def test_job_survives_closing_the_browser_and_page_reattaches(app):
         assert store.get_run(run_id)["status"] == "done" and store.count_nodes(run_id, 3) == 4
     finally:
         fake.latency = None
+
+
+def test_bad_seed_upload_shows_one_line_error_and_writes_nothing(app, tmp_path):
+    base_url, admin, password, ctx, _ = app
+    bad = tmp_path / "seeds.jsonl"
+    bad.write_text('{"instruction": "fine"}\n{"text": "no instruction field"}\n')
+    runs_before = len(ctx.store().list_runs())
+    with browser() as b:
+        page = _page(b)
+        login(page, base_url, admin, password)
+        page.get_by_text("Upload a seed file").click()
+        page.locator("#wl-upload input[type=file]").set_input_files(str(bad))
+        page.locator("#wl-upload").get_by_text("seeds.jsonl").first.wait_for()
+        page.locator("#wl-start").click()
+        toast = page.locator(".toast-body", has_text="seeds.jsonl")
+        toast.wait_for()
+        message = toast.inner_text()
+        assert "line 2" in message and "Traceback" not in message
+    assert len(ctx.store().list_runs()) == runs_before

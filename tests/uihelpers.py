@@ -143,3 +143,93 @@ def make_forest(store, seeds: list[dict], rounds: list[list[dict]], *, created_b
                                               response=spec.get("response"), fail_rules=spec.get("rules", []),
                                               error=None, raw={})
     return run_id
+
+
+def _demo_responder(body: dict) -> str:
+    """The fake LLM's scripted answers, with some evolutions judged equal and some refusals (for screenshots)."""
+    import hashlib
+
+    from tests.fakellm import evol_responder
+
+    text = json.dumps(body.get("messages", []))
+    h = int(hashlib.sha256(text.encode()).hexdigest(), 16)
+    answer = evol_responder(body)
+    if answer == "Not Equal" and h % 4 == 0:
+        return "Equal"
+    if answer.startswith("Here is a careful answer") and h % 7 == 0:
+        return "Sorry, I cannot help with that."
+    return answer
+
+
+def take_screenshots(out_dir: str) -> list[str]:
+    """Screenshots of the login page and the APP tabs as a new admin and annotator see them."""
+    import tempfile
+
+    from tests.fakellm import FakeLLM
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    shots = []
+    with FakeLLM(_demo_responder) as fake, browser() as b:
+        base_url, admin, password, ctx = start_app(Path(tempfile.mkdtemp()), base_url=fake.base_url,
+                                                   model="Qwen2.5-7B-Instruct", concurrency=8)
+        make_user(ctx, "ana", "ana-pass-123", "annotator")
+        page = b.new_page(viewport={"width": 1440, "height": 1000})
+
+        def shot(name):
+            page.wait_for_timeout(800)
+            page.screenshot(path=str(out / name), full_page=True)
+            shots.append(str(out / name))
+
+        page.goto(base_url)
+        page.get_by_label("username").wait_for()
+        shot("login.png")
+        login(page, base_url, admin, password)
+        page.locator("#wl-rounds input").fill("3")
+        page.locator("#wl-start").click()
+        page.locator("#wl-progress .wl-run-head", has_text="done").wait_for(timeout=120_000)
+        store = ctx.store()
+        run_id = store.latest_run_id()
+        from wizardlab import curation
+
+        curation.bulk_override(store, run_id, {"round": 2, "rule": "no_information_gain"}, "restore",
+                               "reviewed: the rewrite does add a constraint", admin)
+        fake.latency = lambda: 0.25
+        page.get_by_label("Random seed").fill("1")
+        page.locator("#wl-start").click()
+        page.locator("#wl-progress .wl-bar").wait_for()
+        page.locator("#wl-progress .wl-bar-label", has_text="round").wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)
+        shot("evolve.png")
+        page.get_by_role("tab", name="Lineage").click()
+        page.locator("#wl-lin-run input").wait_for()
+        page.get_by_label("Rule").click()
+        page.get_by_role("option", name="no_information_gain").click()
+        page.locator("#wl-lin-find").click()
+        page.locator("#wl-lin-roots [data-testid='cell-0-0']").click()
+        page.locator("#wl-tree .wl-tree").wait_for()
+        page.locator("#wl-tree details summary").nth(1).click()
+        shot("lineage.png")
+        page.get_by_role("tab", name="Admin").click()
+        page.locator("#wl-users [data-testid='cell-0-0']").wait_for()
+        shot("admin.png")
+        for run in store.list_runs():
+            if run["status"] == "running":
+                jobs_cancel(store, run["id"])
+        page.goto(f"{base_url}/logout")
+        login(page, base_url, "ana", "ana-pass-123")
+        shot("annotator.png")
+        stop_app(ctx)
+    return shots
+
+
+def jobs_cancel(store, run_id: int) -> None:
+    from wizardlab import jobs
+
+    jobs.cancel(store, run_id)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print("\n".join(take_screenshots(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots")))
