@@ -108,6 +108,13 @@ class Judge:
             raise UserError("this campaign no longer exists")
         return campaign
 
+    def _show_next(self, campaign: dict, user: dict, state: dict, note: str = ""):
+        store = self.ctx.store()
+        item = ev.next_item(store, campaign, user["username"])
+        if item is None:
+            state = {**state, "progress": store.annotator_progress(campaign["id"], user["username"])}
+        return _item_outputs(item, state, note)
+
     def campaigns(self, request: gr.Request):
         self.ctx.current_user(request)
         choices = [(c["title"], c["id"]) for c in ev.annotator_campaigns(self.ctx.store())]
@@ -119,16 +126,15 @@ class Judge:
             return "", "", "", _progress_html(None), {}, gr.Textbox(visible=False), "", "", gr.Button(visible=False)
         state = {"campaign_id": int(campaign_id)}
         campaign = self._campaign(state)
-        item = ev.next_item(self.ctx.store(), campaign, user["username"])
         guide = md(campaign["guidelines"]) + '<div class="wl-muted">Criteria: ' + render.chips(ev.CRITERIA) + "</div>"
-        prompt, one, two, progress, state, _, token = _item_outputs(item, state)
+        prompt, one, two, progress, state, _, token = self._show_next(campaign, user, state)
         return (prompt, one, two, progress, state, gr.Textbox(value="", visible=bool(campaign["config"].get("rationale"))),
                 token, guide, gr.Button(visible=bool(campaign["allow_both_bad"])))
 
     def next(self, state: dict, request: gr.Request):
         user = self.ctx.current_user(request)
         campaign = self._campaign(state)
-        return _item_outputs(ev.next_item(self.ctx.store(), campaign, user["username"]), state)
+        return self._show_next(campaign, user, state)
 
     def choose(self, choice: str):
         def handler(state: dict, token: str, rationale: str, request: gr.Request):
@@ -139,7 +145,7 @@ class Judge:
                 seconds = round(time.time() - state.get("shown_at", time.time()), 2)
                 ev.submit(store, campaign, user["username"], state["assignment_id"], choice,
                           request_id=state["token"], rationale=(rationale or "").strip() or None, seconds=seconds)
-            return _item_outputs(ev.next_item(store, campaign, user["username"]), state)
+            return self._show_next(campaign, user, state)
 
         handler.__name__ = f"judge_{choice}"
         return handler
@@ -149,14 +155,14 @@ class Judge:
         campaign = self._campaign(state)
         if state.get("assignment_id") and token == state.get("token"):
             ev.skip(self.ctx.store(), user["username"], state["assignment_id"])
-        return _item_outputs(ev.next_item(self.ctx.store(), campaign, user["username"]), state)
+        return self._show_next(campaign, user, state)
 
     def undo(self, state: dict, request: gr.Request):
         user = self.ctx.current_user(request)
         campaign = self._campaign(state)
         reopened = ev.undo(self.ctx.store(), campaign, user["username"])
         note = "" if reopened else render.note("Nothing to undo.", "warn")
-        return _item_outputs(ev.next_item(self.ctx.store(), campaign, user["username"]), state, note)
+        return self._show_next(campaign, user, state, note)
 
 
 def build_tab(ctx: AppContext) -> None:
