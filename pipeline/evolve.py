@@ -21,7 +21,7 @@ from wizardlab.config import EMBEDDED_MODEL, Settings
 from wizardlab.errors import UserError
 from wizardlab.jobs import StopFlag
 from wizardlab.llm import LLMClient, make_backend
-from wizardlab.seeds import load_seeds
+from wizardlab.seeds import iter_seeds
 from wizardlab.store import BatchWriter, Store
 from wizardlab.store.runs import write_progress
 
@@ -40,14 +40,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="use only the first N seeds")
     parser.add_argument("--timeout", type=float, default=None, help="per-request timeout in seconds (default 120)")
     parser.add_argument("--max-retries", type=int, default=None, help="retries per call on 429/5xx/timeouts")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="cap on tokens per LLM answer")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _seeds_digest(seeds: list[dict]) -> str:
-    h = hashlib.sha256()
+def _seeds_digest(seeds) -> tuple[str, int]:
+    """Content hash and count of the seeds, in one streaming pass (which also validates them)."""
+    h, n = hashlib.sha256(), 0
     for s in seeds:
         h.update(json.dumps([s["instruction"], s["input"], s["response"]], ensure_ascii=False).encode())
-    return h.hexdigest()
+        n += 1
+    return h.hexdigest(), n
 
 
 def _llm_key(settings: Settings) -> str:
@@ -61,22 +64,22 @@ def prepare_run(store: Store, settings: Settings, seeds_path: str, *, rounds: in
         raise UserError(f"--rounds must be at least 1, got {rounds}")
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}")
-    seeds = load_seeds(seeds_path, limit=limit)
-    digest = _seeds_digest(seeds)
+    digest, n_seeds = _seeds_digest(iter_seeds(seeds_path, limit=limit))
     key = hashlib.sha256(json.dumps([digest, _llm_key(settings), seed, limit]).encode()).hexdigest()
     existing = store.find_run("evolve", key)
     if existing is not None:
         if rounds > existing["config"]["rounds"]:
             store.update_run(existing["id"], config={**existing["config"], "rounds": rounds})
         return existing["id"]
-    config = {"seeds": str(seeds_path), "seeds_sha256": digest, "n_seeds": len(seeds), "rounds": rounds,
+    config = {"seeds": str(seeds_path), "seeds_sha256": digest, "n_seeds": n_seeds, "rounds": rounds,
               "seed": seed, "limit": limit, "base_url": settings.base_url, "model": settings.model,
               "concurrency": settings.concurrency, "request_timeout": settings.request_timeout,
-              "max_retries": settings.max_retries, "llm": settings.llm_label}
+              "max_retries": settings.max_retries, "max_new_tokens": settings.max_new_tokens,
+              "llm": settings.llm_label}
     name = f"{os.path.basename(str(seeds_path))} x{rounds}"
     with store.tx():
         run_id = store.create_run("evolve", config, name=name, config_key=key, created_by=created_by)
-        store.insert_seeds(run_id, seeds)
+        store.insert_seeds(run_id, iter_seeds(seeds_path, limit=limit))
     return run_id
 
 
@@ -84,7 +87,8 @@ def run_settings(run: dict, base: Settings) -> Settings:
     cfg = run["config"]
     return Settings.from_env(db=base.db, base_url=cfg.get("base_url"), model=cfg.get("model"),
                              concurrency=cfg.get("concurrency"), request_timeout=cfg.get("request_timeout"),
-                             max_retries=cfg.get("max_retries"), cache_dir=base.cache_dir)
+                             max_retries=cfg.get("max_retries"), cache_dir=base.cache_dir,
+                             max_new_tokens=base.max_new_tokens or cfg.get("max_new_tokens"))
 
 
 def is_finished(store: Store, run: dict) -> bool:
@@ -126,7 +130,8 @@ async def _drive(store: Store, run: dict, settings: Settings, show_progress: boo
                        timeout=settings.request_timeout, max_retries=settings.max_retries)
     bar = tqdm(total=0, unit="node", disable=not show_progress, dynamic_ncols=True, file=sys.stderr)
     engine = Engine(store, writer, client, run_id=run["id"], rounds=run["config"]["rounds"],
-                    seed=run["config"]["seed"], stop_requested=lambda: stop.stop)
+                    seed=run["config"]["seed"], stop_requested=lambda: stop.stop,
+                    max_new_tokens=settings.max_new_tokens)
     state = {"last": 0.0, "key": None}
 
     def on_node() -> None:
@@ -192,7 +197,8 @@ def format_summary(s: dict) -> str:
 
 def main(args) -> int:
     base = Settings.from_env(db=args.db, base_url=args.base_url, model=args.model, concurrency=args.concurrency,
-                             request_timeout=args.timeout, max_retries=args.max_retries)
+                             request_timeout=args.timeout, max_retries=args.max_retries,
+                             max_new_tokens=args.max_new_tokens)
     store = Store(base.db)
     run_id = args.run_id or (int(os.environ["WIZARDLAB_RUN_ID"]) if os.environ.get("WIZARDLAB_RUN_ID") else None)
     if run_id is None:

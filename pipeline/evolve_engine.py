@@ -24,6 +24,13 @@ from wizardlab import evol
 from wizardlab.llm import LLMClient, LLMError
 
 MAX_TOKENS = {"evolve": 384, "respond": 768, "equal": 8}
+# A small base model (few-shot) rambles to the limit; shorter budgets keep CPU runs bearable.
+FEW_SHOT_MAX_TOKENS = {"evolve": 96, "respond": 192, "equal": 4}
+
+
+def token_budgets(few_shot: bool, cap: int | None) -> dict:
+    budgets = dict(FEW_SHOT_MAX_TOKENS if few_shot else MAX_TOKENS)
+    return {k: min(v, cap) for k, v in budgets.items()} if cap else budgets
 
 
 @dataclass
@@ -66,7 +73,8 @@ class NodeOutcome:
 
 class Engine:
     def __init__(self, store, writer, client: LLMClient, *, run_id: int, rounds: int, seed: int,
-                 stop_requested=lambda: False, on_node=None, temperature: float = 0.7):
+                 stop_requested=lambda: False, on_node=None, temperature: float = 0.7,
+                 max_new_tokens: int | None = None):
         self.store = store
         self.writer = writer
         self.client = client
@@ -77,6 +85,7 @@ class Engine:
         self.on_node = on_node or (lambda: None)
         self.temperature = temperature
         self.few_shot = client.backend.few_shot
+        self.max_tokens = token_budgets(self.few_shot, max_new_tokens)
         self.progress = Progress(rounds=rounds)
         self.stopped = False
 
@@ -92,7 +101,7 @@ class Engine:
         try:
             res = await self.client.complete(
                 evol.evolve_messages(op, node["parent_instruction"], node["parent_input"], self.few_shot),
-                purpose=f"evolve:{op}", max_tokens=MAX_TOKENS["evolve"], temperature=self.temperature,
+                purpose=f"evolve:{op}", max_tokens=self.max_tokens["evolve"], temperature=self.temperature,
                 salt=f"node:{nid}:evolve")
         except LLMError as exc:
             return fail("malformed", f"evolve call failed: {exc}")
@@ -107,7 +116,7 @@ class Engine:
         try:
             res = await self.client.complete(
                 evol.respond_messages(instruction, "", self.few_shot), purpose="respond",
-                max_tokens=MAX_TOKENS["respond"], temperature=self.temperature, salt=f"node:{nid}:respond")
+                max_tokens=self.max_tokens["respond"], temperature=self.temperature, salt=f"node:{nid}:respond")
         except LLMError as exc:
             return fail("malformed", f"response call failed: {exc}", instruction)
         response = raw["respond"] = res.text.strip()
@@ -119,7 +128,7 @@ class Engine:
         try:
             res = await self.client.complete(
                 evol.equal_messages(parent_text, instruction, self.few_shot), purpose="equal",
-                max_tokens=MAX_TOKENS["equal"], temperature=0.0, salt=f"node:{nid}:equal")
+                max_tokens=self.max_tokens["equal"], temperature=0.0, salt=f"node:{nid}:equal")
         except LLMError as exc:
             return fail("malformed", f"equality call failed: {exc}", instruction, response)
         raw["equal"] = res.text
@@ -135,7 +144,7 @@ class Engine:
         try:
             res = await self.client.complete(
                 evol.respond_messages(node["instruction"], node["input"], self.few_shot), purpose="respond:seed",
-                max_tokens=MAX_TOKENS["respond"], temperature=self.temperature, salt=f"node:{node['id']}:respond")
+                max_tokens=self.max_tokens["respond"], temperature=self.temperature, salt=f"node:{node['id']}:respond")
             response, error = res.text.strip(), None
         except LLMError as exc:
             response, error = None, f"response call failed: {exc}"

@@ -31,6 +31,7 @@ class Settings:
     concurrency: int = 16
     request_timeout: float = 120.0
     max_retries: int = 6
+    max_new_tokens: int | None = None  # cap on tokens per LLM answer (None: per-task defaults)
     data_dir: str = "wizardlab_data"
     cache_dir: str = field(default_factory=lambda: str(default_cache_dir()))
 

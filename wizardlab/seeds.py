@@ -13,8 +13,8 @@ nothing is returned partially.
 from __future__ import annotations
 
 import csv
-import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from wizardlab.errors import UserError
@@ -24,19 +24,32 @@ FORMATS = ("json", "jsonl", "csv", "parquet")
 
 def load_seeds(source: str | Path, limit: int | None = None) -> list[dict]:
     """[{instruction, input, response (None when absent), source_ref}], validated."""
+    return list(iter_seeds(source, limit))
+
+
+def iter_seeds(source: str | Path, limit: int | None = None) -> Iterator[dict]:
+    """Validated seeds one at a time; JSONL and CSV files are streamed, not read whole.
+
+    A bad row raises UserError when it is reached, so callers that write must do so
+    inside one transaction (or validate with a first pass).
+    """
     path = Path(source)
     if path.is_dir():
-        rows = _from_dataset_dir(path)
+        rows = iter(_from_dataset_dir(path))
     elif path.exists():
-        rows = list(_read_rows(path))
+        rows = _read_rows(path)
     elif "/" in str(source) and not str(source).startswith((".", "/")) and not path.suffix:
-        rows = _from_hub(str(source))
+        rows = iter(_from_hub(str(source)))
     else:
         raise UserError(f"{source}: no such file")
-    seeds = [_to_seed(row, where, path.name) for row, where in rows]
-    if not seeds:
+    n = 0
+    for row, where in rows:
+        if limit and n >= limit:
+            return
+        yield _to_seed(row, where, path.name)
+        n += 1
+    if n == 0:
         raise UserError(f"{path.name}: no seed instructions found (empty file)")
-    return seeds[:limit] if limit else seeds
 
 
 def _read_rows(path: Path):
@@ -44,15 +57,17 @@ def _read_rows(path: Path):
     if fmt == "parquet":
         yield from _parquet_rows(path)
         return
-    text = _read_text(path)
-    if not text.strip():
+    if path.stat().st_size == 0 or (fmt != "json" and not any(line.strip() for line in _lines(path, first=True))):
         raise UserError(f"{path.name}: file is empty")
     if fmt == "jsonl":
-        yield from _jsonl_rows(path.name, text)
+        yield from _jsonl_rows(path.name, _lines(path))
     elif fmt == "json":
+        text = _read_text(path)
+        if not text.strip():
+            raise UserError(f"{path.name}: file is empty")
         yield from _json_rows(path.name, text)
     else:
-        yield from _csv_rows(path.name, text)
+        yield from _csv_rows(path.name, _lines(path))
 
 
 def _detect_format(path: Path) -> str:
@@ -77,8 +92,22 @@ def _read_text(path: Path) -> str:
                         f"save the file as UTF-8") from None
 
 
-def _jsonl_rows(name: str, text: str):
-    for lineno, line in enumerate(text.splitlines(), 1):
+def _lines(path: Path, first: bool = False) -> Iterator[str]:
+    """Decoded lines of a file, read one at a time; a bad byte names its line."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise UserError(f"{path.name} line {lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+                                f"save the file as UTF-8") from None
+            yield line
+            if first and line.strip():
+                return
+
+
+def _jsonl_rows(name: str, lines: Iterator[str]):
+    for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
@@ -105,8 +134,8 @@ def _json_rows(name: str, text: str):
         yield obj, f"{name}#{i}"
 
 
-def _csv_rows(name: str, text: str):
-    reader = csv.DictReader(io.StringIO(text))
+def _csv_rows(name: str, lines: Iterator[str]):
+    reader = csv.DictReader(lines)
     if not reader.fieldnames:
         raise UserError(f"{name}: CSV has no header row")
     try:
