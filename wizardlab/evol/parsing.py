@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 _LEADING_LABEL = re.compile(
-    r"^\s*(?:\*\*|#+\s*)?(?:#?\s*(?:rewritten|created|new)\s+prompt\s*#?)\s*(?:\*\*)?\s*[:\-]?\s*",
+    r"^\s*(?:\*\*|#+\s*)?(?:#?\s*(?:rewritten|created|new)\s+prompt\s*#?)\s*(?:\*\*)?\s*[:\-]?\s*(?:\*\*)?\s*",
     re.IGNORECASE)
 
 
