@@ -324,3 +324,37 @@ def test_cli_stages(tmp_path, shared_data, capsys):
     assert rep["llm_judges"][0]["pairs"][0]["n"] == 80
     assert main(["campaign", "--db", db, "create", "--name", "v", "--sets", "1", "2"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_generate_job_sigterm_while_endpoint_hangs_then_resume(store, tmp_path):
+    import time
+    from pathlib import Path
+
+    from tests.fakellm import Fault, FakeLLM
+    from wizardlab import jobs
+    from wizardlab.config import Settings
+    from wizardlab.evaluation.generate import prepare_generation
+
+    repo = str(Path(__file__).resolve().parent.parent)
+    tsv = _write(tmp_path / "ts.jsonl", [{"question_id": i, "text": f"q{i}", "category": "c"} for i in range(1, 4)])
+    hang = {"on": True}
+
+    def wait(pred, timeout=60):
+        deadline = time.monotonic() + timeout
+        while not pred():
+            assert time.monotonic() < deadline, store.get_run(run_id)
+            time.sleep(0.1)
+
+    with FakeLLM(lambda body: Fault(hang=60) if hang["on"] else "ok") as fake:
+        settings = Settings(db=store.path, base_url=fake.base_url, model="gen-model", concurrency=2)
+        run_id = prepare_generation(store, settings, testset_file=str(tsv))
+        argv = jobs.python_argv("generate", "--db", store.path, "--run-id", str(run_id))
+        jobs.launch(store, run_id, argv, tmp_path / "gen.log", cwd=repo)
+        wait(lambda: len(fake.requests) >= 2)
+        jobs.cancel(store, run_id)
+        wait(lambda: store.get_run(run_id)["status"] == "cancelled", 20)  # not the 60 s of the hang
+        hang["on"] = False
+        jobs.launch(store, run_id, argv, tmp_path / "gen.log", cwd=repo)
+        wait(lambda: store.get_run(run_id)["status"] == "done")
+    assert len(store.outputs_of(store.output_set_by_run(run_id)["id"])) == 3
+    assert store.get_run(run_id)["progress"]["done"] == 3

@@ -132,3 +132,16 @@ def test_full_campaign_and_session_without_campaign_and_anonymous(app):
     assert event == "error"
     anon = httpx.Client(base_url=base_url, timeout=30)
     assert anon.post("/gradio_api/call/judge_next", json={"data": [None]}).status_code == 401
+
+
+def test_evaluate_endpoints_refuse_annotators_on_the_server(app):
+    base_url, ctx, cid = app
+    store = ctx.store()
+    before = len(store.list_campaigns())
+    ann = http_login(base_url, "ann0", "ann-pass-123")
+    event, _ = call(ann, "eval_create_campaign", ["sneaky", [1, 2], "one", 1, "", False, False, 0], "x1")
+    assert event == "error" and len(store.list_campaigns()) == before
+    event, payload = call(ann, "eval_report", [cid], "x2")
+    assert event == "error" and not any(m in json.dumps(payload) for m in MODELS)
+    event, _ = call(ann, "eval_llm_judge", [cid], "x3")
+    assert event == "error" and store.list_runs("judge") == []

@@ -14,6 +14,7 @@ Left/right is decided by `a_on_left` from a hash of the campaign seed, item and 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import random
@@ -187,3 +188,23 @@ def undo(store, campaign: dict, annotator: str) -> int | None:
 def annotator_campaigns(store) -> list[dict]:
     """Open campaigns as annotators see them: an id and a neutral title, never the admin's name."""
     return [{"id": c["id"], "title": f"Campaign {c['id']}"} for c in store.list_campaigns() if c["status"] == "open"]
+
+
+# -- background work -------------------------------------------------------------
+async def run_workers(n: int, worker, stop, poll_s: float = 0.2) -> bool:
+    """Run `n` copies of `worker()` until they finish or `stop()` turns true; then cancel them.
+
+    In-flight LLM calls are abandoned on stop (their answers are not stored), so a SIGTERM
+    ends a job within `poll_s` even when the endpoint hangs. Returns True when stopped.
+    """
+    tasks = [asyncio.ensure_future(worker()) for _ in range(max(1, n))]
+    while not all(t.done() for t in tasks):
+        if stop():
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            return True
+        await asyncio.wait(tasks, timeout=poll_s)
+    for t in tasks:
+        t.result()  # re-raise a worker's error
+    return False

@@ -10,14 +10,13 @@ progress bars is `pipeline.generate`.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import time
 
 from wizardlab.config import Settings
 from wizardlab.errors import UserError
-from wizardlab.evaluation import import_testset
+from wizardlab.evaluation import import_testset, run_workers
 from wizardlab.llm import LLMClient, LLMError, make_backend
 
 
@@ -83,6 +82,6 @@ async def generate_outputs(store, run_id: int, *, client: LLMClient | None = Non
             if on_progress:
                 on_progress(progress)
 
-    await asyncio.gather(*(worker() for _ in range(max(1, client.concurrency))))
-    progress["stopped"] = bool(queue)
+    stopped = await run_workers(client.concurrency, worker, stop)
+    progress["stopped"] = stopped or bool(queue)
     return progress

@@ -19,6 +19,7 @@ import re
 import time
 from importlib import resources
 
+from wizardlab.evaluation import run_workers
 from wizardlab.llm import LLMError
 
 VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
@@ -98,8 +99,8 @@ async def judge_campaign(store, client, campaign: dict, *, stop=lambda: False, o
             if on_progress:
                 on_progress(progress)
 
-    await asyncio.gather(*(worker() for _ in range(max(1, client.concurrency // 2))))
-    progress["stopped"] = bool(queue)
+    stopped = await run_workers(max(1, client.concurrency // 2), worker, stop)
+    progress["stopped"] = stopped or bool(queue)
     return progress
 
 
