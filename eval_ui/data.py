@@ -190,7 +190,10 @@ def export_file(ctx: AppContext, run_id: int, fmt: str) -> str:
 def build_tab(ctx: AppContext) -> None:
     w: dict = {}
     with gr.Row():
-        w["run"] = gr.Dropdown(label="Evolution run", choices=[], scale=5, elem_id="wl-data-run")
+        # choices arrive on page load; custom values are allowed so API callers can name a run,
+        # and every callback checks the run itself (_run_id)
+        w["run"] = gr.Dropdown(label="Evolution run", choices=[], scale=5, allow_custom_value=True,
+                               elem_id="wl-data-run")
         w["refresh"] = gr.Button("Refresh", scale=0, min_width=110, size="sm", elem_id="wl-data-refresh")
     w["summary"] = gr.HTML(render.note("Loading…"), elem_id="wl-data-summary")
     with gr.Tabs():
@@ -274,10 +277,16 @@ def _export_section(w: dict) -> None:
 
 
 # -- callbacks ------------------------------------------------------------------------------------
-def _run_id(run_id) -> int:
-    if not run_id:
+def _run_id(store, run_id) -> int:
+    if run_id in (None, ""):
         raise UserError("choose an evolution run first")
-    return int(run_id)
+    try:
+        run = store.get_run(int(run_id))
+    except (TypeError, ValueError):
+        run = None
+    if run is None or run["kind"] != "evolve":
+        raise UserError(f"there is no evolution run {run_id}")
+    return run["id"]
 
 
 def _wire(ctx: AppContext, w: dict) -> None:
@@ -310,7 +319,7 @@ def _wire(ctx: AppContext, w: dict) -> None:
             return (render.note("No evolution run yet: start one on the Evolve tab.", "info"),
                     *[gr.skip()] * (len(counts) - 1), *[gr.skip()] * len(diff), *[gr.skip()] * len(mapped), refs())
         store = ctx.store()
-        run_id = int(run_id)
+        run_id = _run_id(store, run_id)
         return (*counts_out(store, run_id), *diff_out(store, run_id), *map_out(run_id, color_by), refs())
 
     def attach(request: gr.Request):
@@ -322,13 +331,13 @@ def _wire(ctx: AppContext, w: dict) -> None:
     @ui_errors
     def on_score(run_id, include_eliminated, request: gr.Request):
         user = ctx.require_admin(request)
-        launch_score(ctx, _run_id(run_id), include_eliminated, user["username"])
-        return job_html(score_job(ctx.store(), _run_id(run_id)), "difficulty"), gr.Timer(active=True)
+        launch_score(ctx, _run_id(ctx.store(), run_id), include_eliminated, user["username"])
+        return job_html(score_job(ctx.store(), _run_id(ctx.store(), run_id)), "difficulty"), gr.Timer(active=True)
 
     @ui_errors
     def on_score_cancel(run_id, request: gr.Request):
         ctx.require_admin(request)
-        job = score_job(ctx.store(), _run_id(run_id))
+        job = score_job(ctx.store(), _run_id(ctx.store(), run_id))
         if job is None:
             raise UserError("no difficulty job for this run")
         gr.Info(f"Difficulty job {job['id']}: {jobs.cancel(ctx.store(), job['id'])}")
@@ -338,13 +347,13 @@ def _wire(ctx: AppContext, w: dict) -> None:
         ctx.require_admin(request)
         store = ctx.store()
         jobs.refresh(store)
-        return summary_html(store, _run_id(run_id)), *diff_out(store, _run_id(run_id))
+        return summary_html(store, _run_id(ctx.store(), run_id)), *diff_out(store, _run_id(ctx.store(), run_id))
 
     @ui_errors
     def on_build(run_id, reference, data_only, color_by, request: gr.Request, progress=gr.Progress()):
         user = ctx.require_admin(request)
         ref = None if reference in (None, "", NO_REFERENCE) else reference
-        dmap = build_or_launch_map(ctx, _run_id(run_id), ref, data_only, user["username"],
+        dmap = build_or_launch_map(ctx, _run_id(ctx.store(), run_id), ref, data_only, user["username"],
                                    progress=lambda stage, d, t: progress((d, t) if t else None, desc=stage))
         if dmap is None:
             return gr.skip(), render.note("Large run: the map is being built by a background job; "
@@ -354,7 +363,7 @@ def _wire(ctx: AppContext, w: dict) -> None:
     @ui_errors
     def on_color(run_id, color_by, request: gr.Request):
         ctx.require_admin(request)
-        return map_out(_run_id(run_id), color_by)
+        return map_out(_run_id(ctx.store(), run_id), color_by)
 
     @ui_errors
     def on_import(path, name, request: gr.Request):
@@ -369,7 +378,7 @@ def _wire(ctx: AppContext, w: dict) -> None:
         @ui_errors
         def on_export(run_id, request: gr.Request):
             ctx.require_admin(request)
-            return export_file(ctx, _run_id(run_id), fmt)
+            return export_file(ctx, _run_id(ctx.store(), run_id), fmt)
         return on_export
 
     def retitle(color_by):

@@ -206,3 +206,37 @@ def test_reference_import_errors_name_file_and_line(store, tmp_path):
     good.write_text("instruction,other\nFirst one,x\nSecond one,y\n")
     assert analysis.import_reference(store, good) == ("ref", 2)
     assert store.reference_texts("ref") == ["First one", "Second one"]
+
+
+def test_data_tab_over_http_admin_only_score_job_and_export(tmp_path):
+    import time
+
+    from tests.uihelpers import call_api, http_login, make_user, start_app, stop_app
+
+    with FakeLLM(rating_responder) as fake:
+        base_url, admin, password, ctx = start_app(tmp_path, base_url=fake.base_url, model="fake")
+        try:
+            store = ctx.store()
+            run_id = make_forest(store)
+            make_user(ctx, "ann", "ann-pass-123", "annotator")
+            ann = http_login(base_url, "ann", "ann-pass-123")
+            for api in ("data_score", "data_export_alpaca", "data_show"):
+                args = [run_id, False] if api == "data_score" else ([run_id, "round"] if api == "data_show" else [run_id])
+                event, _ = call_api(ann, api, args)
+                assert event == "error", api
+            assert store.list_runs("score") == []  # refused on the server: no job was started
+            client = http_login(base_url, admin, password)
+            event, _ = call_api(client, "data_score", [run_id, False])
+            assert event == "complete"
+            deadline = time.time() + 60
+            while store.list_runs("score")[0]["status"] in ("pending", "queued", "running") and time.time() < deadline:
+                time.sleep(0.3)
+            assert store.list_runs("score")[0]["status"] == "done" and store.count_unscored(run_id) == 0
+            event, payload = call_api(client, "data_export_alpaca", [run_id])
+            assert event == "complete" and payload[0]["path"].endswith(".json")
+            records = json.loads(Path(payload[0]["path"]).read_text())
+            assert len(records) == store.scalar("SELECT count(*) FROM nodes_effective WHERE run_id = ? AND "
+                                                "effective_status IN ('seed', 'kept') AND response IS NOT NULL",
+                                                (run_id,)) > 0
+        finally:
+            stop_app(ctx)
