@@ -164,3 +164,36 @@ def test_bad_seed_upload_shows_one_line_error_and_writes_nothing(app, tmp_path):
         message = toast.inner_text()
         assert "line 2" in message and "Traceback" not in message
     assert len(ctx.store().list_runs()) == runs_before
+
+
+def test_cancel_and_resume_a_batch_over_http(app):
+    from tests.uihelpers import call_api, http_login
+
+    base_url, admin, password, ctx, fake = app
+    store = ctx.store()
+    client = http_login(base_url, admin, password)
+    fake.latency = lambda: 0.3
+    try:
+        event, payload = call_api(client, "evolve_start", ["Built-in demo seeds (24)", None, 2, 2, fake.base_url,
+                                                           "fake-model", 11, 6])
+        assert event == "complete", payload
+        run_id = payload[1]["value"]
+        _wait_status(store, run_id, "running")
+        time.sleep(1.0)
+        assert call_api(client, "evolve_cancel", [run_id])[0] == "complete"
+        _wait_status(store, run_id, "cancelled")
+        assert store.count_nodes(run_id, 2) < 6 or store.count_nodes(run_id, status="pending") > 0  # stopped midway
+        assert call_api(client, "evolve_resume", [run_id])[0] == "complete"
+        _wait_status(store, run_id, "done")
+        assert store.count_nodes(run_id, 2) == 6 and store.count_nodes(run_id, status="pending") == 0
+    finally:
+        fake.latency = None
+
+
+def _wait_status(store, run_id: int, status: str, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if store.get_run(run_id)["status"] == status:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} never reached {status}: {store.get_run(run_id)['status']}")
