@@ -13,7 +13,8 @@ What it does, all on 127.0.0.1 and bounded (it stops by itself):
 3. warms the server up with `--warmup` events (a fetch of the current item, from 16
    sessions), so it has handled >= 10,000 events before anything is measured;
 4. N annotators, each with its own login cookie and session, loop `--rounds` times:
-   fetch the next item (`judge_next`), then submit a label (`judge_1`/`judge_2`/
+   wait a reading time (`--think`, uniform; 0:0 makes it a saturation test), fetch the
+   next item (`judge_next`), wait again, then submit a label (`judge_1`/`judge_2`/
    `judge_tie`, which also returns the following item). A call is
    POST /gradio_api/call/<api_name> with the session hash, then GET of its SSE result;
    the latency is the time until the "complete" event arrived (both requests);
@@ -137,17 +138,19 @@ async def warmup(base: str, cid: int, n_events: int, sessions: int) -> float:
     return time.perf_counter() - start
 
 
-async def annotate(base: str, cid: int, i: int, rounds: int, lat: dict, rng: random.Random) -> int:
+async def annotate(base: str, cid: int, i: int, rounds: int, lat: dict, rng: random.Random,
+                   think: tuple[float, float]) -> int:
     client = await login(base, f"ann{i}")
     session = f"bench{i}"
     submits = 0
     try:
         _, data = await call(client, "judge_start", [cid], session)
         for _ in range(rounds):
+            await asyncio.sleep(rng.uniform(*think))
             ms, data = await call(client, "judge_next", [None], session)
             lat["next"].append(ms)
             token = data[6]
-            await asyncio.sleep(rng.uniform(0.0, 0.05))  # people do not click in lockstep
+            await asyncio.sleep(rng.uniform(*think))  # reading time between the fetch and the click
             ms, data = await call(client, rng.choice(["judge_1", "judge_2", "judge_tie"]), [None, token, ""], session)
             lat["submit"].append(ms)
             submits += 1
@@ -176,7 +179,8 @@ async def main_async(args) -> int:
         lat = {"next": [], "submit": []}
         rng = random.Random(0)
         start = time.perf_counter()
-        submits = await asyncio.gather(*(annotate(base, cid, i, args.rounds, lat, random.Random(rng.random()))
+        think = tuple(float(x) for x in args.think.split(":"))
+        submits = await asyncio.gather(*(annotate(base, cid, i, args.rounds, lat, random.Random(rng.random()), think)
                                          for i in range(args.annotators)))
         elapsed = time.perf_counter() - start
     finally:
@@ -195,7 +199,7 @@ def report(args, lat: dict, submits: int, elapsed: float, warm_s: float, db: Pat
     from wizardlab.store import Store
 
     stored = Store(db).scalar("SELECT COUNT(*) FROM judgments")
-    print(f"annotators={args.annotators} rounds={args.rounds} warmup_events={args.warmup} ({warm_s:.0f}s) "
+    print(f"annotators={args.annotators} rounds={args.rounds} think={args.think}s warmup_events={args.warmup} ({warm_s:.0f}s) "
           f"analytics_cache={args.analytics_cache or 'gradio default (1)'} cpus={os.cpu_count()}")
     for kind, values in lat.items():
         print(f"{kind:>7}: n={len(values)} p50={pct(values, 50):.1f} ms p95={pct(values, 95):.1f} ms "
@@ -211,6 +215,8 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=10_000, help="events the server handles before measuring")
     p.add_argument("--analytics-cache", type=int, default=1000,
                    help="GRADIO_ANALYTICS_CACHE_FREQUENCY for the server; 0 = Gradio's default (every event)")
+    p.add_argument("--think", default="3:10", metavar="LOW:HIGH",
+                   help="seconds an annotator waits before each call, uniform (default 3:10; 0:0 = stress test)")
     p.add_argument("--keep", default=None, help="work in this directory and keep it (db, server.log)")
     args = p.parse_args()
     if not 1 <= args.rounds <= 80:

@@ -16,8 +16,10 @@ made links.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 import time
-import uuid
 
 import gradio as gr
 from markdown_it import MarkdownIt
@@ -28,6 +30,7 @@ from wizardlab import evaluation as ev
 from wizardlab.errors import UserError
 
 CONCURRENCY = 16
+_TOKEN_KEY = secrets.token_bytes(16)  # per server process: tokens are opaque and unguessable
 _MD = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
 CHOICES = {"1": "Response 1 is better", "2": "Response 2 is better", "tie": "Tie", "both_bad": "Both are bad"}
 KEYS_JS = """
@@ -73,11 +76,16 @@ def _progress_html(p: dict | None, note: str = "") -> str:
     return f'<div class="wl-progress">{render.bar(p["done"], p["total"], label)}{note}</div>'
 
 
+def item_token(assignment_id: int) -> str:
+    """The opaque id of an assignment on screen: the same for every event that shows it."""
+    return hmac.new(_TOKEN_KEY, str(assignment_id).encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def _item_outputs(item: dict | None, state: dict, note: str = ""):
     """(prompt, response 1, response 2, progress, state, rationale, token) for the item, or the done page.
 
-    The token is an opaque random id of what is on screen, kept while the same assignment
-    is shown; a click sends it back, so a stale second click is recognised and ignored.
+    The token is an opaque id of the assignment on screen (`item_token`); a click sends it
+    back, so a stale second click (the item has changed since) is recognised and ignored.
     """
     if item is None:
         state = {**state, "assignment_id": None, "token": None}
@@ -85,7 +93,8 @@ def _item_outputs(item: dict | None, state: dict, note: str = ""):
         message = render.note("All done in this campaign: thank you!", "ok") if done else (note or "")
         return message, "", "", _progress_html(state.get("progress"), ""), state, "", ""
     if state.get("assignment_id") != item["assignment_id"] or not state.get("token"):
-        state = {**state, "assignment_id": item["assignment_id"], "token": uuid.uuid4().hex, "shown_at": time.time()}
+        state = {**state, "assignment_id": item["assignment_id"], "token": item_token(item["assignment_id"]),
+                 "shown_at": time.time()}
     state = {**state, "progress": item["progress"]}
     prompt = f'<div class="wl-prompt"><div class="wl-resp-h">Prompt</div>{md(item["prompt"])}</div>'
     one = f'<div class="wl-resp"><div class="wl-resp-h">Response 1</div>{md(item["response_1"])}</div>'
