@@ -2,9 +2,10 @@
 
 Numbers come from `wizardlab.analysis` (SQL in `wizardlab.store.analysis`). Difficulty
 scoring runs as a background job (`python -m pipeline score`, a `score` runs row polled by a
-timer, re-attached after a reload). The diversity map is built in the server for up to
-IN_PROCESS_MAX points and as an `embed` job beyond; either way it is saved as JSON under
-the data dir and shown again on the next visit, drawn from at most DISPLAY_MAX points.
+timer, re-attached after a reload). The diversity map is built in the server when it is
+small (IN_PROCESS_MAX points, IN_PROCESS_EMBED_MAX texts to embed) and as an `embed` job
+beyond; either way it is saved as JSON under the data dir and shown again on the next
+visit, drawn from a seeded sample of at most DISPLAY_MAX points.
 Every callback checks `ctx.require_admin(request)` on the server.
 """
 
@@ -25,7 +26,8 @@ from wizardlab.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ACTIVE = ("pending", "queued", "running")
-IN_PROCESS_MAX = 20_000
+IN_PROCESS_MAX = 10_000  # points projected inside a request (UMAP: about 1 min at 10K here)
+IN_PROCESS_EMBED_MAX = 1_500  # texts embedded inside a request (about 40 texts/s on 2 shared cores)
 DISPLAY_MAX = 5_000
 NO_REFERENCE = "(none)"
 FORMATS = {"jsonl": "Lineage JSONL (every node)", "alpaca": "Alpaca JSON", "sharegpt": "ShareGPT JSON",
@@ -49,8 +51,7 @@ def summary_html(store, run_id: int) -> str:
     mean = store.scalar("SELECT avg(difficulty) FROM nodes WHERE run_id = ?", (run_id,))
     items = [("Nodes", int(rounds["total"].sum())), ("Rounds", max(0, len(rounds) - 1)),
              ("Kept", int(rounds["kept"].sum())), ("Eliminated", int(rounds["eliminated"].sum())),
-             ("Scored", diff.get("scored") or 0), ("Unparsable", diff.get("unparsable") or 0),
-             ("Mean difficulty", "-" if mean is None else f"{mean:.2f}")]
+             ("Scored", diff.get("scored") or 0), ("Mean difficulty", "-" if mean is None else f"{mean:.2f}")]
     cells = "".join(f'<div class="wl-stat"><div class="wl-stat-v">{render.esc(v)}</div>'
                     f'<div class="wl-stat-k">{render.esc(k)}</div></div>' for k, v in items)
     return f'<div class="wl-stats">{cells}</div>'
@@ -104,6 +105,12 @@ def job_html(job: dict | None, what: str) -> str:
     return "".join(parts)
 
 
+def scored_html(store, run_id: int) -> str:
+    d = store.difficulty_summary(run_id) or {}
+    return render.note(f"In the store: {d.get('scored') or 0} scored, {d.get('unparsable') or 0} unparsable "
+                       f"(raw answer kept), {d.get('unscored') or 0} not scored yet (finished nodes).", "info")
+
+
 def map_path(ctx: AppContext, run_id: int) -> Path:
     return ctx.data_dir / "maps" / f"run{int(run_id)}.json"
 
@@ -155,9 +162,9 @@ def build_or_launch_map(ctx: AppContext, run_id: int, reference: str | None, dat
                         progress=None) -> analysis.DiversityMap | None:
     """Build the map here (small runs) or start an `embed` job (big ones; returns None)."""
     store = ctx.store()
-    n = store.count_nodes(run_id)
+    points, missing = analysis.map_workload(store, run_id, reference=reference, data_only=data_only)
     out = map_path(ctx, run_id)
-    if n <= IN_PROCESS_MAX:
+    if points <= IN_PROCESS_MAX and missing <= IN_PROCESS_EMBED_MAX:
         dmap = analysis.build_map(store, run_id, reference=reference, data_only=data_only, on_progress=progress)
         dmap.save(out)
         return dmap
@@ -289,65 +296,108 @@ def _run_id(store, run_id) -> int:
     return run["id"]
 
 
+COUNTS = ("summary", "round_plot", "op_plot", "rule_plot", "length_plot", "rounds", "ops", "rules", "lengths")
+DIFF = ("score_status", "diff_plot", "diff_table", "timer")
+MAPPED = ("map", "map_status", "dispersion")
+
+
+def counts_out(store, run_id: int) -> tuple:
+    v = count_views(store, run_id)
+    return (summary_html(store, run_id), v["round_plot"], v["op_plot"], v["rule_plot"], v["length_plot"],
+            v["rounds"], v["ops"], v["rules"], v["lengths"])
+
+
+def diff_out(store, run_id: int) -> tuple:
+    job = score_job(store, run_id)
+    live = bool(job and job["status"] in ACTIVE)
+    return (job_html(job, "difficulty") + scored_html(store, run_id), difficulty_hist(store, run_id),
+            analysis.difficulty_table(store, run_id), gr.Timer(active=live))
+
+
+def map_out(ctx: AppContext, run_id: int, color_by: str) -> tuple:
+    return map_views(analysis.DiversityMap.load(map_path(ctx, run_id)), color_by)
+
+
+def reference_choices(store, value=None):
+    names = [NO_REFERENCE] + [r["name"] for r in store.reference_sets()]
+    return gr.Dropdown(choices=names) if value is None else gr.Dropdown(choices=names, value=value)
+
+
 def _wire(ctx: AppContext, w: dict) -> None:
-    counts = [w[k] for k in ("summary", "round_plot", "op_plot", "rule_plot", "length_plot", "rounds", "ops", "rules",
-                             "lengths")]
-    diff = [w["score_status"], w["diff_plot"], w["diff_table"], w["timer"]]
-    mapped = [w["map"], w["map_status"], w["dispersion"]]
+    _wire_run(ctx, w)
+    _wire_difficulty(ctx, w)
+    _wire_map(ctx, w)
+    _wire_export(ctx, w)
 
-    def counts_out(store, run_id):
-        v = count_views(store, run_id)
-        return (summary_html(store, run_id), v["round_plot"], v["op_plot"], v["rule_plot"], v["length_plot"],
-                v["rounds"], v["ops"], v["rules"], v["lengths"])
 
-    def diff_out(store, run_id):
-        job = score_job(store, run_id)
-        live = bool(job and job["status"] in ACTIVE)
-        return (job_html(job, "difficulty"), difficulty_hist(store, run_id), analysis.difficulty_table(store, run_id),
-                gr.Timer(active=live))
-
-    def map_out(run_id, color_by):
-        return map_views(analysis.DiversityMap.load(map_path(ctx, run_id)), color_by)
-
-    def refs():
-        return gr.Dropdown(choices=[NO_REFERENCE] + [r["name"] for r in ctx.store().reference_sets()])
+def _wire_run(ctx: AppContext, w: dict) -> None:
+    shown = [w[k] for k in (*COUNTS, *DIFF, *MAPPED, "reference")]
 
     @ui_errors
     def show(run_id, color_by, request: gr.Request):
         ctx.require_admin(request)
+        store = ctx.store()
         if not run_id:
             return (render.note("No evolution run yet: start one on the Evolve tab.", "info"),
-                    *[gr.skip()] * (len(counts) - 1), *[gr.skip()] * len(diff), *[gr.skip()] * len(mapped), refs())
-        store = ctx.store()
+                    *[gr.skip()] * (len(shown) - 2), reference_choices(store))
         run_id = _run_id(store, run_id)
-        return (*counts_out(store, run_id), *diff_out(store, run_id), *map_out(run_id, color_by), refs())
+        return (*counts_out(store, run_id), *diff_out(store, run_id), *map_out(ctx, run_id, color_by),
+                reference_choices(store))
 
-    def attach(request: gr.Request):
+    def attach(request: gr.Request, keep: bool = False):
+        """Fill the run list; on load pick the newest run, on Refresh keep the chosen one."""
         if not ctx.is_admin(request):
             return gr.skip()
         choices = run_choices(ctx.store())
+        if keep:
+            return gr.Dropdown(choices=choices)
         return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
 
+    def refresh_runs(request: gr.Request):
+        return attach(request, keep=True)
+
+    w["run"].change(show, [w["run"], w["color_by"]], shown, api_name="data_show").then(
+        map_title, w["color_by"], w["map"], api_visibility="private")
+    w["refresh"].click(refresh_runs, None, w["run"], api_visibility="private").then(
+        show, [w["run"], w["color_by"]], shown, api_visibility="private").then(
+        map_title, w["color_by"], w["map"], api_visibility="private")
+    on_show(attach, [w["run"]])
+
+
+def _wire_difficulty(ctx: AppContext, w: dict) -> None:
     @ui_errors
     def on_score(run_id, include_eliminated, request: gr.Request):
         user = ctx.require_admin(request)
-        launch_score(ctx, _run_id(ctx.store(), run_id), include_eliminated, user["username"])
-        return job_html(score_job(ctx.store(), _run_id(ctx.store(), run_id)), "difficulty"), gr.Timer(active=True)
+        store = ctx.store()
+        run_id = _run_id(store, run_id)
+        launch_score(ctx, run_id, include_eliminated, user["username"])
+        return job_html(score_job(store, run_id), "difficulty"), gr.Timer(active=True)
 
     @ui_errors
-    def on_score_cancel(run_id, request: gr.Request):
+    def on_cancel(run_id, request: gr.Request):
         ctx.require_admin(request)
-        job = score_job(ctx.store(), _run_id(ctx.store(), run_id))
+        store = ctx.store()
+        job = score_job(store, _run_id(store, run_id))
         if job is None:
             raise UserError("no difficulty job for this run")
-        gr.Info(f"Difficulty job {job['id']}: {jobs.cancel(ctx.store(), job['id'])}")
+        gr.Info(f"Difficulty job {job['id']}: {jobs.cancel(store, job['id'])}")
 
     @ui_errors
     def poll(run_id, request: gr.Request):
         ctx.require_admin(request)
         store = ctx.store()
         jobs.refresh(store)
-        return summary_html(store, _run_id(ctx.store(), run_id)), *diff_out(store, _run_id(ctx.store(), run_id))
+        run_id = _run_id(store, run_id)
+        return summary_html(store, run_id), *diff_out(store, run_id)
+
+    w["score"].click(on_score, [w["run"], w["score_all"]], [w["score_status"], w["timer"]], api_name="data_score")
+    w["score_cancel"].click(on_cancel, w["run"], None, api_name="data_score_cancel")
+    w["timer"].tick(poll, w["run"], [w["summary"], *[w[k] for k in DIFF]], api_visibility="private",
+                    show_progress="hidden")
+
+
+def _wire_map(ctx: AppContext, w: dict) -> None:
+    mapped = [w[k] for k in MAPPED]
 
     @ui_errors
     def on_build(run_id, reference, data_only, color_by, request: gr.Request, progress=gr.Progress()):
@@ -356,14 +406,14 @@ def _wire(ctx: AppContext, w: dict) -> None:
         dmap = build_or_launch_map(ctx, _run_id(ctx.store(), run_id), ref, data_only, user["username"],
                                    progress=lambda stage, d, t: progress((d, t) if t else None, desc=stage))
         if dmap is None:
-            return gr.skip(), render.note("Large run: the map is being built by a background job; "
-                                          "press Refresh later.", "info"), gr.skip()
+            return gr.skip(), render.note("Large map: a background job is embedding and projecting it; "
+                                          "press Refresh in a while (Admin tab: its log).", "info"), gr.skip()
         return map_views(dmap, color_by)
 
     @ui_errors
     def on_color(run_id, color_by, request: gr.Request):
         ctx.require_admin(request)
-        return map_out(_run_id(ctx.store(), run_id), color_by)
+        return map_out(ctx, _run_id(ctx.store(), run_id), color_by)
 
     @ui_errors
     def on_import(path, name, request: gr.Request):
@@ -371,9 +421,19 @@ def _wire(ctx: AppContext, w: dict) -> None:
         if not path:
             raise UserError("choose a reference file to upload")
         set_name, n = analysis.import_reference(ctx.store(), path, (name or "").strip() or Path(path).stem)
-        return render.note(f"Imported {n} instructions as reference set {set_name!r}.", "ok"), gr.Dropdown(
-            choices=[NO_REFERENCE] + [r["name"] for r in ctx.store().reference_sets()], value=set_name)
+        return (render.note(f"Imported {n} instructions as reference set {set_name!r}.", "ok"),
+                reference_choices(ctx.store(), set_name))
 
+    inputs = [w["run"], w["reference"], w["data_only"], w["color_by"]]
+    w["build_map"].click(on_build, inputs, mapped, api_name="data_build_map").then(
+        map_title, w["color_by"], w["map"], api_visibility="private")
+    w["color_by"].change(on_color, [w["run"], w["color_by"]], mapped, api_visibility="private").then(
+        map_title, w["color_by"], w["map"], api_visibility="private")
+    w["ref_import"].click(on_import, [w["ref_file"], w["ref_name"]], [w["ref_status"], w["reference"]],
+                          api_name="data_import_reference")
+
+
+def _wire_export(ctx: AppContext, w: dict) -> None:
     def exporter(fmt):
         @ui_errors
         def on_export(run_id, request: gr.Request):
@@ -381,23 +441,5 @@ def _wire(ctx: AppContext, w: dict) -> None:
             return export_file(ctx, _run_id(ctx.store(), run_id), fmt)
         return on_export
 
-    def retitle(color_by):
-        return map_title(color_by)
-
-    shown = [*counts, *diff, *mapped, w["reference"]]
-    w["run"].change(show, [w["run"], w["color_by"]], shown, api_name="data_show").then(
-        retitle, w["color_by"], w["map"], api_visibility="private")
-    w["refresh"].click(show, [w["run"], w["color_by"]], shown, api_visibility="private").then(
-        retitle, w["color_by"], w["map"], api_visibility="private")
-    w["score"].click(on_score, [w["run"], w["score_all"]], [w["score_status"], w["timer"]], api_name="data_score")
-    w["score_cancel"].click(on_score_cancel, w["run"], None, api_name="data_score_cancel")
-    w["timer"].tick(poll, w["run"], [w["summary"], *diff], api_visibility="private", show_progress="hidden")
-    w["build_map"].click(on_build, [w["run"], w["reference"], w["data_only"], w["color_by"]], mapped,
-                         api_name="data_build_map").then(retitle, w["color_by"], w["map"], api_visibility="private")
-    w["color_by"].change(on_color, [w["run"], w["color_by"]], mapped, api_visibility="private").then(
-        retitle, w["color_by"], w["map"], api_visibility="private")
-    w["ref_import"].click(on_import, [w["ref_file"], w["ref_name"]], [w["ref_status"], w["reference"]],
-                          api_name="data_import_reference")
     for fmt in FORMATS:
         w[f"export_{fmt}"].click(exporter(fmt), w["run"], w["export_file"], api_name=f"data_export_{fmt}")
-    on_show(attach, [w["run"]])

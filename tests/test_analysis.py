@@ -133,21 +133,12 @@ def test_parse_difficulty(text, expected):
     assert analysis.parse_difficulty(text) == expected
 
 
-def test_score_stage_as_job_updates_its_runs_row(store, tmp_path):
-    run_id = make_forest(store)
-    job_id = store.create_run("score", {"target_run": run_id})
-    with FakeLLM(rating_responder) as fake:
-        env = {**os.environ, "WIZARDLAB_RUN_ID": str(job_id), "PYTHONPATH": str(REPO)}
-        proc = subprocess.run([sys.executable, "-m", "pipeline", "score", "--db", store.path, "--run", str(run_id),
-                               "--base-url", fake.base_url, "--model", "fake", "--concurrency", "4"],
-                              env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    job = store.get_run(job_id)
-    assert job["status"] == "done" and job["progress"]["done"] == job["progress"]["total"] > 0
-    assert store.count_unscored(run_id) == 0
-    bad = subprocess.run([sys.executable, "-m", "pipeline", "score", "--db", store.path, "--run", "999"],
-                         cwd=REPO, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no evolution run 999" in bad.stderr
+def test_score_stage_refuses_a_missing_run_in_one_line(store, capsys):
+    from pipeline.__main__ import main
+
+    assert main(["score", "--db", store.path, "--run", "999"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no evolution run 999" in err
 
 
 def test_dispersion_is_exact_and_zero_for_identical_vectors():
@@ -240,3 +231,34 @@ def test_data_tab_over_http_admin_only_score_job_and_export(tmp_path):
                                                 (run_id,)) > 0
         finally:
             stop_app(ctx)
+
+
+def test_score_stage_stops_cleanly_on_sigterm_and_resumes_without_paying_twice(store):
+    import signal
+    import time
+
+    run_id = store.create_run("evolve", {})
+    store.insert_seeds(run_id, [{"instruction": f"Task number {i}: " + "word " * (i % 9)} for i in range(100)])
+    job_id = store.create_run("score", {"target_run": run_id})  # as the Data tab makes it for a job
+    with FakeLLM(rating_responder, latency=lambda: 0.05) as fake:
+        argv = [sys.executable, "-m", "pipeline", "score", "--db", store.path, "--run", str(run_id),
+                "--base-url", fake.base_url, "--model", "fake", "--concurrency", "2"]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        proc = subprocess.Popen(argv, env={**env, "WIZARDLAB_RUN_ID": str(job_id)}, cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        while store.count_unscored(run_id) == 100 and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0 and "cancelled" in err
+        job = store.get_run(job_id)
+        left = store.count_unscored(run_id)
+        assert job["status"] == "cancelled" and 0 < left < 100
+        assert 0 < job["progress"]["done"] <= 100 - left  # progress reached the job's row
+        paid = len(fake.requests)
+        again = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert again.returncode == 0, again.stderr
+        assert store.count_unscored(run_id) == 0 and store.list_runs("score")[0]["status"] == "done"
+        asked = [b["messages"][-1]["content"] for b in fake.requests]
+        assert len(asked) == len(set(asked)) == 100 and paid < 100

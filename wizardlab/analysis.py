@@ -466,6 +466,13 @@ def _map_points(store, run_id: int, reference: str | None, data_only: bool) -> p
     return frame.rename(columns={"instruction": "text"})
 
 
+def map_workload(store, run_id: int, *, reference: str | None = None, data_only: bool = False) -> tuple[int, int]:
+    """(points a map of this run would have, texts among them not embedded yet): what it would cost."""
+    texts = _map_points(store, run_id, reference, data_only)["text"].tolist()
+    hashes = list(dict.fromkeys(text_hash(t) for t in texts))
+    return len(texts), len(hashes) - len(store.get_embeddings(hashes, EMBED_MODEL))
+
+
 def build_map(store, run_id: int, *, reference: str | None = None, data_only: bool = False, seed: int = 0,
               stop=None, on_progress: Callable[[str, int, int], None] | None = None) -> DiversityMap:
     """Embed (cached) the run's finished nodes and a reference set, project them together with
