@@ -290,6 +290,17 @@ def build_argv(cfg: TrainConfig, hw: Hardware, *, db: str | None = None, python:
     return [python or sys.executable, script] + flags
 
 
-def preview(argv: list[str]) -> str:
-    """The argv as one shell-quoted line, for display only (jobs never use a shell)."""
-    return shlex.join(argv)
+def preview(argv: list[str], multiline: bool = False) -> str:
+    """The argv shell-quoted, for display only (jobs never use a shell).
+
+    multiline: the launcher and script on the first line, then one script flag per line.
+    """
+    script = next((i for i, arg in enumerate(argv) if arg.endswith(".py")), None)
+    if not multiline or script is None:
+        return shlex.join(argv)
+    groups: list[list[str]] = [argv[: script + 1]]
+    for arg in argv[script + 1:]:
+        if arg.startswith("--") or len(groups) == 1:
+            groups.append([])
+        groups[-1].append(arg)
+    return " \\\n    ".join(shlex.join(g) for g in groups)

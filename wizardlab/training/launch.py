@@ -111,8 +111,12 @@ def resume_training(store, run_id: int, *, cache_dir: str | Path, hardware: Hard
     `overrides` may change settings for the rest of the run (e.g. more `max_steps`).
     """
     run = train_run(store, run_id)
-    if run["status"] in ("running", "queued") and jobs.pid_alive(run.get("pid")):
-        raise UserError(f"run {run_id} is still {run['status']}")
+    if run["status"] == "queued" or jobs.pid_alive(run.get("pid")):
+        # also while a stopped run's process is still exiting: its reaper must not see the new job
+        raise UserError(f"run {run_id} is still {run['status'] if run['status'] != 'cancelled' else 'stopping'}; "
+                        "try again in a few seconds")
+    if run["status"] == "done":
+        raise UserError(f"run {run_id} already finished; start a new run to train more")
     data = {**run["config"], **{k: v for k, v in overrides.items() if v is not None}}
     cfg = config_from_dict(data)
     hardware = hardware or detect_hardware()
