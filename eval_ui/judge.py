@@ -61,6 +61,7 @@ STYLE = """<style>
 .wl-kbd { display: inline-block; border: 1px solid #cbd5e1; border-bottom-width: 2px; border-radius: 4px;
   padding: 0 5px; font-family: var(--font-mono); font-size: 0.75rem; margin: 0 2px; background: #f8fafc; }
 .wl-progress { font-size: 0.9rem; }
+.wl-hidden-style { display: none !important; }
 </style>"""
 
 
@@ -125,9 +126,12 @@ class Judge:
         return _item_outputs(item, state, note)
 
     def campaigns(self, request: gr.Request):
-        self.ctx.current_user(request)
+        """Runs on page load for everyone: annotators with one open campaign start at once;
+        admins choose (so merely opening the app never takes an item slot)."""
+        user = self.ctx.current_user(request)
         choices = [(c["title"], c["id"]) for c in ev.annotator_campaigns(self.ctx.store())]
-        return gr.Dropdown(choices=choices, value=choices[0][1] if len(choices) == 1 else None)
+        auto = len(choices) == 1 and user["role"] != "admin"
+        return gr.Dropdown(choices=choices, value=choices[0][1] if auto else None)
 
     def start(self, campaign_id, state: dict, request: gr.Request):
         user = self.ctx.current_user(request)
@@ -176,7 +180,7 @@ class Judge:
 
 def build_tab(ctx: AppContext) -> None:
     judge = Judge(ctx)
-    gr.HTML(STYLE)
+    gr.HTML(STYLE, padding=False, container=False, elem_classes="wl-hidden-style")
     with gr.Row(equal_height=True):
         campaign = gr.Dropdown(label="Campaign", choices=[], allow_custom_value=True, scale=1,
                                elem_id="wl-judge-campaign")

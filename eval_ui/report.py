@@ -219,7 +219,7 @@ class Evaluate:
             raise UserError("choose a campaign first")
         rep = rp.build_report(self.ctx.store(), int(campaign_id), n_boot=1000)
         out = Path(tempfile.mkdtemp(prefix="wl-report-", dir=self.ctx.data_dir.resolve()))
-        return list(export(rep, out))
+        return gr.File(value=list(export(rep, out)), visible=True)
 
     def judge(self, campaign_id, request: gr.Request):
         user = self.ctx.require_admin(request)
@@ -289,7 +289,7 @@ def build_tab(ctx: AppContext) -> None:
         w["show"] = gr.Button("Show report", variant="primary", scale=1)
         w["export"] = gr.Button("Export JSON + CSV", scale=1)
         w["judge"] = gr.Button("Run LLM judge", scale=1)
-    w["files"] = gr.File(label="Exports", interactive=False, file_count="multiple", height=90)
+    w["files"] = gr.File(label="Exports", interactive=False, file_count="multiple", visible=False)
     w["progress"] = gr.HTML()
     w["report"] = gr.HTML(elem_id="wl-report")
     w["timer"] = gr.Timer(2.0, active=False)

@@ -344,8 +344,9 @@ class EvalQueries:
         row = conn.execute("SELECT id FROM campaigns WHERE name = ?", (name,)).fetchone()
         if row is not None:
             return row[0]
-        return conn.execute("INSERT INTO campaigns (name, guidelines, k, config, created_by) VALUES (?,?,?,?,?)",
-                            (name, "", k, dumps(config), created_by)).lastrowid
+        # imported campaigns are for analysis: closed, so annotators are not offered them
+        return conn.execute("INSERT INTO campaigns (name, guidelines, k, status, config, created_by)"
+                            " VALUES (?,?,?,'closed',?,?)", (name, "", k, dumps(config), created_by)).lastrowid
 
     def find_item(self, campaign_id: int, prompt_key: str, models: set[str]) -> dict | None:
         """The campaign item on `prompt_key` whose two models are `models` (with the models' order)."""
