@@ -7,12 +7,15 @@ endpoints over HTTP is refused on the server. The work is done by `wizardlab.aut
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import gradio as gr
 
 from eval_ui import render
 from eval_ui.context import AppContext, on_show, parse_id, ui_errors
 from pipeline.runs import summary
 from wizardlab import auth, jobs
+from wizardlab.errors import UserError
 
 USER_HEADERS = ["User", "Role", "Status", "Created (UTC)"]
 JOB_HEADERS = ["Run", "Kind", "Status", "Created (UTC)", "By", "Progress", "Error"]
@@ -55,14 +58,30 @@ def build_tab(ctx: AppContext) -> None:
         cancel_btn = gr.Button("Cancel job", variant="stop", scale=0, min_width=130, elem_classes=["wl-inline"])
         refresh_btn = gr.Button("Refresh", scale=0, min_width=110, elem_classes=["wl-inline"])
 
+    w = SimpleNamespace(**locals())
+    refresh = _refresher(ctx)
+    outs = [w.users, w.who, w.jobs_table]
+    after = dict(fn=refresh, inputs=None, outputs=outs, api_visibility="private")
+    _wire_accounts(ctx, w, after)
+    _wire_jobs(ctx, w, after)
+    w.refresh_btn.click(refresh, None, outs, api_name="admin_refresh")
+    on_show(refresh, outs)
+
+
+def _refresher(ctx: AppContext):
     def refresh(request: gr.Request):
-        if not ctx.is_admin(request):  # page load for an annotator: nothing to show, no error
+        """Users and jobs tables; silent for annotators (the tab is hidden for them)."""
+        if not ctx.is_admin(request):
             return gr.skip(), gr.skip(), gr.skip()
         store = ctx.store()
         jobs.refresh(store)
         names = [u["username"] for u in store.list_users()]
         return users_rows(store), gr.Dropdown(choices=names), jobs_rows(store)
 
+    return refresh
+
+
+def _wire_accounts(ctx: AppContext, w: SimpleNamespace, after: dict) -> None:
     @ui_errors
     def add_user(name, password, role, request: gr.Request):
         ctx.require_admin(request)
@@ -70,26 +89,12 @@ def build_tab(ctx: AppContext) -> None:
         return render.note(f"Added {role} {name.strip()}.", "ok"), "", ""
 
     @ui_errors
-    def set_disabled(name, disabled, request: gr.Request):
+    def set_disabled(name, disabled, request):
         user = ctx.require_admin(request)
         if not name:
-            raise gr.Error("Choose an account first.")
+            raise UserError("choose an account first")
         auth.set_disabled(ctx.store(), name, disabled, acting_user=user["username"])
         return render.note(f"{'Disabled' if disabled else 'Enabled'} {name}.", "ok")
-
-    @ui_errors
-    def set_password(name, password, request: gr.Request):
-        ctx.require_admin(request)
-        if not name:
-            raise gr.Error("Choose an account first.")
-        auth.set_password(ctx.store(), name, password)
-        return render.note(f"New password set for {name}.", "ok"), ""
-
-    @ui_errors
-    def cancel(run_id, request: gr.Request):
-        ctx.require_admin(request)
-        run_id = parse_id(run_id, "run id")
-        return render.note(f"Run {run_id}: {jobs.cancel(ctx.store(), run_id)}.", "ok")
 
     def disable(name, request: gr.Request):
         return set_disabled(name, True, request)
@@ -97,12 +102,26 @@ def build_tab(ctx: AppContext) -> None:
     def enable(name, request: gr.Request):
         return set_disabled(name, False, request)
 
-    outs = [users, who, jobs_table]
-    after = dict(fn=refresh, inputs=None, outputs=outs, api_visibility="private")
-    add_btn.click(add_user, [new_name, new_pw, new_role], [msg, new_name, new_pw], api_name="admin_add_user").then(**after)
-    disable_btn.click(disable, [who], [msg], api_name="admin_disable_user").then(**after)
-    enable_btn.click(enable, [who], [msg], api_name="admin_enable_user").then(**after)
-    reset_btn.click(set_password, [who, reset_pw], [msg, reset_pw], api_name="admin_set_password")
-    cancel_btn.click(cancel, [cancel_id], [msg], api_name="admin_cancel_job").then(**after)
-    refresh_btn.click(refresh, None, outs, api_name="admin_refresh")
-    on_show(refresh, outs)
+    @ui_errors
+    def set_password(name, password, request: gr.Request):
+        ctx.require_admin(request)
+        if not name:
+            raise UserError("choose an account first")
+        auth.set_password(ctx.store(), name, password)
+        return render.note(f"New password set for {name}.", "ok"), ""
+
+    w.add_btn.click(add_user, [w.new_name, w.new_pw, w.new_role], [w.msg, w.new_name, w.new_pw],
+                    api_name="admin_add_user").then(**after)
+    w.disable_btn.click(disable, [w.who], [w.msg], api_name="admin_disable_user").then(**after)
+    w.enable_btn.click(enable, [w.who], [w.msg], api_name="admin_enable_user").then(**after)
+    w.reset_btn.click(set_password, [w.who, w.reset_pw], [w.msg, w.reset_pw], api_name="admin_set_password")
+
+
+def _wire_jobs(ctx: AppContext, w: SimpleNamespace, after: dict) -> None:
+    @ui_errors
+    def cancel(run_id, request: gr.Request):
+        ctx.require_admin(request)
+        run_id = parse_id(run_id, "run id")
+        return render.note(f"Run {run_id}: {jobs.cancel(ctx.store(), run_id)}.", "ok")
+
+    w.cancel_btn.click(cancel, [w.cancel_id], [w.msg], api_name="admin_cancel_job").then(**after)

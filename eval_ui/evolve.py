@@ -13,6 +13,8 @@ import dataclasses
 import importlib.resources
 from pathlib import Path
 
+from types import SimpleNamespace
+
 import gradio as gr
 
 from eval_ui import render
@@ -199,10 +201,11 @@ def build_tab(ctx: AppContext) -> None:
     gr.Markdown("### All batches")
     table = gr.Dataframe(headers=RUN_HEADERS, interactive=False, wrap=True, elem_id="wl-runs")
     timer = gr.Timer(2.0, active=False)
-    _wire(ctx, locals())
+    _wire(ctx, SimpleNamespace(**locals()))
 
 
-def _wire(ctx: AppContext, w: dict) -> None:
+def _wire(ctx: AppContext, w: SimpleNamespace) -> None:
+    """Connect the components built by `build_tab` (attributes of `w`) to their callbacks."""
     def show(run_id, request: gr.Request):
         if not ctx.is_admin(request):  # annotators never see this tab: stay silent, stop polling
             return gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False)
@@ -247,15 +250,15 @@ def _wire(ctx: AppContext, w: dict) -> None:
         launch_job(ctx, int(run_id))
         return render.note(f"Resumed run {run_id}.", "ok"), gr.Dropdown(choices=run_choices(store), value=run_id)
 
-    shown = [w["progress"], w["table"], w["log"], w["timer"]]
-    w["source"].change(lambda s: gr.File(visible=s == UPLOAD), w["source"], w["upload"], api_visibility="private")
-    inputs = [w[k] for k in ("source", "upload", "rounds", "concurrency", "base_url", "model", "seed", "limit")]
-    w["start"].click(on_start, inputs, [w["message"], w["run"]], api_name="evolve_start").then(
-        show, w["run"], shown, api_visibility="private")
-    w["cancel"].click(on_cancel, w["run"], w["message"], api_name="evolve_cancel").then(
-        show, w["run"], shown, api_visibility="private")
-    w["resume"].click(on_resume, w["run"], [w["message"], w["run"]], api_name="evolve_resume").then(
-        show, w["run"], shown, api_visibility="private")
-    w["run"].change(show, w["run"], shown, api_name="evolve_progress")
-    w["timer"].tick(show, w["run"], shown, api_visibility="private", show_progress="hidden")
-    on_show(attach, [w["run"]])
+    shown = [w.progress, w.table, w.log, w.timer]
+    w.source.change(lambda s: gr.File(visible=s == UPLOAD), w.source, w.upload, api_visibility="private")
+    inputs = [w.source, w.upload, w.rounds, w.concurrency, w.base_url, w.model, w.seed, w.limit]
+    w.start.click(on_start, inputs, [w.message, w.run], api_name="evolve_start").then(
+        show, w.run, shown, api_visibility="private")
+    w.cancel.click(on_cancel, w.run, w.message, api_name="evolve_cancel").then(
+        show, w.run, shown, api_visibility="private")
+    w.resume.click(on_resume, w.run, [w.message, w.run], api_name="evolve_resume").then(
+        show, w.run, shown, api_visibility="private")
+    w.run.change(show, w.run, shown, api_name="evolve_progress")
+    w.timer.tick(show, w.run, shown, api_visibility="private", show_progress="hidden")
+    on_show(attach, [w.run])

@@ -7,6 +7,8 @@ the audit log. All model and user text is escaped by `eval_ui.render`.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import gradio as gr
 
 from eval_ui import render
@@ -116,57 +118,92 @@ def build_tab(ctx: AppContext) -> None:
                     b_count = gr.Button("Count", elem_id="wl-bulk-count")
                     b_apply = gr.Button("Apply to all", variant="stop", elem_id="wl-bulk-apply")
             msg = gr.HTML(elem_id="wl-lin-msg")
-    _wire(ctx, locals())
+    _wire(ctx, SimpleNamespace(**locals()))
 
 
-def _wire(ctx: AppContext, w: dict) -> None:
-    filt = [w[k] for k in ("run", "text", "rnd", "op", "status", "rule")]
+def _wire(ctx: AppContext, w: SimpleNamespace) -> None:
+    """Connect the components built by `build_tab` (attributes of `w`) to their callbacks."""
+    show_tree = _wire_search(ctx, w)
+    _wire_overrides(ctx, w)
+    _wire_bulk(ctx, w)
+    w.roots.select(_pick(ctx), None, w.root_id, api_visibility="private").then(
+        show_tree, w.root_id, w.tree, api_visibility="private")
 
-    def parse(run_id, text, rnd, op, status, rule):
-        return curation.Filters.parse(text=text, round=rnd, operation=op, status=status, rule=rule)
 
+def _filters(text, rnd, op, status, rule) -> curation.Filters:
+    return curation.Filters.parse(text=text, round=rnd, operation=op, status=status, rule=rule)
+
+
+def _pick(ctx: AppContext):
+    def pick(evt: gr.SelectData, request: gr.Request):
+        """A click on a row of the roots table puts its root id in the box."""
+        if not ctx.is_admin(request) or evt.row_value is None:
+            return gr.skip()
+        return str(int(evt.row_value[0]))
+
+    return pick
+
+
+def _wire_search(ctx: AppContext, w: SimpleNamespace):
     @ui_errors
     def search(run_id, text, rnd, op, status, rule, request: gr.Request):
         ctx.require_admin(request)
-        filters = parse(run_id, text, rnd, op, status, rule)
-        store = ctx.store()
+        filters, store = _filters(text, rnd, op, status, rule), ctx.store()
         n = store.count_roots(int(run_id) if run_id else None, filters.as_dict())
         shown = f" (showing the first {PAGE})" if n > PAGE else ""
-        return render.note(f"{n} roots match ({filters.describe()}){shown}.", "info"), \
-            roots_rows(store, run_id, filters)
+        return (render.note(f"{n} roots match ({filters.describe()}){shown}.", "info"),
+                roots_rows(store, run_id, filters))
 
     @ui_errors
     def show_tree(root, request: gr.Request):
         ctx.require_admin(request)
         return tree_html(ctx.store(), parse_id(root, "root id"))
 
-    def pick(evt: gr.SelectData, request: gr.Request):
-        if not ctx.is_admin(request) or evt.row_value is None:
+    def load(request: gr.Request):
+        if not ctx.is_admin(request):
             return gr.skip()
-        return str(int(evt.row_value[0]))
+        store = ctx.store()
+        runs = store.list_runs("evolve")
+        done = [r["id"] for r in runs if r["status"] == "done"]
+        return gr.Dropdown(choices=run_choices(store), value=(done or [r["id"] for r in runs] or [None])[0])
 
+    filt = [w.run, w.text, w.rnd, w.op, w.status, w.rule]
+    w.find.click(search, filt, [w.found, w.roots], api_name="lineage_search")
+    w.text.submit(search, filt, [w.found, w.roots], api_visibility="private")
+    w.show.click(show_tree, w.root_id, w.tree, api_name="lineage_tree")
+    on_show(load, [w.run])
+    return show_tree
+
+
+def _wire_overrides(ctx: AppContext, w: SimpleNamespace) -> None:
     @ui_errors
     def override(node, action, reason, request: gr.Request):
         user = ctx.require_admin(request)
         node = parse_id(node, "node id")
         curation.override_node(ctx.store(), node, action, reason, user["username"])
         root = ctx.store().get_node(node)["root_id"]
-        return (render.note(f"Node {node}: {action} recorded.", "ok"), "", tree_html(ctx.store(), root), str(root))
+        return render.note(f"Node {node}: {action} recorded.", "ok"), "", tree_html(ctx.store(), root), str(root)
 
     @ui_errors
     def undo_override(oid, request: gr.Request):
         user = ctx.require_admin(request)
         oid = parse_id(oid, "override id")
         row = curation.undo(ctx.store(), oid, user["username"])
-        root_id = ctx.store().get_node(row["node_id"])["root_id"]
-        return render.note(f"Override {oid} undone.", "ok"), tree_html(ctx.store(), root_id), str(root_id)
+        root = ctx.store().get_node(row["node_id"])["root_id"]
+        return render.note(f"Override {oid} undone.", "ok"), tree_html(ctx.store(), root), str(root)
 
+    w.apply.click(override, [w.node_id, w.action, w.reason], [w.msg, w.reason, w.tree, w.root_id],
+                  api_name="lineage_override")
+    w.undo.click(undo_override, [w.undo_id], [w.msg, w.tree, w.root_id], api_name="lineage_undo")
+
+
+def _wire_bulk(ctx: AppContext, w: SimpleNamespace) -> None:
     @ui_errors
-    def bulk(count_only, run_id, text, rnd, op, status, rule, action, reason, request: gr.Request):
+    def bulk(count_only, run_id, text, rnd, op, status, rule, action, reason, request):
         user = ctx.require_admin(request)
         if not run_id:
             raise UserError("choose a run for a bulk override")
-        filters = parse(run_id, text, rnd, op, status, rule)
+        filters = _filters(text, rnd, op, status, rule)
         if count_only:
             n = curation.preview_bulk(ctx.store(), run_id, filters, action)
             return render.note(f"{action} would change {n} nodes of run {run_id} ({filters.describe()}).", "info")
@@ -179,24 +216,6 @@ def _wire(ctx: AppContext, w: dict) -> None:
     def bulk_apply(run_id, text, rnd, op, status, rule, action, reason, request: gr.Request):
         return bulk(False, run_id, text, rnd, op, status, rule, action, reason, request)
 
-    def load(request: gr.Request):
-        if not ctx.is_admin(request):
-            return gr.skip()
-        store = ctx.store()
-        runs = store.list_runs("evolve")
-        done = [r["id"] for r in runs if r["status"] == "done"]
-        return gr.Dropdown(choices=run_choices(store), value=(done or [r["id"] for r in runs] or [None])[0])
-
-    w["find"].click(search, filt, [w["found"], w["roots"]], api_name="lineage_search")
-    w["text"].submit(search, filt, [w["found"], w["roots"]], api_visibility="private")
-    w["roots"].select(pick, None, w["root_id"], api_visibility="private").then(
-        show_tree, w["root_id"], w["tree"], api_visibility="private")
-    w["show"].click(show_tree, w["root_id"], w["tree"], api_name="lineage_tree")
-    w["apply"].click(override, [w["node_id"], w["action"], w["reason"]],
-                     [w["msg"], w["reason"], w["tree"], w["root_id"]], api_name="lineage_override")
-    w["undo"].click(undo_override, [w["undo_id"]], [w["msg"], w["tree"], w["root_id"]],
-                    api_name="lineage_undo")
-    bulk_in = [*filt, w["b_action"], w["b_reason"]]
-    w["b_count"].click(bulk_count, bulk_in, w["msg"], api_name="lineage_bulk_count")
-    w["b_apply"].click(bulk_apply, bulk_in, w["msg"], api_name="lineage_bulk_apply")
-    on_show(load, [w["run"]])
+    bulk_in = [w.run, w.text, w.rnd, w.op, w.status, w.rule, w.b_action, w.b_reason]
+    w.b_count.click(bulk_count, bulk_in, w.msg, api_name="lineage_bulk_count")
+    w.b_apply.click(bulk_apply, bulk_in, w.msg, api_name="lineage_bulk_apply")

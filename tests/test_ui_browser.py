@@ -160,7 +160,7 @@ def test_bad_seed_upload_shows_one_line_error_and_writes_nothing(app, tmp_path):
         page.locator("#wl-upload").get_by_text("seeds.jsonl").first.wait_for()
         page.locator("#wl-start").click()
         toast = page.locator(".toast-body", has_text="seeds.jsonl")
-        toast.wait_for()
+        toast.wait_for(timeout=60_000)
         message = toast.inner_text()
         assert "line 2" in message and "Traceback" not in message
     assert len(ctx.store().list_runs()) == runs_before
