@@ -272,7 +272,8 @@ def build_tab(ctx: AppContext) -> None:
     with gr.Accordion("New campaign", open=False):
         with gr.Row():
             w["cname"] = gr.Textbox(label="Name (admins only see it)", max_lines=1)
-            w["csets"] = gr.Dropdown(label="Output sets (2 or more)", choices=[], multiselect=True)
+            w["csets"] = gr.Dropdown(label="Output sets (2 or more)", choices=[], multiselect=True,
+                                     allow_custom_value=True)
         with gr.Row():
             w["pairs"] = gr.Radio(["one", "all"], value="one", label="Pairs (first two sets, or all pairs)")
             w["k"] = gr.Number(value=3, precision=0, minimum=1, label="Annotators per item")

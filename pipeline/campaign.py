@@ -4,6 +4,7 @@
                     [--guidelines FILE.md] [--both-bad] [--rationale] [--attention N] [--seed S]
     campaign list
     campaign status CAMPAIGN        (per-annotator progress, items filled to k)
+    campaign release CAMPAIGN [--older-than 30]   (free items held by annotators who left)
     campaign assign CAMPAIGN --annotators alice,bob [--password PW]
                                     (create annotator accounts that do not exist yet)
     campaign close|open CAMPAIGN
@@ -41,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("campaign")
         if name == "status":
             p.add_argument("--json", action="store_true")
+    r = sub.add_parser("release", help="free open assignments nobody judged (annotators who left)")
+    r.add_argument("campaign")
+    r.add_argument("--older-than", type=float, default=30.0, metavar="MINUTES", help="default 30")
     a = sub.add_parser("assign", help="create annotator accounts for a campaign")
     a.add_argument("campaign")
     a.add_argument("--annotators", required=True, help="comma-separated user names")
@@ -52,7 +56,7 @@ def main(args) -> int:
     from wizardlab.store import Store
 
     store = Store(Settings.from_env(db=args.db).db)
-    return {"create": _create, "list": _list, "status": _status, "assign": _assign,
+    return {"create": _create, "list": _list, "status": _status, "assign": _assign, "release": _release,
             "close": _set_status, "open": _set_status}[args.action](store, args)
 
 
@@ -107,6 +111,13 @@ def _assign(store, args) -> int:
         password = args.password or secrets.token_urlsafe(9)
         auth.add_user(store, name, password, "annotator")
         print(f"{name}: created" + ("" if args.password else f" with password {password}"))
+    return 0
+
+
+def _release(store, args) -> int:
+    c = evaluation.require_campaign(store, args.campaign)
+    n = store.release_open_assignments(c["id"], args.older_than * 60)
+    print(f"released {n} open assignments older than {args.older_than:g} minutes")
     return 0
 
 

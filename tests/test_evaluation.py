@@ -358,3 +358,11 @@ def test_generate_job_sigterm_while_endpoint_hangs_then_resume(store, tmp_path):
         wait(lambda: store.get_run(run_id)["status"] == "done")
     assert len(store.outputs_of(store.output_set_by_run(run_id)["id"])) == 3
     assert store.get_run(run_id)["progress"]["done"] == 3
+
+
+def test_release_frees_items_held_by_annotators_who_left(small):
+    store, c = small
+    held = ev.next_item(store, c, "gone")
+    assert store.release_open_assignments(c["id"], 3600) == 0
+    assert store.release_open_assignments(c["id"], -1) == 1
+    assert store.query_one("SELECT 1 FROM assignments WHERE id = ?", (held["assignment_id"],)) is None

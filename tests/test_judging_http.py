@@ -145,3 +145,26 @@ def test_evaluate_endpoints_refuse_annotators_on_the_server(app):
     assert event == "error" and not any(m in json.dumps(payload) for m in MODELS)
     event, _ = call(ann, "eval_llm_judge", [cid], "x3")
     assert event == "error" and store.list_runs("judge") == []
+
+
+def test_admin_creates_campaign_reads_report_and_exports(app, tmp_path):
+    base_url, ctx, cid = app
+    store = ctx.store()
+    adm = http_login(base_url, "admin", "admin-pass-123")
+    sets = [s["id"] for s in store.list_output_sets()]
+    event, data = call(adm, "eval_create_campaign", ["second round", sets, "one", 2, "Be fair.", True, True, 2],
+                       "a1")
+    assert event == "complete", data
+    new = store.campaign("second round")
+    assert new["k"] == 2 and new["allow_both_bad"] == 1 and new["config"]["rationale"]
+    assert len(store.campaign_items(new["id"], include_attention=True)) == N_PROMPTS + 2
+    for name in ("ann0", "ann1"):
+        for n in range(3):
+            item = ev.next_item(store, new, name)
+            ev.submit(store, new, name, item["assignment_id"], "1", request_id=f"adm-{name}-{n}")
+    event, data = call(adm, "eval_report", [new["id"]], "a2")
+    assert event == "complete" and "Cohen" in data[1] and "secret-model-alpha" in data[1]
+    event, data = call(adm, "eval_export", [new["id"]], "a3")
+    assert event == "complete"
+    names = sorted(f["orig_name"] for f in data[0]["value"])
+    assert names == ["report.json", "report_csv.zip"]
