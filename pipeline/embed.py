@@ -77,12 +77,15 @@ def _build(store, target: int, reference: str | None, args, job_id: int | None) 
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
+        if job_id:
+            store.set_progress(job_id, {"phase": stage, "done": done, "total": total, "target_run": target})
+        if stage != "embedding":  # projecting: one UMAP call, nothing to count
+            print(f"{stage} {total} points with UMAP ...", file=sys.stderr, flush=True)
+            return
         bar = bars.get(stage)
         if bar is None:
             bar = bars[stage] = tqdm(total=total, desc=stage, unit="text", file=sys.stderr, dynamic_ncols=True)
         bar.update(done - bar.n)
-        if job_id:
-            store.set_progress(job_id, {"phase": stage, "done": done, "total": total, "target_run": target})
 
     try:
         return analysis.build_map(store, target, reference=reference, data_only=args.data_only, seed=args.seed,

@@ -421,6 +421,9 @@ def _text_field(where: str, row) -> str:
 # ---------------------------------------------------------------------------------------
 # diversity map
 # ---------------------------------------------------------------------------------------
+TEXT_KEEP = 200
+
+
 @dataclass
 class DiversityMap:
     points: pd.DataFrame  # x, y, group, round, operation, status, text
@@ -430,8 +433,10 @@ class DiversityMap:
     seconds: dict
 
     def to_json(self) -> dict:
+        """JSON-ready; texts cut to TEXT_KEEP characters (they are only shown as tooltips)."""
+        points = self.points.assign(text=self.points["text"].str.slice(0, TEXT_KEEP))
         return {"method": self.method, "embed": asdict(self.embed), "seconds": self.seconds,
-                "points": self.points.to_dict(orient="list"), "dispersion": self.dispersion.to_dict(orient="records")}
+                "points": points.to_dict(orient="list"), "dispersion": self.dispersion.to_dict(orient="records")}
 
     @classmethod
     def from_json(cls, data: dict) -> "DiversityMap":
