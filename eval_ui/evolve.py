@@ -206,7 +206,27 @@ def build_tab(ctx: AppContext) -> None:
 
 def _wire(ctx: AppContext, w: SimpleNamespace) -> None:
     """Connect the components built by `build_tab` (attributes of `w`) to their callbacks."""
+    show = _watcher(ctx)
+    then_show = dict(fn=show, inputs=w.run, outputs=[w.progress, w.table, w.log, w.timer],
+                     api_visibility="private")
+    _wire_actions(ctx, w, then_show)
+    w.run.change(show, w.run, then_show["outputs"], api_name="evolve_progress")
+    w.timer.tick(show, w.run, then_show["outputs"], api_visibility="private", show_progress="hidden")
+
+    def attach(request: gr.Request):
+        """On page load or tab select: choose the newest running batch (polling starts on change)."""
+        if not ctx.is_admin(request):
+            return gr.skip()
+        store = ctx.store()
+        jobs.refresh(store)
+        return gr.Dropdown(choices=run_choices(store), value=default_run(store))
+
+    on_show(attach, [w.run])
+
+
+def _watcher(ctx: AppContext):
     def show(run_id, request: gr.Request):
+        """Progress, runs table and log of one run; the timer polls only while it is live."""
         if not ctx.is_admin(request):  # annotators never see this tab: stay silent, stop polling
             return gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False)
         store = ctx.store()
@@ -215,14 +235,10 @@ def _wire(ctx: AppContext, w: SimpleNamespace) -> None:
         return (progress_html(store, run_id), runs_rows(store),
                 jobs.log_tail(run.get("log_path"), 30) if run else "", gr.Timer(active=live))
 
-    def attach(request: gr.Request):
-        """On page load or tab select: choose the newest running batch and start polling."""
-        if not ctx.is_admin(request):
-            return gr.skip()
-        store = ctx.store()
-        jobs.refresh(store)
-        return gr.Dropdown(choices=run_choices(store), value=default_run(store))
+    return show
 
+
+def _wire_actions(ctx: AppContext, w: SimpleNamespace, then_show: dict) -> None:
     @ui_errors
     def on_start(source, upload, rounds, concurrency, base_url, model, seed, limit, request: gr.Request):
         user = ctx.require_admin(request)
@@ -250,15 +266,8 @@ def _wire(ctx: AppContext, w: SimpleNamespace) -> None:
         launch_job(ctx, int(run_id))
         return render.note(f"Resumed run {run_id}.", "ok"), gr.Dropdown(choices=run_choices(store), value=run_id)
 
-    shown = [w.progress, w.table, w.log, w.timer]
     w.source.change(lambda s: gr.File(visible=s == UPLOAD), w.source, w.upload, api_visibility="private")
     inputs = [w.source, w.upload, w.rounds, w.concurrency, w.base_url, w.model, w.seed, w.limit]
-    w.start.click(on_start, inputs, [w.message, w.run], api_name="evolve_start").then(
-        show, w.run, shown, api_visibility="private")
-    w.cancel.click(on_cancel, w.run, w.message, api_name="evolve_cancel").then(
-        show, w.run, shown, api_visibility="private")
-    w.resume.click(on_resume, w.run, [w.message, w.run], api_name="evolve_resume").then(
-        show, w.run, shown, api_visibility="private")
-    w.run.change(show, w.run, shown, api_name="evolve_progress")
-    w.timer.tick(show, w.run, shown, api_visibility="private", show_progress="hidden")
-    on_show(attach, [w.run])
+    w.start.click(on_start, inputs, [w.message, w.run], api_name="evolve_start").then(**then_show)
+    w.cancel.click(on_cancel, w.run, w.message, api_name="evolve_cancel").then(**then_show)
+    w.resume.click(on_resume, w.run, [w.message, w.run], api_name="evolve_resume").then(**then_show)

@@ -79,3 +79,36 @@ def test_admin_overrides_single_and_bulk_over_http(app):
     assert event == "complete" and store.get_node(node["id"])["effective_status"] == "eliminated"
     event, payload = call_api(adm, "lineage_override", ["12x", "eliminate", "typo"])
     assert event == "error" and "node id must be a positive whole number" in str(payload)
+
+
+def test_app_py_starts_prints_the_first_admin_password_once(tmp_path):
+    import os
+    import re
+    import subprocess
+    import sys
+    import time
+
+    from tests.uihelpers import REPO, free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != auth.ADMIN_ENV}
+    argv = [sys.executable, str(REPO / "app.py"), "--db", str(tmp_path / "w.db"), "--port", str(port),
+            "--data-dir", str(tmp_path / "data"), "--base-url", "http://127.0.0.1:9/v1", "--model", "m"]
+    log = tmp_path / "out.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    try:
+        deadline, up = time.time() + 60, False
+        while time.time() < deadline and not up:
+            try:
+                up = httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200
+            except httpx.TransportError:
+                time.sleep(0.2)
+        text = log.read_text()
+        assert up, text
+        password = re.search(r"user: admin\s+password: (\S+)", text).group(1)
+        assert "LLM: m at http://127.0.0.1:9/v1" in text
+        http_login(f"http://127.0.0.1:{port}", "admin", password)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -26,6 +26,7 @@ CHROMIUM = os.environ.get("WIZARDLAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 ADMIN_PASSWORD = "admin-pass-123"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
