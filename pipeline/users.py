@@ -6,6 +6,7 @@ are stored salted and hashed (`wizardlab.auth`).
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import os
 
@@ -15,9 +16,18 @@ from wizardlab.errors import UserError
 HELP = "Manage accounts: add, disable, list users and set passwords."
 
 
+DB_HELP = "SQLite database (default: settings / WIZARDLAB_DB)"
+
+
 def add_arguments(parser) -> None:
-    parser.add_argument("--db", default=None, help="SQLite database (default: settings / WIZARDLAB_DB)")
+    parser.add_argument("--db", default=None, help=DB_HELP)
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _add_parsers(sub)
+    for action_parser in sub.choices.values():  # --db also after the action: `users add ann --db x.db`
+        action_parser.add_argument("--db", default=argparse.SUPPRESS, help=DB_HELP)
+
+
+def _add_parsers(sub) -> None:
     add = sub.add_parser("add", help="create an account")
     add.add_argument("username")
     add.add_argument("--role", choices=("annotator", "admin"), default="annotator")

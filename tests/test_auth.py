@@ -55,7 +55,7 @@ def test_users_cli(store, capsys):
     db = store.path
     assert cli(["users", "--db", db, "add", "ann", "--password", "ann-pw-123"]) == 0
     assert cli(["users", "--db", db, "add", "lead", "--role", "admin", "--password", "lead-pw-123"]) == 0
-    assert cli(["users", "--db", db, "disable", "ann"]) == 0
+    assert cli(["users", "disable", "ann", "--db", db]) == 0
     assert not auth.authenticate(store, "ann", "ann-pw-123")
     assert cli(["users", "--db", db, "enable", "ann"]) == 0
     assert cli(["users", "--db", db, "passwd", "ann", "--password", "new-pw-456"]) == 0

@@ -90,6 +90,8 @@ def test_annotator_sees_only_judge(app):
         page.get_by_role("tab", name="Judge").wait_for()
         for name in ("Evolve", "Lineage", "Admin"):
             assert page.get_by_role("tab", name=name).count() == 0
+        page.wait_for_timeout(3000)  # hidden tabs' load and timer callbacks stay silent for annotators
+        assert page.locator(".toast-body").all_inner_texts() == []
 
 
 def test_hostile_text_is_shown_literally_and_runs_nothing(app):

@@ -14,9 +14,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from wizardlab.errors import UserError
-
-OPERATIONS = ("add_constraints", "deepening", "concretizing", "increase_reasoning", "complicate_input", "in_breadth")
-RULES = ("no_information_gain", "sorry_short_response", "stopwords_only_response", "copied_prompt_words", "malformed")
+from wizardlab.evol.operations import OPERATIONS
+from wizardlab.evol.rules import RULES
 STATUSES = ("seed", "pending", "kept", "eliminated")
 ACTIONS = ("restore", "eliminate")
 
