@@ -88,7 +88,8 @@ def run_settings(run: dict, base: Settings) -> Settings:
     return Settings.from_env(db=base.db, base_url=cfg.get("base_url"), model=cfg.get("model"),
                              concurrency=cfg.get("concurrency"), request_timeout=cfg.get("request_timeout"),
                              max_retries=cfg.get("max_retries"), cache_dir=base.cache_dir,
-                             max_new_tokens=base.max_new_tokens or cfg.get("max_new_tokens"))
+                             max_new_tokens=base.max_new_tokens or cfg.get("max_new_tokens"),
+                             stop_grace_s=base.stop_grace_s)
 
 
 def is_finished(store: Store, run: dict) -> bool:
@@ -151,6 +152,7 @@ async def _drive(store: Store, run: dict, settings: Settings, show_progress: boo
             writer.submit(lambda conn: write_progress(conn, run["id"], progress))
 
     engine.on_node = on_node
+    engine.stop_grace_s = settings.stop_grace_s
     try:
         status = await engine.run()
     finally:

@@ -88,6 +88,7 @@ class Engine:
         self.max_tokens = token_budgets(self.few_shot, max_new_tokens)
         self.progress = Progress(rounds=rounds)
         self.stopped = False
+        self.stop_grace_s = 10.0
 
     # -- one evolution -------------------------------------------------------------
     async def evolve_node(self, node: dict) -> NodeOutcome:
@@ -165,7 +166,11 @@ class Engine:
 
     # -- scheduling --------------------------------------------------------------------
     async def _pump(self, items, handle) -> None:
-        """Run `handle` over `items` with a fixed pool of workers and a bounded queue."""
+        """Run `handle` over `items` with a fixed pool of workers and a bounded queue.
+
+        A stop request ends the feeding at once; nodes in hand get `stop_grace_s` to land
+        their answers, then are cut off (they stay pending; finished steps are cached).
+        """
         queue: asyncio.Queue = asyncio.Queue(maxsize=self.client.concurrency * 2)
 
         async def worker():
@@ -179,16 +184,38 @@ class Engine:
         workers = [asyncio.create_task(worker()) for _ in range(self.client.concurrency)]
         try:
             for item in items:
-                if self.stop_requested():
-                    self.stopped = True
+                if not await self._put_unless_stopped(queue, item):
                     break
-                await queue.put(item)
+            if self.stopped:
+                while not queue.empty():
+                    queue.get_nowait()
             for _ in workers:
-                await queue.put(None)
-            await asyncio.gather(*workers)
+                queue.put_nowait(None) if not queue.full() else await queue.put(None)
+            await self._wait_workers(workers)
         finally:
             for w in workers:
                 w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _put_unless_stopped(self, queue: asyncio.Queue, item) -> bool:
+        while True:
+            if self.stop_requested():
+                self.stopped = True
+                return False
+            try:
+                await asyncio.wait_for(queue.put(item), timeout=0.2)
+                return True
+            except asyncio.TimeoutError:
+                continue
+
+    async def _wait_workers(self, workers: list) -> None:
+        pending = set(workers)
+        while pending:
+            if self.stop_requested():
+                self.stopped = True
+                await asyncio.wait(pending, timeout=self.stop_grace_s)
+                return
+            _, pending = await asyncio.wait(pending, timeout=0.2)
 
     async def _handle_node(self, node: dict) -> None:
         self._record(node, await self.evolve_node(node))

@@ -233,3 +233,24 @@ def test_sigterm_cancels_cleanly_and_resume_finishes(tmp_path):
         assert Store(db).scalar("SELECT count(*) FROM llm_calls") == before  # nothing paid was lost
         assert subprocess.run(argv, cwd=REPO, capture_output=True, timeout=60).returncode == 0
     assert Store(db).get_run(1)["status"] == "done"
+
+
+def test_cancel_does_not_wait_for_a_hanging_endpoint(tmp_path):
+    from tests.fakellm import Fault
+
+    seeds = write_seeds(tmp_path / "s.jsonl", [f"Describe thing {i}." for i in range(10)])
+    db = tmp_path / "w.db"
+    with FakeLLM(lambda body: Fault(hang=60)) as fake:
+        argv = [sys.executable, "-m", "pipeline", "evolve", "--db", str(db), "--seeds", str(seeds), "--rounds", "1",
+                "--base-url", fake.base_url, "--model", "fake", "--timeout", "50", "--quiet"]
+        env = {**os.environ, "WIZARDLAB_STOP_GRACE_S": "1"}
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        while fake.count < 10:
+            time.sleep(0.05)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+        assert time.monotonic() - start < 8
+    store = Store(db)
+    assert store.get_run(1)["status"] == "cancelled"
+    assert store.count_nodes(1, 1, "pending") == 10  # cut off, not failed: the resume does them

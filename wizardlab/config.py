@@ -32,6 +32,7 @@ class Settings:
     request_timeout: float = 120.0
     max_retries: int = 6
     max_new_tokens: int | None = None  # cap on tokens per LLM answer (None: per-task defaults)
+    stop_grace_s: float = 10.0  # on cancel, how long calls in flight may finish before being cut off
     data_dir: str = "wizardlab_data"
     cache_dir: str = field(default_factory=lambda: str(default_cache_dir()))
 
