@@ -9,7 +9,8 @@ What it does, all on 127.0.0.1 and bounded (it stops by itself):
    nobody runs out of items), an admin and N annotator accounts;
 2. starts the real app (`python app.py`) in a subprocess, so client and server do not
    share a GIL; `--analytics-cache N` sets GRADIO_ANALYTICS_CACHE_FREQUENCY for the
-   server (Gradio otherwise rebuilds its analytics summary after every event);
+   server (the app's default is 1000; Gradio's own, 1, rebuilds its analytics summary
+   after every event);
 3. warms the server up with `--warmup` events (a fetch of the current item, from 16
    sessions), so it has handled >= 10,000 events before anything is measured;
 4. N annotators, each with its own login cookie and session, loop `--rounds` times:
@@ -69,12 +70,11 @@ def build_db(db: Path, annotators: int) -> int:
     return cid
 
 
-def start_server(db: Path, port: int, data_dir: Path, analytics_cache: int | None) -> subprocess.Popen:
+def start_server(db: Path, port: int, data_dir: Path, analytics_cache: int) -> subprocess.Popen:
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
                       # an (unused) endpoint, so the app does not load the embedded model in the background
            "WIZARDLAB_BASE_URL": "http://127.0.0.1:9/v1", "WIZARDLAB_MODEL": "unused"}
-    if analytics_cache:
-        env["GRADIO_ANALYTICS_CACHE_FREQUENCY"] = str(analytics_cache)
+    env["GRADIO_ANALYTICS_CACHE_FREQUENCY"] = str(analytics_cache)
     log = open(data_dir / "server.log", "wb")
     return subprocess.Popen([sys.executable, str(REPO / "app.py"), "--db", str(db), "--port", str(port),
                              "--data-dir", str(data_dir)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -200,7 +200,7 @@ def report(args, lat: dict, submits: int, elapsed: float, warm_s: float, db: Pat
 
     stored = Store(db).scalar("SELECT COUNT(*) FROM judgments")
     print(f"annotators={args.annotators} rounds={args.rounds} think={args.think}s warmup_events={args.warmup} ({warm_s:.0f}s) "
-          f"analytics_cache={args.analytics_cache or 'gradio default (1)'} cpus={os.cpu_count()}")
+          f"analytics_cache={args.analytics_cache} cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f}")
     for kind, values in lat.items():
         print(f"{kind:>7}: n={len(values)} p50={pct(values, 50):.1f} ms p95={pct(values, 95):.1f} ms "
               f"p99={pct(values, 99):.1f} ms max={max(values):.1f} ms")
@@ -214,7 +214,8 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=20, help="fetch+submit loops per annotator (<= 80)")
     p.add_argument("--warmup", type=int, default=10_000, help="events the server handles before measuring")
     p.add_argument("--analytics-cache", type=int, default=1000,
-                   help="GRADIO_ANALYTICS_CACHE_FREQUENCY for the server; 0 = Gradio's default (every event)")
+                   help="GRADIO_ANALYTICS_CACHE_FREQUENCY for the server (the app's default 1000; "
+                        "1 = Gradio's own default: rebuild after every event)")
     p.add_argument("--think", default="3:10", metavar="LOW:HIGH",
                    help="seconds an annotator waits before each call, uniform (default 3:10; 0:0 = stress test)")
     p.add_argument("--keep", default=None, help="work in this directory and keep it (db, server.log)")
