@@ -153,6 +153,16 @@ def test_dispersion_is_exact_and_zero_for_identical_vectors():
     assert analysis.mean_pairwise_cosine_distance(x[:1]) is None
 
 
+def test_exact_knn_matches_sklearn_brute_force():
+    from sklearn.neighbors import NearestNeighbors
+
+    x = np.random.default_rng(2).normal(size=(300, 24)).astype(np.float32)
+    idx, dist = analysis.knn_cosine(x, 7, block_floats=2000)  # many small blocks
+    oracle_d, oracle_i = NearestNeighbors(n_neighbors=7, metric="cosine", algorithm="brute").fit(x).kneighbors(x)
+    assert (idx == oracle_i).all() and np.allclose(dist, oracle_d, atol=1e-5)
+    assert (idx[:, 0] == np.arange(300)).all()
+
+
 def test_projection_small_n_falls_back_and_umap_gives_finite_coordinates():
     rng = np.random.default_rng(1)
     for n in (0, 1, 3):

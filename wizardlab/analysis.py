@@ -24,6 +24,7 @@ import json
 import re
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -321,22 +322,70 @@ def embed_texts(store, texts: list[str], *, batch_size: int = 64, group: int = 5
 # ---------------------------------------------------------------------------------------
 # projection and dispersion
 # ---------------------------------------------------------------------------------------
+EXACT_KNN_MAX = 50_000  # up to here neighbours are found exactly with numpy; beyond, UMAP's NN-descent
+
+
 def project_2d(vectors: np.ndarray, *, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1
                ) -> tuple[np.ndarray, str]:
     """2-D coordinates and the method used: UMAP (cosine, fixed random_state) from 5 points,
-    n_neighbors shrunk for small n; below 5 points a PCA (or the origin) instead."""
+    n_neighbors shrunk for small n; below 5 points a PCA (or the origin) instead.
+    Up to EXACT_KNN_MAX points the k-nearest-neighbour graph is computed exactly here
+    (blocked matrix products), which is quick and skips NN-descent's compile time."""
     n = len(vectors)
     if n == 0:
         return np.zeros((0, 2)), "empty"
     if n < 5:
         return _pca_2d(vectors), "pca (fewer than 5 points)"
-    import umap  # slow import (numba): only when a map is built
-
+    umap = _umap()
+    x = np.asarray(vectors, dtype=np.float32)
     k = max(2, min(n_neighbors, n - 1))
+    knn = knn_cosine(x, k) if n <= EXACT_KNN_MAX else (None, None, None)
     reducer = umap.UMAP(n_components=2, n_neighbors=k, min_dist=min_dist, metric="cosine", random_state=seed,
-                        init="spectral" if n > 50 else "random", n_jobs=1)
-    coords = reducer.fit_transform(np.asarray(vectors, dtype=np.float32))
-    return np.asarray(coords, dtype=np.float64), f"umap (n_neighbors={k})"
+                        init="spectral" if n > 50 else "random", n_jobs=1, precomputed_knn=knn)
+    with warnings.catch_warnings():  # expected: no search index (we never transform), n_jobs=1 with a seed
+        warnings.filterwarnings("ignore", message=r"(precomputed_knn|n_jobs value)", category=UserWarning)
+        coords = reducer.fit_transform(x)
+    return np.asarray(coords, dtype=np.float64), f"umap (n_neighbors={k}{', exact kNN' if knn[0] is not None else ''})"
+
+
+def knn_cosine(x: np.ndarray, k: int, block_floats: int = 16_000_000) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours by cosine distance, each point first in its own list:
+    (indices int64 [n, k], distances float32 [n, k])."""
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    n = len(x)
+    idx, dist = np.empty((n, k), dtype=np.int64), np.empty((n, k), dtype=np.float32)
+    step = max(1, block_floats // n)
+    for start in range(0, n, step):
+        sims = x[start:start + step] @ x.T
+        rows = np.arange(len(sims))
+        sims[rows, rows + start] = np.inf  # self first, even among duplicates
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        top = np.take_along_axis(sims, part, axis=1)
+        order = np.argsort(-top, axis=1, kind="stable")
+        idx[start:start + step] = np.take_along_axis(part, order, axis=1)
+        dist[start:start + step] = np.clip(1.0 - np.take_along_axis(top, order, axis=1), 0.0, 2.0)
+    dist[:, 0] = 0.0
+    return idx, dist
+
+
+@functools.lru_cache(maxsize=1)
+def _umap():
+    """Import umap-learn and switch on numba's on-disk cache for its kernels and pynndescent's:
+    they are compiled once per machine instead of once per process (about 20 s each time on
+    2 cores). Kernels numba cannot cache are simply compiled as before."""
+    import importlib
+
+    import umap
+    from numba.core.caching import NullCache
+    from numba.core.dispatcher import Dispatcher
+
+    for name in ("umap.umap_", "umap.layouts", "umap.utils", "umap.distances", "umap.spectral", "umap.sparse",
+                 "pynndescent.pynndescent_", "pynndescent.distances", "pynndescent.utils", "pynndescent.rp_trees",
+                 "pynndescent.sparse"):
+        for obj in vars(importlib.import_module(name)).values():
+            if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache):
+                obj.enable_caching()
+    return umap
 
 
 def _pca_2d(vectors: np.ndarray) -> np.ndarray:
