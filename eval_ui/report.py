@@ -87,7 +87,9 @@ def pairs_html(pairs: list[dict], title: str) -> str:
         f'<td>{_pct(p["win_rate_ties_half"])}</td></tr>' for p in pairs)
     head = "".join(f"<th>{h}</th>" for h in ("first model", "second model", "items", "win / tie / loss",
                                               "first wins", "tie", "second wins", "win rate (ties ½)"))
-    return f'<h4>{render.esc(title)}</h4><table class="wl-table"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+    legend = ('<span class="wl-muted"> bars: <b style="color:#6366f1">first wins</b> · <b style="color:#94a3b8">'
+              'tie</b> · <b style="color:#f97316">second wins</b></span>')
+    return f'<h4>{render.esc(title)}{legend}</h4><table class="wl-table"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 
 def report_html(rep: dict) -> str:
