@@ -366,3 +366,35 @@ def test_release_frees_items_held_by_annotators_who_left(small):
     assert store.release_open_assignments(c["id"], 3600) == 0
     assert store.release_open_assignments(c["id"], -1) == 1
     assert store.query_one("SELECT 1 FROM assignments WHERE id = ?", (held["assignment_id"],)) is None
+
+
+def test_generate_with_a_local_checkpoint_dir(store, tmp_path):
+    """A trained checkpoint is just a directory: `--model DIR` without an endpoint runs it in-process."""
+    torch = pytest.importorskip("torch")
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from wizardlab.config import Settings
+    from wizardlab.evaluation.generate import generate_outputs, prepare_generation
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(["### Instruction: q1 q2 ### Response: an answer"], trainers.BpeTrainer(
+        vocab_size=280, special_tokens=["<pad>", "<bos>", "<eos>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(hf), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, eos_token_id=2,
+                                         bos_token_id=1, pad_token_id=0))
+    ckpt = tmp_path / "checkpoint"
+    model.save_pretrained(ckpt)
+    hf.save_pretrained(ckpt)
+    tsv = _write(tmp_path / "ts.jsonl", [{"idx": i, "Skill": "Math", "Difficulty": 9, "Instruction": f"q{i}"}
+                                         for i in (1, 2)])
+    run_id = prepare_generation(store, Settings(db=store.path, model=str(ckpt)), testset_file=str(tsv),
+                                max_tokens=8)
+    assert asyncio.run(generate_outputs(store, run_id))["done"] == 2
+    out_set = store.output_set_by_run(run_id)
+    assert out_set["model"] == str(ckpt) and len(store.outputs_of(out_set["id"])) == 2
