@@ -130,7 +130,7 @@ def launch(ctx: AppContext, form: TrainForm, user: str) -> int:
 # -- what the page shows ---------------------------------------------------------------------
 
 def run_choices(store) -> list[tuple[str, int]]:
-    return [(f"#{r['id']} · {r['status']} · {r.get('name') or ''} · {render.when(r['created_at'])}", r["id"])
+    return [(f"#{r['id']} · {r.get('name') or ''} · {render.when(r['created_at'])}", r["id"])
             for r in store.list_runs("train")]
 
 
@@ -270,6 +270,9 @@ def _wire(ctx: AppContext, w: dict) -> None:
             return (*[gr.skip()] * 5, gr.Timer(active=False))
         store = ctx.store()
         run = store.get_run(int(run_id)) if run_id else None
+        if run and run["status"] in ACTIVE:
+            jobs.refresh(store)  # a vanished job becomes failed; a queued one starts when the queue is free
+            run = store.get_run(run["id"])
         live = bool(run and run["status"] in ACTIVE)
         return (status_html(run), loss_frame(run), jobs.log_tail(run.get("log_path"), 40) if run else "",
                 config_json(run), history_rows(store), gr.Timer(active=live))

@@ -28,8 +28,8 @@ PRESETS: dict[str, dict] = {
                      gradient_checkpointing=True, precision="auto", save_steps=500, logging_steps=10),
     # A few steps on a CPU: checks the whole path end to end in a minute.
     "cpu-smoke": dict(epochs=1.0, learning_rate=1e-4, max_length=256, batch_size=2, grad_accum=1,
-                      warmup_ratio=0.0, scheduler="constant", max_steps=20, deepspeed=None,
-                      gradient_checkpointing=False, precision="fp32", save_steps=10, logging_steps=1),
+                      warmup_ratio=0.0, scheduler="constant", max_steps=10, deepspeed=None,
+                      gradient_checkpointing=False, precision="fp32", save_steps=5, logging_steps=1),
 }
 
 
@@ -58,7 +58,7 @@ class TrainConfig:
     save_total_limit: int = 2
     logging_steps: int = 1
     weight_decay: float = 0.0
-    nproc: int = 1  # processes per node (GPUs to use on a GPU machine)
+    nproc: int = 1  # processes per node; on a GPU machine: GPUs to use (1 = all of them)
     hostfile: str | None = None  # DeepSpeed hostfile for several nodes
 
     def __post_init__(self) -> None:

@@ -133,7 +133,8 @@ def delete_training(store, run_id: int) -> None:
     if run["status"] in ("running", "queued") and (run["status"] == "queued" or jobs.pid_alive(run.get("pid"))):
         raise UserError(f"run {run_id} is {run['status']}: stop it first")
     out = Path(run["config"].get("output_dir", ""))
-    if out.is_dir() and not (out / CONFIG_FILE).is_file() and any(out.iterdir()):
+    ours = (out / CONFIG_FILE).is_file() or (out / LOG_FILE).is_file()
+    if out.is_dir() and not ours and any(out.iterdir()):
         raise UserError(f"{out} does not look like a training output (no {CONFIG_FILE}); delete it by hand")
     store.delete_run(run_id)
     if out.is_dir():
