@@ -96,7 +96,9 @@ def job_html(job: dict | None, what: str) -> str:
     parts = [head]
     if p.get("total"):
         parts.append(render.bar(p.get("done", 0), p["total"], f"{p.get('phase', '')}: {p.get('done', 0)}/{p['total']}"))
-    if "scored" in p:
+    if p.get("phase") == "done" and not p.get("total"):
+        parts.append(render.esc("Nothing was left to score: every node of this scope already had a score."))
+    elif "scored" in p:
         parts.append(render.esc(f"scored {p['scored']} · unparsable {p['unparsable']} · failed {p['failed']} · "
                                 f"paid calls {p['calls']} · cache hits {p['cache_hits']} · elapsed "
                                 f"{render.duration(p.get('elapsed_s'))} · ETA {render.duration(p.get('eta_s'))}"))
@@ -404,7 +406,7 @@ def _wire_map(ctx: AppContext, w: dict) -> None:
         user = ctx.require_admin(request)
         ref = None if reference in (None, "", NO_REFERENCE) else reference
         dmap = build_or_launch_map(ctx, _run_id(ctx.store(), run_id), ref, data_only, user["username"],
-                                   progress=lambda stage, d, t: progress((d, t) if t else None, desc=stage))
+                                   progress=lambda stage, d, t: _report(progress, stage, d, t))
         if dmap is None:
             return gr.skip(), render.note("Large map: a background job is embedding and projecting it; "
                                           "press Refresh in a while (Admin tab: its log).", "info"), gr.skip()
@@ -431,6 +433,14 @@ def _wire_map(ctx: AppContext, w: dict) -> None:
         map_title, w["color_by"], w["map"], api_visibility="private")
     w["ref_import"].click(on_import, [w["ref_file"], w["ref_name"]], [w["ref_status"], w["reference"]],
                           api_name="data_import_reference")
+
+
+def _report(progress, stage: str, done: int, total: int) -> None:
+    """Embedding counts texts; the UMAP projection is one call, shown as indeterminate."""
+    if stage == "embedding" and total:
+        progress((done, total), desc="embedding new texts", unit="texts")
+    else:
+        progress(None, desc=f"{stage} {total} points with UMAP")
 
 
 def _wire_export(ctx: AppContext, w: dict) -> None:

@@ -384,7 +384,10 @@ def _umap():
                  "pynndescent.sparse"):
         for obj in vars(importlib.import_module(name)).values():
             if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache):
-                obj.enable_caching()
+                try:
+                    obj.enable_caching()
+                except RuntimeError:  # no writable cache location: compile in memory as usual
+                    return umap
     return umap
 
 
