@@ -398,3 +398,17 @@ def test_generate_with_a_local_checkpoint_dir(store, tmp_path):
     assert asyncio.run(generate_outputs(store, run_id))["done"] == 2
     out_set = store.output_set_by_run(run_id)
     assert out_set["model"] == str(ckpt) and len(store.outputs_of(out_set["id"])) == 2
+
+
+def test_cli_judge_stage_records_run_and_judgments(small, capsys):
+    from pipeline.__main__ import main
+    from tests.fakellm import FakeLLM
+
+    store, c = small
+    with FakeLLM(lambda body: "[[C]]") as fake:
+        assert main(["judge", "--db", store.path, "--campaign", str(c["id"]), "--base-url", fake.base_url,
+                     "--model", "cli-judge", "--concurrency", "2"]) == 0
+    run = store.list_runs("judge")[0]
+    assert run["status"] == "done" and run["progress"]["done"] == 5 and run["progress"]["calls"] == 10
+    labels = {r["label"] for r in store.campaign_judgments(c["id"]) if r["annotator"] == "llm:cli-judge"}
+    assert labels == {"tie"} and "5 judged" in capsys.readouterr().err
