@@ -63,8 +63,9 @@ def _job_run(store, target: int, settings, args) -> int:
 
 
 def _score(store, settings, target: int, job_id: int, stop: StopFlag, args) -> int:
-    bar = tqdm(total=store.count_unscored(target, data_only=not args.all, retry_unparsable=args.retry_unparsable),
-               unit="node", desc=f"scoring run {target}", file=sys.stderr, dynamic_ncols=True)
+    todo = store.count_unscored(target, data_only=not args.all, retry_unparsable=args.retry_unparsable)
+    bar = tqdm(total=min(todo, args.limit or todo), unit="node", desc=f"scoring run {target}", file=sys.stderr,
+               dynamic_ncols=True)
     last = [0.0]
 
     def progress(report: analysis.ScoreReport) -> None:
