@@ -209,8 +209,10 @@ def test_reference_import_errors_name_file_and_line(store, tmp_path):
     assert store.reference_texts("ref") == ["First one", "Second one"]
 
 
-def test_data_tab_over_http_admin_only_score_job_and_export(tmp_path):
+def test_data_tab_over_http_admin_only_score_job_and_export(tmp_path, monkeypatch):
     import time
+
+    import eval_ui.data
 
     from tests.uihelpers import call_api, http_login, make_user, start_app, stop_app
 
@@ -239,6 +241,16 @@ def test_data_tab_over_http_admin_only_score_job_and_export(tmp_path):
             assert len(records) == store.scalar("SELECT count(*) FROM nodes_effective WHERE run_id = ? AND "
                                                 "effective_status IN ('seed', 'kept') AND response IS NOT NULL",
                                                 (run_id,)) > 0
+            # a "large" map goes to an embed job; the page then shows the map the job saved
+            monkeypatch.setattr(eval_ui.data, "IN_PROCESS_MAX", 0)
+            event, payload = call_api(client, "data_build_map", [run_id, "(none)", False, "round"])
+            assert event == "complete" and "background job" in payload[1]
+            deadline = time.time() + 90
+            while store.list_runs("embed")[0]["status"] in ("pending", "queued", "running") and time.time() < deadline:
+                time.sleep(0.5)
+            assert store.list_runs("embed")[0]["status"] == "done", store.list_runs("embed")[0]["error"]
+            event, payload = call_api(client, "data_show", [run_id, "round"])
+            assert event == "complete" and f"{store.count_nodes(run_id)} points" in json.dumps(payload)
         finally:
             stop_app(ctx)
 
