@@ -18,6 +18,7 @@ from pathlib import Path
 from wizardlab.errors import UserError
 
 SCRIPT = Path(__file__).resolve().parents[2] / "pipeline" / "train_sft.py"
+STOP_GRACE_S = 600
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
@@ -286,7 +287,9 @@ def build_argv(cfg: TrainConfig, hw: Hardware, *, db: str | None = None, python:
             argv = [_bin("deepspeed"), "--hostfile", str(cfg.hostfile)]
         return argv + [script] + flags
     if cfg.nproc > 1 or cfg.deepspeed is not None:
-        return [_bin("torchrun"), "--standalone", "--nproc_per_node", str(cfg.nproc), script] + flags
+        # on Stop, give the workers time to write their checkpoint before torchrun kills them (default 30 s)
+        return [_bin("torchrun"), "--standalone", "--nproc_per_node", str(cfg.nproc), "--shutdown-timeout",
+                str(STOP_GRACE_S), script] + flags
     return [python or sys.executable, script] + flags
 
 
