@@ -77,8 +77,13 @@ def _on_load(ctx: AppContext, tabs: list, request: gr.Request):
 
 
 def header_html(ctx: AppContext, user: dict | None) -> str:
+    """The header. Only admins see which LLM is configured: for annotators a model name could
+    unblind a campaign whose outputs came from that model (and the page config built before
+    login reaches every browser, so the default header names no model)."""
     s = ctx.settings
-    if s.uses_embedded_llm:
+    if not user or user["role"] != "admin":
+        llm = ""
+    elif s.uses_embedded_llm:
         llm = ('LLM: <b>embedded Gemma 3 270M</b> <span class="wl-warn-inline">a small base model, fine for demos, '
                'not for real data; start with <code>--base-url URL --model NAME</code> for an endpoint</span>')
     else:

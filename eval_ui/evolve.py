@@ -183,9 +183,10 @@ def build_tab(ctx: AppContext) -> None:
                 limit = gr.Number(0, label="Use first N seeds (0 = all)", precision=0, minimum=0,
                                   elem_id="wl-limit")
             with gr.Accordion("LLM endpoint", open=not ctx.settings.uses_embedded_llm):
-                base_url = gr.Textbox(ctx.settings.base_url or "", label="Base URL (OpenAI-compatible)",
+                # filled on load for admins only: the page config reaches annotators too (blinding)
+                base_url = gr.Textbox("", label="Base URL (OpenAI-compatible)",
                                       placeholder="empty = embedded model", max_lines=1, elem_id="wl-base-url")
-                model = gr.Textbox(ctx.settings.model or "", label="Model", max_lines=1, elem_id="wl-model",
+                model = gr.Textbox("", label="Model", max_lines=1, elem_id="wl-model",
                                    placeholder="model name at the endpoint")
             start = gr.Button("Start batch", variant="primary", elem_id="wl-start")
             message = gr.HTML(elem_id="wl-evolve-msg")
@@ -222,6 +223,15 @@ def _wire(ctx: AppContext, w: SimpleNamespace) -> None:
         return gr.Dropdown(choices=run_choices(store), value=default_run(store))
 
     on_show(attach, [w.run])
+
+    def endpoint_defaults(request: gr.Request):
+        if not ctx.is_admin(request):
+            return gr.skip(), gr.skip()
+        return ctx.settings.base_url or "", ctx.settings.model or ""
+
+    root = gr.context.Context.root_block
+    if root is not None:
+        root.load(endpoint_defaults, None, [w.base_url, w.model], api_visibility="private")
 
 
 def _watcher(ctx: AppContext):

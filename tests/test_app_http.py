@@ -112,3 +112,20 @@ def test_app_py_starts_prints_the_first_admin_password_once(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_the_llm_model_name_never_reaches_an_annotator(tmp_path):
+    """An output set may come from the configured LLM: its name would unblind annotators."""
+    base_url, admin, password, ctx = start_app(tmp_path, base_url="http://127.0.0.1:9/v1",
+                                               model="secret-model-7b")
+    try:
+        make_user(ctx, "ann", "ann-pass-123", "annotator")
+        ann = http_login(base_url, "ann", "ann-pass-123")
+        assert "secret-model-7b" not in ann.get("/config").text
+        assert "secret-model-7b" not in ann.get("/").text
+        from eval_ui.app import header_html
+
+        assert "secret-model-7b" not in header_html(ctx, ctx.store().get_user("ann"))
+        assert "secret-model-7b" in header_html(ctx, ctx.store().get_user(admin))
+    finally:
+        stop_app(ctx)
