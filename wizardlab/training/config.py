@@ -237,9 +237,12 @@ def add_config_arguments(parser) -> None:
         elif f.name == "deepspeed":
             parser.add_argument(flag, dest=f.name, default=None, type=_zero_stage,
                                 help="zero2, zero3 or none (default: the preset's)")
+        elif f.name in ("scheduler", "precision"):
+            parser.add_argument(flag, dest=f.name, default=None, choices=SCHEDULERS if f.name == "scheduler"
+                                else PRECISIONS, help="default: the preset's")
         else:
             kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
-            parser.add_argument(flag, dest=f.name, default=None, type=kind, help=f"default: the preset's")
+            parser.add_argument(flag, dest=f.name, default=None, type=kind, help="default: the preset's")
 
 
 def _zero_stage(text: str):
@@ -262,6 +265,8 @@ def config_from_args(args) -> TrainConfig:
         raise UserError("--data is required (the exported Alpaca JSON file)")
     if not values.get("output_dir"):
         raise UserError("--out is required (the run's output directory)")
+    if not values.get("model"):
+        raise UserError("--model is required: tiny-llama, embedded, a checkpoint directory or a hub id")
     cfg = make_config(preset, **values)
     if deepspeed_none:
         cfg.deepspeed = None
