@@ -188,7 +188,7 @@ def train(args, cfg, stop: StopFlag, reporter: RunReporter, is_main: bool) -> st
 
     from wizardlab.config import default_cache_dir
     from wizardlab.training.base_models import resolve_base_model
-    from wizardlab.training.data import SFTCollator, encode_all, load_examples
+    from wizardlab.training.data import CHAT_TEMPLATE, SFTCollator, encode_all, load_examples
 
     hw = detect_hardware()
     precision = resolve_precision(cfg, hw)
@@ -198,6 +198,7 @@ def train(args, cfg, stop: StopFlag, reporter: RunReporter, is_main: bool) -> st
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.chat_template = CHAT_TEMPLATE  # saved with checkpoints and the model: the format it learns
     examples = load_examples(cfg.data)
     encoded, dropped = encode_all(tokenizer, examples, cfg.max_length)
     if not encoded:

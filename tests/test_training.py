@@ -277,6 +277,12 @@ def test_job_stop_checkpoints_and_resume_finishes(store, tmp_path, alpaca_file, 
 
     model = AutoModelForCausalLM.from_pretrained(run["config"]["model_dir"])
     assert model.config.model_type == "llama"
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(run["config"]["model_dir"])  # prompts as trained, via its chat template
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": "Add 2 and 3."}], tokenize=False,
+                                         add_generation_prompt=True)
+    assert chat == tokenizer.bos_token + format_prompt("Add 2 and 3.")
 
     delete_training(store, run_id)
     assert store.get_run(run_id) is None and not out.exists()

@@ -20,6 +20,16 @@ IGNORE_INDEX = -100
 RESPONSE_MARK = "### Response:"
 
 
+# Saved with the fine-tuned tokenizer, so chat-style callers (e.g. wizardlab.llm.local) prompt the
+# model exactly as it was trained: BOS, the user's text, a blank line, "### Response:".
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}"
+    "{% if m['role'] == 'assistant' %} {{ m['content'] | trim }}{{ eos_token }}\n\n"
+    "{% else %}{{ m['content'] | trim }}\n\n"
+    "{% if m['role'] == 'user' %}" + RESPONSE_MARK + "{% endif %}{% endif %}{% endfor %}"
+)
+
+
 def format_prompt(instruction: str, input_text: str = "") -> str:
     """>>> format_prompt("Add 2 and 3.")
     'Add 2 and 3.\\n\\n### Response:'"""
