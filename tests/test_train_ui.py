@@ -111,3 +111,26 @@ def test_admin_exports_launches_watches_stops_and_deletes(app):
     event, payload = call_api(adm, "train_delete", [run["id"], True])
     assert event == "complete", payload
     assert store.get_run(run["id"]) is None and not out.exists()
+
+
+def test_browser_preset_fills_settings_and_command_preview(app):
+    """In Chromium: choosing the wizardlm preset fills the settings and the preview shows the launcher."""
+    from tests.uihelpers import browser, login
+
+    base_url, admin, password, _ = app
+    with browser() as b:
+        page = b.new_page(viewport={"width": 1400, "height": 1400})
+        login(page, base_url, admin, password)
+        page.get_by_role("tab", name="Train").click()
+        page.get_by_label(TINY).check()
+        page.wait_for_function("document.querySelector('#wl-train-command').textContent.includes('tiny-llama')",
+                               timeout=30_000)
+        assert "train_sft.py" in page.locator("#wl-train-command").text_content()
+        page.get_by_label("wizardlm").check()
+        page.wait_for_function("document.querySelector('#wl-train-command').textContent.includes('--preset wizardlm')",
+                               timeout=30_000)
+        command = page.locator("#wl-train-command").text_content()
+        assert "torchrun" in command or "deepspeed" in command  # ZeRO-3 needs a distributed launcher
+        page.get_by_text("Settings (filled from the preset)").click()
+        assert page.locator("#wl-train-max_length input").input_value() == "2048"
+        assert page.locator("#wl-train-learning_rate input").input_value() == "0.00002"
