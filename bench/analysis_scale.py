@@ -8,7 +8,7 @@ rater, so LLM latency is not measured), and rendering the map and the histogram.
 Part 2: embedding throughput (texts/s), UMAP time at growing sizes, the exact dispersion at
 250K, and an honest extrapolation to 250K nodes.
 
-    python bench/analysis_scale.py [--db demo.db] [--sizes 1000,5000,20000] [--embed-n 2000]
+    python bench/analysis_scale.py [--db demo.db] [--sizes 1000,5000,20000,60000,120000] [--embed-n 2000]
 """
 
 from __future__ import annotations
@@ -170,8 +170,9 @@ def part2(sizes: list[int], embed_n: int) -> dict:
 
 def extrapolate(res: dict, n: int = 250_000) -> None:
     sizes = sorted(res["umap"])
+    nn_descent = [s for s in sizes if s > analysis.EXACT_KNN_MAX]  # the same code path as a 250K run
     big = [s for s in sizes if s > 10_000]  # same epoch count (200) as a 250K run
-    sizes = big if len(big) >= 2 else sizes
+    sizes = nn_descent if len(nn_descent) >= 2 else (big if len(big) >= 2 else sizes)
     logs = np.log([[s, res["umap"][s]] for s in sizes])
     slope, icpt = np.polyfit(logs[:, 0], logs[:, 1], 1) if len(sizes) > 1 else (1.0, np.log(res["umap"][sizes[0]] / sizes[0]))
     umap_250k = float(np.exp(icpt) * n ** slope)
@@ -182,7 +183,8 @@ def extrapolate(res: dict, n: int = 250_000) -> None:
     print(f"  embedding: {embed_250k / 60:.0f} min wall once at this load ({n / res['cpu_rate'] / 60:.0f} CPU-minutes; "
           f"cached by text hash afterwards; more cores or a GPU divide it)")
     print(f"  UMAP on all points: ~{umap_250k / 60:.0f} min (power law t ~ n^{slope:.2f} fitted on {sizes}; "
-          f"UMAP uses 500 epochs up to 10K points and 200 above, so only sizes above 10K are fitted when there are two)")
+          f"fitted on sizes above {analysis.EXACT_KNN_MAX:,} (NN-descent, 200 epochs: the path a 250K map takes) "
+          f"when there are two)")
     print(f"  UMAP fit on {fit_n:,} + transform the rest: ~{sample_fit / 60:.0f} min")
     print("  dispersion: exact, seconds (O(n*d) identity, no sampling)")
     print("Plan: beyond 10,000 points or 1,500 texts to embed, the Data tab starts the embed stage as a background "
@@ -195,7 +197,8 @@ def extrapolate(res: dict, n: int = 250_000) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", default=None, help="keep the bench database here (default: a temp dir)")
-    parser.add_argument("--sizes", default="1000,5000,20000")
+    parser.add_argument("--sizes", default="1000,5000,20000,60000,120000",
+                        help="UMAP sizes; up to 50,000 exact kNN, beyond NN-descent (as at 250K)")
     parser.add_argument("--embed-n", type=int, default=2000)
     parser.add_argument("--skip-scale", action="store_true", help="part 1 only")
     parser.add_argument("--skip-small", action="store_true", help="part 2 only")
