@@ -76,7 +76,9 @@ def _reap(db_path: str, run_id: int, proc: subprocess.Popen) -> None:
 
     store = Store(db_path)
     try:
-        _record_exit(store, run_id, code)
+        run = store.get_run(run_id)
+        if run is not None and run["pid"] == proc.pid:  # not relaunched meanwhile
+            _record_exit(store, run_id, code)
         refresh(store)
     finally:
         store.close()
