@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import sys
 import os
 
 from wizardlab import auth
@@ -44,6 +45,8 @@ def _password(args) -> str:
     value = args.password or os.environ.get("WIZARDLAB_NEW_PASSWORD")
     if value:
         return value
+    if not sys.stdin.isatty():
+        raise UserError("no password given: use --password or WIZARDLAB_NEW_PASSWORD (no terminal to ask on)")
     first = getpass.getpass(f"password for {args.username}: ")
     if first != getpass.getpass("again: "):
         raise UserError("the two passwords differ")
