@@ -37,7 +37,7 @@ def iter_seeds(source: str | Path, limit: int | None = None) -> Iterator[dict]:
     if path.is_dir():
         rows = iter(_from_dataset_dir(path))
     elif path.exists():
-        rows = _read_rows(path)
+        rows = read_rows(path)
     elif "/" in str(source) and not str(source).startswith((".", "/")) and not path.suffix:
         rows = iter(_from_hub(str(source)))
     else:
@@ -52,7 +52,8 @@ def iter_seeds(source: str | Path, limit: int | None = None) -> Iterator[dict]:
         raise UserError(f"{path.name}: no seed instructions found (empty file)")
 
 
-def _read_rows(path: Path):
+def read_rows(path: Path) -> Iterator[tuple[dict, str]]:
+    """(row, where) pairs of a JSON/JSONL/CSV/Parquet file, streamed; where = 'name:line' or 'name#item'."""
     fmt = _detect_format(path)
     if fmt == "parquet":
         yield from _parquet_rows(path)
@@ -65,7 +66,10 @@ def _read_rows(path: Path):
         text = _read_text(path)
         if not text.strip():
             raise UserError(f"{path.name}: file is empty")
-        yield from _json_rows(path.name, text)
+        if text.lstrip().startswith("{") and "\n{" in text.strip():  # JSON Lines saved as .json
+            yield from _jsonl_rows(path.name, iter(text.splitlines()))
+        else:
+            yield from _json_rows(path.name, text)
     else:
         yield from _csv_rows(path.name, _lines(path))
 

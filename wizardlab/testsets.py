@@ -14,11 +14,11 @@ This module reads files only; storing them is `wizardlab.evaluation`'s job.
 
 from __future__ import annotations
 
-import csv
-import json
+import re
 from pathlib import Path
 
 from wizardlab.errors import UserError
+from wizardlab.seeds import read_rows
 
 KEY_FIELDS = ("prompt_id", "question_id", "idx", "id", "prompt_key", "instance_id")
 PROMPT_FIELDS = ("prompt", "instruction", "question")
@@ -27,33 +27,15 @@ OUTPUT_FIELDS = ("output", "response", "completion", "answer")
 
 
 def read_records(path: str | Path) -> list[tuple[dict, int]]:
-    """[(row, line number)] from a .jsonl/.json/.csv file; UserError naming file and line on bad input."""
+    """[(row, line or item number)] from a .jsonl/.json/.csv/.parquet file.
+
+    Reading (formats, encoding, bad JSON) is `wizardlab.seeds.read_rows`, so errors name
+    the file and line the same way everywhere.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as fh:
-            return [(dict(r), i + 2) for i, r in enumerate(csv.DictReader(fh))]
-    text = path.read_text(encoding="utf-8")
-    if suffix == ".json" and text.lstrip().startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path.name} line {exc.lineno}: invalid JSON ({exc.msg})") from None
-        return [(r, i + 1) for i, r in enumerate(rows)]
-    out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path.name} line {n}: invalid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path.name} line {n}: expected a JSON object")
-        out.append((row, n))
-    return out
+    return [(row, int(re.split(r"[:#]", where)[-1])) for row, where in read_rows(path)]
 
 
 def default_testset_name(path: str | Path) -> str:
