@@ -60,9 +60,9 @@ def test_forest_rules_and_pool(tmp_path, capsys):
                                                 "SORRY topic.", "SAME thing.", "Name a planet."])
     db = tmp_path / "w.db"
     with FakeLLM(scripted_responder) as fake:
-        assert evolve(db, seeds, fake, "--rounds", "3") == 0
+        assert evolve(db, seeds, fake, "--rounds", "4") == 0
         paid = fake.count
-        assert evolve(db, seeds, fake, "--rounds", "3") == 0  # finished: does nothing
+        assert evolve(db, seeds, fake, "--rounds", "4") == 0  # finished: does nothing
         assert fake.count == paid
     out = capsys.readouterr().out
     assert "already finished" in out and "eliminated by rule" in out
@@ -70,7 +70,7 @@ def test_forest_rules_and_pool(tmp_path, capsys):
     by_id = {n["id"]: n for n in nodes}
     seeds_ = [n for n in nodes if n["round"] == 0]
     assert len(seeds_) == 6 and all(n["status"] == "seed" for n in seeds_)
-    for r in (1, 2, 3):
+    for r in (1, 2, 3, 4):
         assert sorted(n["root_id"] for n in nodes if n["round"] == r) == sorted(n["id"] for n in seeds_)
     rules_by_seed = {}
     for n in nodes:
