@@ -2,8 +2,14 @@
 
 - Output sets: import a JSONL/CSV output file (or a Vicuna answer file with its question
   file), or generate one from a test set with the app's LLM (a `generate` job).
+  The model is the app's LLM, a finished training run's model directory or a typed local
+  directory (like `python -m pipeline generate --model DIR`).
 - Campaigns: two or more output sets, one pair or all pairs, k, guidelines, "both bad",
-  rationale, attention checks.
+  rationale, attention checks; release idle assignments (`campaign release`).
+- Import judgments: PandaLM, llmfao, open-instruct, generic CSV, Vicuna GPT-4 reviews and
+  FairEval labels into a campaign (`python -m pipeline import-judgments`).
+- Agreement of a file: the figures of `python -m pipeline agreement` as tables; the store
+  is not touched.
 - Report: progress per annotator, win / tie / loss bars with 95% intervals, ratings,
   difficulty split, position bias, agreement, annotators with flags, LLM judges; JSON and
   CSV export; start the LLM judge (a `judge` job) on the campaign.
@@ -14,6 +20,7 @@ admin-only callbacks. Library calls: `wizardlab.evaluation` and its report modul
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -27,9 +34,13 @@ from wizardlab import evaluation as ev
 from wizardlab import jobs
 from wizardlab.errors import UserError
 from wizardlab.evaluation import report as rp
+from wizardlab.judgment_formats import FORMATS, load_judgments, to_records
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ACTIVE = ("pending", "queued", "running")
+IMPORT_FORMATS = ("auto", *FORMATS, "vicuna-review", "faireval")
+APP_LLM, LOCAL_DIR = "app", "dir"
+MAX_PAIRS_SHOWN = 30
 
 
 # -- plain functions of the store (testable without a browser) ---------------------------
@@ -156,6 +167,99 @@ def export(rep: dict, out_dir: Path) -> tuple[str, str]:
     return str(js), zipped
 
 
+def agreement_html(result: dict, annotators: list[dict]) -> str:
+    """`stats.agreement` (and the flagged annotators) as small tables, like `pipeline agreement`."""
+    r = result
+    parts = [render.table(
+        ["items", "annotators", "judgments", "percent agreement", "without ties", "Cohen κ mean", "Fleiss κ",
+         "Krippendorff α"],
+        [[r["n_items"], r["n_annotators"], r["n_judgments"], _pct(r["percent_agreement"]),
+          _pct(r["percent_agreement_without_ties"]), _num(r["cohen_kappa_mean"]), _num(r["fleiss_kappa"]),
+          _num(r["krippendorff_alpha"])]])]
+    if r["fleiss_kappa"] is None:
+        parts.append(render.note("Fleiss' κ needs the same number (≥ 2) of raters on every item.", "info"))
+    pairs = sorted(r["cohen_kappa_pairs"], key=lambda p: -p["n"])
+    if pairs:
+        more = (f" (the {MAX_PAIRS_SHOWN} with most shared items of {len(pairs)})"
+                if len(pairs) > MAX_PAIRS_SHOWN else "")
+        parts.append(f"<h4>Cohen's κ per pair of annotators{more}</h4>" + render.table(
+            ["annotator", "annotator", "shared items", "Cohen κ"],
+            [[p["a"], p["b"], p["n"], _num(p["kappa"])] for p in pairs[:MAX_PAIRS_SHOWN]]))
+    flagged = [a for a in annotators if a["flag"]]
+    if flagged:
+        parts.append("<h4>Annotators flagged for low agreement with the others' majority</h4>" + render.table(
+            ["annotator", "compared items", "agreement", "κ"],
+            [[a["annotator"], a["n_compared"], _pct(a["agreement"]), _num(a["kappa"])] for a in flagged]))
+    return "".join(parts)
+
+
+def file_agreement(path: str, fmt: str = "auto") -> str:
+    """Agreement of a judgments file (any label strings in a generic CSV), as HTML tables."""
+    records = to_records(load_judgments(Path(path), fmt or "auto", keep_labels=True))
+    from wizardlab import stats  # scipy/sklearn/statsmodels: only once the input is read
+
+    try:
+        result = stats.agreement(records)
+    except ValueError as exc:
+        raise UserError(f"{Path(path).name}: {exc}") from None
+    return agreement_html(result, stats.annotator_report(records))
+
+
+IMPORT_LABELS = {"campaign_id": "campaign", "judgments_read": "judgments read", "judgments_added": "judgments added",
+                 "items": "items", "judged": "items judged", "not_in_campaign": "not in the campaign"}
+
+
+def import_result_html(campaign: str, result: dict) -> str:
+    head = render.note(f"Imported into campaign {campaign!r}.", "ok")
+    return head + render.table([IMPORT_LABELS.get(k, k) for k in result], [list(result.values())])
+
+
+def trained_models(store) -> list[dict]:
+    """Finished training runs that saved a model directory (newest first)."""
+    return [r for r in store.list_runs("train") if r["status"] == "done" and r["config"].get("model_dir")]
+
+
+def model_choices(store) -> list[tuple[str, str]]:
+    runs = [(f"Training run {r['id']}: {render.short(r['name'] or '', 40)} ({r['config']['model_dir']})",
+             f"run:{r['id']}") for r in trained_models(store)]
+    return [("The app's LLM (named in the header)", APP_LLM), *runs,
+            ("A local model directory (type it below)", LOCAL_DIR)]
+
+
+def model_dir_of(store, choice: str, typed: str | None) -> str | None:
+    """The model directory a generation choice names (None: the app's LLM); UserError when unusable."""
+    choice = (choice or APP_LLM).strip()
+    if choice == APP_LLM:
+        return None
+    if choice.startswith("run:"):
+        run = store.get_run(int(choice[4:])) if choice[4:].isdigit() else None
+        if run is None or run["kind"] != "train" or not run["config"].get("model_dir"):
+            raise UserError(f"{choice}: not a finished training run with a model directory")
+        path = run["config"]["model_dir"]
+    else:
+        path = (typed or "").strip() if choice == LOCAL_DIR else choice
+        if not path:
+            raise UserError("type the local model directory to generate with")
+    if not Path(path).expanduser().is_dir():
+        raise UserError(f"model directory {path} does not exist")
+    return str(Path(path).expanduser().resolve())
+
+
+def vicuna_review_copy(review: str, answers: list[str] | None, tmp: Path) -> Path:
+    """Lay the uploaded review and answer files out as FastChat's table/ tree (review/<dir>/, answer/)."""
+    if not answers:
+        raise UserError("Vicuna reviews need the answer files (answer_*.jsonl) whose answer ids they name")
+    (tmp / "table" / "answer").mkdir(parents=True)
+    (tmp / "table" / "review" / "upload").mkdir(parents=True)
+    for i, path in enumerate(answers):
+        name = Path(path).name
+        shutil.copy(path, tmp / "table" / "answer" / (name if name.startswith("answer_") and name.endswith(".jsonl")
+                                                      else f"answer_{i}_{Path(name).stem}.jsonl"))
+    dest = tmp / "table" / "review" / "upload" / Path(review).name
+    shutil.copy(review, dest)
+    return dest
+
+
 STYLE = """<style>
 .wl-wtl { display: flex; height: 16px; width: 220px; border-radius: 8px; overflow: hidden; background: #e2e8f0; }
 .wl-wtl-w { background: #6366f1; } .wl-wtl-t { background: #cbd5e1; } .wl-wtl-l { background: #f97316; }
@@ -170,14 +274,16 @@ class Evaluate:
 
     def refresh(self, request: gr.Request):
         if not self.ctx.is_admin(request):  # annotators load the page too: stay silent
-            return (gr.skip(),) * 6
+            return (gr.skip(),) * 8
         store = self.ctx.store()
         jobs.refresh(store)
         sets = [(f"{s['id']}: {s['name']}", s["id"]) for s in store.list_output_sets()]
         camps = [(f"{c['id']}: {c['name']}", c["id"]) for c in store.list_campaigns()]
         testsets = [t["testset"] for t in store.testsets()]
+        names = [(f"{c['id']}: {c['name']}", c["name"]) for c in store.list_campaigns()]
         return (sets_table(store), campaigns_table(store), gr.Dropdown(choices=sets), gr.Dropdown(choices=camps),
-                gr.Dropdown(choices=testsets), jobs_html(store))
+                gr.Dropdown(choices=testsets), jobs_html(store), gr.Dropdown(choices=names),
+                gr.Dropdown(choices=model_choices(store)))
 
     def import_file(self, path, testset_path, model: str, name: str, request: gr.Request):
         self.ctx.require_admin(request)
@@ -187,13 +293,17 @@ class Evaluate:
                                     model=model.strip() or None, name=name.strip() or None)
         return render.note("Imported " + ", ".join(f"{s['name']} ({s['n_outputs']} outputs)" for s in created), "ok")
 
-    def generate(self, testset: str, testset_path, name: str, request: gr.Request):
+    def generate(self, testset: str, testset_path, name: str, model_choice: str = APP_LLM, model_dir: str = "",
+                 request: gr.Request = None):
         user = self.ctx.require_admin(request)
         from wizardlab.evaluation.generate import prepare_generation
 
         store = self.ctx.store()
-        run_id = prepare_generation(store, self.ctx.settings, testset=testset or None, testset_file=testset_path or None,
-                                    name=name.strip() or None, created_by=user["username"])
+        local = model_dir_of(store, model_choice, model_dir)  # like `generate --model DIR` without an endpoint
+        settings = self.ctx.settings if local is None else dataclasses.replace(self.ctx.settings, base_url=None,
+                                                                                model=local)
+        run_id = prepare_generation(store, settings, testset=testset or None, testset_file=testset_path or None,
+                                    name=(name or "").strip() or None, created_by=user["username"])
         argv = jobs.python_argv("generate", "--db", str(Path(self.ctx.settings.db).resolve()), "--run-id", str(run_id))
         log = self.ctx.data_dir.resolve() / "logs" / f"generate-{run_id}.log"
         status = jobs.launch(store, run_id, argv, log, queue="llm", cwd=str(REPO_ROOT))
@@ -207,6 +317,53 @@ class Evaluate:
                                  created_by=user["username"])
         n = len(self.ctx.store().campaign_items(cid, include_attention=True))
         return render.note(f"Campaign {cid} created with {n} items. Annotators find it in the Judge tab.", "ok")
+
+    def import_judgments(self, path, fmt: str, campaign: str, llm: bool, judge: str, chatgpt: str, vicuna: str,
+                         answers, request: gr.Request):
+        """`pipeline import-judgments FILE --campaign C --format F [--llm | --judge J | --chatgpt M --vicuna M]`."""
+        user = self.ctx.require_admin(request)
+        campaign = str(campaign or "").strip()
+        if not path or not campaign:
+            raise UserError("choose a judgments file and a campaign (an existing one, or type a new name)")
+        from wizardlab.evaluation import external
+
+        store, fmt = self.ctx.store(), fmt or "auto"
+        if fmt == "vicuna-review":
+            with tempfile.TemporaryDirectory(dir=self.ctx.data_dir.resolve()) as tmp:
+                review = vicuna_review_copy(path, answers, Path(tmp))
+                result = external.import_vicuna_reviews(store, ev.require_campaign(store, campaign), review,
+                                                        (judge or "").strip() or "gpt-4-review")
+        elif fmt == "faireval":
+            if not (chatgpt or "").strip() or not (vicuna or "").strip():
+                raise UserError("FairEval labels need the ChatGPT and the Vicuna-13B output sets' model names")
+            result = external.import_faireval(store, ev.require_campaign(store, campaign), path,
+                                              chatgpt=chatgpt.strip(), vicuna=vicuna.strip())
+        else:
+            result = external.import_judgments(store, path, campaign, fmt=fmt, llm=bool(llm),
+                                               created_by=user["username"])
+        return import_result_html(campaign, result)
+
+    def agreement(self, path, fmt: str, request: gr.Request):
+        """`pipeline agreement --judgments FILE --format F`: nothing is stored."""
+        self.ctx.require_admin(request)
+        if not path:
+            raise UserError("choose a judgments file (CSV with item, annotator, label, or a format above)")
+        return file_agreement(path, fmt)
+
+    def release(self, campaign_id, minutes, request: gr.Request):
+        """`pipeline campaign release C --older-than MIN`."""
+        self.ctx.require_admin(request)
+        if not campaign_id:
+            raise UserError("choose a campaign first")
+        minutes = 30.0 if minutes is None or minutes == "" else float(minutes)
+        if minutes < 0:
+            raise UserError(f"minutes must be 0 or more, got {minutes:g}")
+        store = self.ctx.store()
+        c = ev.require_campaign(store, int(campaign_id))
+        n = store.release_open_assignments(c["id"], minutes * 60)
+        note = render.note(f"Released {n} open assignment{'s' * (n != 1)} idle for more than {minutes:g} minutes.",
+                           "ok")
+        return note, progress_html(store, c["id"])
 
     def show(self, campaign_id, request: gr.Request):
         self.ctx.require_admin(request)
@@ -264,10 +421,17 @@ def build_tab(ctx: AppContext) -> None:
                     w["name"] = gr.Textbox(label="Output set name (optional)", max_lines=1)
                 w["import"] = gr.Button("Import", variant="primary")
             with gr.Column(variant="panel"):
-                gr.Markdown("**Generate outputs** with the app's LLM (named in the header), as a background job")
+                gr.Markdown("**Generate outputs** with the app's LLM or a trained checkpoint, as a background job")
                 w["testset"] = gr.Dropdown(label="Stored test set", choices=[], allow_custom_value=True)
                 w["gfile"] = gr.File(label="…or a test set file (WizardLM, Vicuna or seed format)", type="filepath",
                                      file_types=[".jsonl", ".json", ".csv"])
+                with gr.Row():
+                    w["gmodel"] = gr.Dropdown(label="Model", value=APP_LLM, elem_id="wl-gen-model",
+                                              allow_custom_value=True,
+                                              choices=[("The app's LLM (named in the header)", APP_LLM),
+                                                       ("A local model directory (type it below)", LOCAL_DIR)])
+                    w["gdir"] = gr.Textbox(label="Local model directory", max_lines=1, elem_id="wl-gen-dir",
+                                           placeholder="/path/to/checkpoint (for 'a local model directory')")
                 w["gname"] = gr.Textbox(label="Output set name (optional)", max_lines=1)
                 w["generate"] = gr.Button("Start generation job", variant="primary")
         w["jobs"] = gr.HTML()
@@ -284,6 +448,8 @@ def build_tab(ctx: AppContext) -> None:
             w["rationale"] = gr.Checkbox(label="Ask for a rationale")
         w["guidelines"] = gr.Textbox(value=ev.DEFAULT_GUIDELINES, lines=6, label="Guidelines (Markdown)")
         w["create"] = gr.Button("Create campaign", variant="primary")
+    _import_section(w)
+    _agreement_section(w)
     w["msg"] = gr.HTML()
     gr.Markdown("### Campaigns")
     w["camps"] = gr.HTML()
@@ -292,6 +458,11 @@ def build_tab(ctx: AppContext) -> None:
         w["show"] = gr.Button("Show report", variant="primary", scale=1)
         w["export"] = gr.Button("Export JSON + CSV", scale=1)
         w["judge"] = gr.Button("Run LLM judge", scale=1)
+    with gr.Row(equal_height=True):
+        w["minutes"] = gr.Number(value=30, minimum=0, label="Idle for more than (minutes)", scale=1,
+                                 elem_id="wl-release-min")
+        w["release"] = gr.Button("Release idle assignments", scale=1, elem_id="wl-release")
+        w["release_msg"] = gr.HTML(elem_id="wl-release-msg")
     w["files"] = gr.File(label="Exports", interactive=False, file_count="multiple", visible=False)
     w["progress"] = gr.HTML()
     w["report"] = gr.HTML(elem_id="wl-report")
@@ -299,14 +470,57 @@ def build_tab(ctx: AppContext) -> None:
     _wire(e, w)
 
 
+def _import_section(w: dict) -> None:
+    with gr.Accordion("Import judgments", open=False, elem_id="wl-import-judgments"):
+        gr.Markdown("External pairwise judgments into a campaign, like `python -m pipeline import-judgments`: "
+                    "PandaLM JSON, llmfao CSV, open-instruct CSV, a CSV with item, annotator, label; or the "
+                    "Vicuna GPT-4 reviews and FairEval labels onto an existing campaign over the Vicuna answers.")
+        with gr.Row(equal_height=False):
+            w["jfile"] = gr.File(label="Judgments file", type="filepath", elem_id="wl-jfile",
+                                 file_types=[".json", ".jsonl", ".csv", ".txt"])
+            with gr.Column():
+                w["jformat"] = gr.Dropdown(list(IMPORT_FORMATS), value="auto", label="Format")
+                w["jcampaign"] = gr.Dropdown(label="Campaign (pick one, or type a new name to create it)", choices=[],
+                                             allow_custom_value=True, elem_id="wl-import-campaign")
+                w["jllm"] = gr.Checkbox(label="The file holds an LLM judge's verdicts (stored as llm:<annotator>)")
+        with gr.Accordion("Vicuna reviews / FairEval options", open=False):
+            with gr.Row():
+                w["jjudge"] = gr.Textbox(value="gpt-4-review", label="Judge name (Vicuna reviews)", max_lines=1)
+                w["jchatgpt"] = gr.Textbox(label="ChatGPT model (FairEval)", max_lines=1)
+                w["jvicuna"] = gr.Textbox(label="Vicuna-13B model (FairEval)", max_lines=1)
+            w["janswers"] = gr.File(label="Answer files answer_*.jsonl (Vicuna reviews)", type="filepath",
+                                    file_count="multiple", file_types=[".jsonl"])
+        w["jimport"] = gr.Button("Import judgments", variant="primary", elem_id="wl-import-judgments-btn")
+        w["jresult"] = gr.HTML(elem_id="wl-import-result")
+
+
+def _agreement_section(w: dict) -> None:
+    with gr.Accordion("Agreement of a file", open=False, elem_id="wl-file-agreement"):
+        gr.Markdown("Inter-annotator agreement of a judgments file, like `python -m pipeline agreement`: a CSV "
+                    "with item, annotator, label (any labels; `tie` is a tie) or a PandaLM / llmfao / "
+                    "open-instruct file. Nothing is stored.")
+        with gr.Row(equal_height=True):
+            w["afile"] = gr.File(label="Judgments file", type="filepath", file_types=[".json", ".csv"], scale=3,
+                                 elem_id="wl-afile")
+            w["aformat"] = gr.Dropdown(["auto", *FORMATS], value="auto", label="Format", scale=1)
+            w["agree"] = gr.Button("Compute agreement", variant="primary", scale=1, elem_id="wl-agree-btn")
+        w["aresult"] = gr.HTML(elem_id="wl-agree-result")
+
+
 def _wire(e: Evaluate, w: dict) -> None:
-    lists = [w["sets"], w["camps"], w["csets"], w["campaign"], w["testset"], w["jobs"]]
+    lists = [w["sets"], w["camps"], w["csets"], w["campaign"], w["testset"], w["jobs"], w["jcampaign"], w["gmodel"]]
     on_show(e.refresh, lists)
     private = {"api_visibility": "private"}
     w["import"].click(ui_errors(e.import_file), [w["file"], w["tfile"], w["model"], w["name"]], w["msg"],
                       api_name="eval_import").then(e.refresh, None, lists, **private)
-    w["generate"].click(ui_errors(e.generate), [w["testset"], w["gfile"], w["gname"]], [w["msg"], w["timer"]],
-                        api_name="eval_generate").then(e.refresh, None, lists, **private)
+    w["generate"].click(ui_errors(e.generate), [w["testset"], w["gfile"], w["gname"], w["gmodel"], w["gdir"]],
+                        [w["msg"], w["timer"]], api_name="eval_generate").then(e.refresh, None, lists, **private)
+    w["jimport"].click(ui_errors(e.import_judgments), [w["jfile"], w["jformat"], w["jcampaign"], w["jllm"],
+                                                       w["jjudge"], w["jchatgpt"], w["jvicuna"], w["janswers"]],
+                       w["jresult"], api_name="eval_import_judgments").then(e.refresh, None, lists, **private)
+    w["agree"].click(ui_errors(e.agreement), [w["afile"], w["aformat"]], w["aresult"], api_name="eval_agreement")
+    w["release"].click(ui_errors(e.release), [w["campaign"], w["minutes"]], [w["release_msg"], w["progress"]],
+                       api_name="eval_release")
     w["create"].click(ui_errors(e.create), [w["cname"], w["csets"], w["pairs"], w["k"], w["guidelines"],
                                             w["both_bad"], w["rationale"], w["attention"]], w["msg"],
                       api_name="eval_create_campaign").then(e.refresh, None, lists, **private)
