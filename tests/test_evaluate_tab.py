@@ -90,6 +90,29 @@ def test_admin_imports_pandalm_and_the_report_reproduces_its_kappas(app, shared_
     assert again[1:3] == [str(n), "0"]  # importing the same file twice adds nothing
 
 
+def test_vicuna_reviews_and_faireval_labels_onto_an_existing_campaign(app, shared_data):
+    ctx, adm, _, _ = app
+    store = ctx.store()
+    v80 = shared_data / "testsets/vicuna80"
+    answers = [v80 / "answer/answer_gpt35.jsonl", v80 / "answer/answer_vicuna-13b.jsonl"]
+    sets = [ev.import_outputs(store, a)[0]["id"] for a in answers]
+    name = store.campaign(ev.create_campaign(store, "ChatGPT vs Vicuna", sets, k=3))["name"]
+    review = upload(adm, v80 / "review/vicuna-13b_20230322-clean-lang/review_gpt35_vicuna-13b.jsonl")
+    event, data = call_api(adm, "eval_import_judgments", [review, "vicuna-review", name, False, "gpt-4", "", "", None])
+    assert event == "error" and "answer files" in json.dumps(data)
+    event, data = call_api(adm, "eval_import_judgments", [review, "vicuna-review", name, False, "gpt-4", "", "",
+                                                          [upload(adm, a) for a in answers]])
+    assert event == "complete" and rows(data[0])[0] == ["80", "0"], data
+    human = upload(adm, shared_data / "human_judgments/faireval/review_gpt35_vicuna-13b_human.txt")
+    event, data = call_api(adm, "eval_import_judgments", [human, "faireval", name, False, "", "", "", None])
+    assert event == "error" and "model names" in json.dumps(data)
+    event, data = call_api(adm, "eval_import_judgments", [human, "faireval", name, False, "", "gpt-3.5-turbo:20230327",
+                                                          "vicuna-13b:20230322-clean-lang", None])
+    assert event == "complete" and rows(data[0])[0] == ["80"], data
+    by = {r["annotator"] for r in store.campaign_judgments(store.campaign(name)["id"])}
+    assert by == {"llm:gpt-4", "faireval-humans"}
+
+
 def test_agreement_of_a_small_csv_shows_what_stats_gives(app, small_csv):
     ctx, adm, _, _ = app
     before = counts(ctx.store())
