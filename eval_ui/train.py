@@ -166,7 +166,7 @@ def status_html(run: dict | None) -> str:
 
 
 def loss_frame(run: dict | None) -> pd.DataFrame:
-    points = loss_points(read_progress(run["config"]["output_dir"])) if run else []
+    points = loss_points(read_progress(run["config"]["output_dir"])) if run and run["config"].get("output_dir") else []
     return pd.DataFrame({"step": [p["step"] for p in points], "loss": [p["loss"] for p in points]})
 
 
