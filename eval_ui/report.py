@@ -109,18 +109,14 @@ def report_html(rep: dict) -> str:
         parts.append("<h4>Bradley-Terry ratings (Elo scale, 95% CI)</h4>" + render.table(
             ["model", "rating", "CI", "items"],
             [[r["model"], f"{r['rating']:.0f}", f"{r['ci_low']:.0f}–{r['ci_high']:.0f}", r["n"]] for r in rep["ratings"]]))
-    split = [b for b in rep["breakdowns"] if b["by"] in ("difficulty_split", "difficulty_band")]
-    if split:
-        parts.append("<h4>By difficulty (the paper's ≥ 8 split and bands)</h4>" + render.table(
-            ["by", "group", "first", "second", "n", "first wins", "tie", "second wins"],
-            [[b["by"], b["group"], b["model_a"], b["model_b"], b["n"], _pct(b["win"]), _pct(b["tie"]), _pct(b["loss"])]
-             for b in split]))
-    other = [b for b in rep["breakdowns"] if b["by"] in ("skill", "category")]
-    if other:
-        parts.append("<h4>By skill / category</h4>" + render.table(
-            ["by", "group", "first", "second", "n", "first wins", "tie", "second wins"],
-            [[b["by"], b["group"], b["model_a"], b["model_b"], b["n"], _pct(b["win"]), _pct(b["tie"]), _pct(b["loss"])]
-             for b in other]))
+    for title, kinds in (("By difficulty (the paper's ≥ 8 split and bands)", ("difficulty_split", "difficulty_band")),
+                         ("By skill / category", ("skill", "category"))):
+        rows = [b for b in rep["breakdowns"] if b["by"] in kinds]
+        if rows:
+            parts.append(f"<h4>{title}</h4>" + render.table(
+                ["by", "group", "first", "second", "n", "first wins", "tie", "second wins"],
+                [[b["by"], b["group"], b["model_a"], b["model_b"], b["n"], _pct(b["win"]), _pct(b["tie"]),
+                  _pct(b["loss"])] for b in rows]))
     pb, a = rep["position_bias"], rep["agreement"]
     parts.append("<h4>Position bias and agreement</h4>" + render.table(
         ["left wins", "non-tie votes", "p", "percent agreement", "without ties", "Cohen κ mean", "Fleiss κ",

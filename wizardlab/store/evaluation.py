@@ -27,6 +27,11 @@ from wizardlab.store.base import dumps
 DISPLAY_TO_MODEL = {("1", 1): "a", ("1", 0): "b", ("2", 1): "b", ("2", 0): "a"}
 
 
+
+# An item's two outputs and the models that wrote them (aliases oa/ob, sa/sb), for `i` = campaign_items.
+_PAIR_MODELS = (" JOIN outputs oa ON oa.id = i.output_a JOIN output_sets sa ON sa.id = oa.output_set_id"
+                " JOIN outputs ob ON ob.id = i.output_b JOIN output_sets sb ON sb.id = ob.output_set_id")
+
 class EvalQueries:
     # -- prompts -----------------------------------------------------------------
     def upsert_prompts(self, testset: str, rows: Iterable[dict], conn: sqlite3.Connection | None = None) -> dict:
@@ -150,8 +155,7 @@ class EvalQueries:
         """The model pairs of a campaign with their item counts (attention checks excluded)."""
         return self.query(
             "SELECT sa.model AS model_a, sb.model AS model_b, COUNT(*) AS n FROM campaign_items i"
-            " JOIN outputs oa ON oa.id = i.output_a JOIN output_sets sa ON sa.id = oa.output_set_id"
-            " JOIN outputs ob ON ob.id = i.output_b JOIN output_sets sb ON sb.id = ob.output_set_id"
+            + _PAIR_MODELS +
             " WHERE i.campaign_id = ? AND i.attention_label IS NULL GROUP BY sa.model, sb.model", (campaign_id,))
 
     def campaign_items(self, campaign_id: int, *, include_attention: bool = False) -> list[dict]:
@@ -161,8 +165,7 @@ class EvalQueries:
             "SELECT i.id AS item_id, i.attention_label, p.id AS prompt_id, p.prompt_key, p.text AS prompt,"
             " p.skill, p.category, p.difficulty, oa.text AS response_a, ob.text AS response_b,"
             " sa.model AS model_a, sb.model AS model_b FROM campaign_items i JOIN prompts p ON p.id = i.prompt_id"
-            " JOIN outputs oa ON oa.id = i.output_a JOIN output_sets sa ON sa.id = oa.output_set_id"
-            " JOIN outputs ob ON ob.id = i.output_b JOIN output_sets sb ON sb.id = ob.output_set_id"
+            + _PAIR_MODELS +
             f" WHERE i.campaign_id = ?{where} ORDER BY i.id", (campaign_id,))
 
     # -- assignment --------------------------------------------------------------
@@ -304,8 +307,7 @@ class EvalQueries:
             " j.created_at, i.attention_label, p.prompt_key, p.skill, p.category, p.difficulty,"
             " sa.model AS model_a, sb.model AS model_b FROM judgments j"
             " JOIN campaign_items i ON i.id = j.item_id JOIN prompts p ON p.id = i.prompt_id"
-            " JOIN outputs oa ON oa.id = i.output_a JOIN output_sets sa ON sa.id = oa.output_set_id"
-            " JOIN outputs ob ON ob.id = i.output_b JOIN output_sets sb ON sb.id = ob.output_set_id"
+            + _PAIR_MODELS +
             " WHERE j.campaign_id = ? ORDER BY j.id", (campaign_id,))
 
     def campaign_progress(self, campaign_id: int) -> list[dict]:
@@ -352,9 +354,7 @@ class EvalQueries:
         """The campaign item on `prompt_key` whose two models are `models` (with the models' order)."""
         for r in self.query(
                 "SELECT i.id AS item_id, sa.model AS model_a, sb.model AS model_b FROM campaign_items i"
-                " JOIN prompts p ON p.id = i.prompt_id"
-                " JOIN outputs oa ON oa.id = i.output_a JOIN output_sets sa ON sa.id = oa.output_set_id"
-                " JOIN outputs ob ON ob.id = i.output_b JOIN output_sets sb ON sb.id = ob.output_set_id"
+                " JOIN prompts p ON p.id = i.prompt_id" + _PAIR_MODELS +
                 " WHERE i.campaign_id = ? AND p.prompt_key = ?", (campaign_id, str(prompt_key))):
             if {r["model_a"], r["model_b"]} == models:
                 return r
