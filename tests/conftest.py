@@ -24,6 +24,21 @@ def store(tmp_path):
     s.close()
 
 
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI=true a skip is an error: a missing ../shared/data or Chromium must fail the run,
+    not let it go green with half the suite unrun. Locally a skip stays a skip, with its reason."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: this test may not be skipped ({reason})"
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.exists():
