@@ -11,3 +11,7 @@ class UserError(Exception):
 
 class PermissionDenied(UserError):
     """The signed-in user may not do this."""
+
+
+class Cancelled(Exception):
+    """Long work stopped early on request; everything done so far is stored (run again to resume)."""

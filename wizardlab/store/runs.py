@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import calendar
 import json
+import time
+from collections.abc import Callable
 
 from wizardlab.store.base import dumps, now_iso
 
@@ -57,6 +60,38 @@ class RunQueries:
             fields["exit_code"] = exit_code
         self.update_run(run_id, **fields)
 
+    def active_runs(self, status: str | None = None) -> list[dict]:
+        """Runs that are pending, queued or running (or only `status`), oldest first."""
+        if status:
+            rows = self.query("SELECT * FROM runs WHERE status = ? ORDER BY id", (status,))
+        else:
+            rows = self.query("SELECT * FROM runs WHERE status IN ('pending', 'queued', 'running') ORDER BY id")
+        return [_decode_run(r) for r in rows]
+
+    def claim_queued_run(self, run_id: int, alive: Callable[[dict], bool], stale_s: float = 60.0) -> bool:
+        """Atomically move a queued run to running when no other live run holds its queue.
+
+        One write transaction: the queue check and `UPDATE ... WHERE status = 'queued'`;
+        the updated row count says whether this caller won the claim. A run claimed but not
+        yet given a pid counts as holding its queue for `stale_s` seconds.
+        """
+        with self.tx() as conn:
+            row = conn.execute("SELECT json_extract(config, '$._job.queue') FROM runs WHERE id = ? AND "
+                               "status = 'queued'", (run_id,)).fetchone()
+            if row is None:
+                return False
+            if row[0] is not None:
+                holders = conn.execute(
+                    "SELECT * FROM runs WHERE status = 'running' AND id != ? AND "
+                    "json_extract(config, '$._job.queue') = ?", (run_id, row[0])).fetchall()
+                for holder in map(_decode_run, map(dict, holders)):
+                    claimed_s = _age_s(holder.get("started_at"))
+                    if alive(holder) or (holder["pid"] is None and claimed_s < stale_s):
+                        return False
+            cur = conn.execute("UPDATE runs SET status = 'running', started_at = ?, pid = NULL, pid_started = NULL "
+                               "WHERE id = ? AND status = 'queued'", (now_iso(), run_id))
+            return cur.rowcount == 1
+
     def set_progress(self, run_id: int, progress: dict) -> None:
         self.update_run(run_id, progress=progress)
 
@@ -70,6 +105,13 @@ def _decode_run(row: dict) -> dict:
     row["config"] = json.loads(row.get("config") or "{}")
     row["progress"] = json.loads(row.get("progress") or "{}")
     return row
+
+
+def _age_s(iso: str | None) -> float:
+    """Seconds since an ISO timestamp written by `now_iso` (inf when missing)."""
+    if not iso:
+        return float("inf")
+    return time.time() - calendar.timegm(time.strptime(iso[:19], "%Y-%m-%dT%H:%M:%S"))
 
 
 def write_progress(conn, run_id: int, progress: dict) -> None:

@@ -210,4 +210,15 @@ def m003_evaluation(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = [m001_core, m002_users, m003_evaluation]
+def m004_job_process(conn: sqlite3.Connection) -> None:
+    """The start time of a job's process, so a pid reused by another process is never signalled;
+    and an index for the runs a job runner polls (active ones)."""
+    conn.executescript(
+        """
+        ALTER TABLE runs ADD COLUMN pid_started REAL;
+        CREATE INDEX runs_status ON runs(status);
+        """
+    )
+
+
+MIGRATIONS = [m001_core, m002_users, m003_evaluation, m004_job_process]
