@@ -2,15 +2,15 @@
 
 Parses flags, builds the settings and the context, makes sure an admin account exists,
 marks vanished jobs failed, and hands over to `eval_ui.app`. Heavy libraries (torch,
-transformers) are not imported here; the embedded model warms up in a background thread
-only when it is the configured LLM.
+transformers) are not imported here and no LLM is loaded into this process: every LLM
+task runs as a job in its own process. When the embedded model is the configured LLM and
+has not been converted yet, a child process converts it while people log in.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import threading
 
 from wizardlab.errors import UserError
 
@@ -25,19 +25,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", help="where logs, exports and checkpoints go (default wizardlab_data)")
     p.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
     return p.parse_args(argv)
-
-
-def warm_embedded(ctx) -> None:
-    """Load the embedded model once in the background so the first in-app call is quick."""
-    from wizardlab.llm import LLMError
-
-    try:
-        backend = ctx.backend()
-        if hasattr(backend, "load"):
-            backend.load()
-        print("embedded model ready", flush=True)
-    except (ImportError, OSError, LLMError, UserError) as exc:
-        print(f"note: embedded model not preloaded ({exc}); jobs load it themselves", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
               "Write it down: it is shown only this once (change it in the Admin tab).\n", flush=True)
     jobs.refresh(store)
     print(f"LLM: {settings.llm_label}", flush=True)
-    if settings.uses_embedded_llm:
-        threading.Thread(target=warm_embedded, args=(ctx,), daemon=True, name="warm-llm").start()
+    if settings.uses_embedded_llm:  # convert the GGUF once, in a child process: this one never loads the LLM
+        from wizardlab.llm.embedded import prepare_in_background
+
+        prepare_in_background(settings.cache_dir)
     launch(build_app(ctx), ctx, share=args.share)
     return 0
 

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from wizardlab import analysis  # noqa: E402
+from wizardlab.analysis import difficulty, diversity, embeddings, tables  # noqa: E402
 from wizardlab.config import Settings  # noqa: E402
-from wizardlab.seeds import load_seeds  # noqa: E402
+from wizardlab.evol.seeds import load_seeds  # noqa: E402
 from wizardlab.store import Store  # noqa: E402
 
 DATA = Path(os.environ.get("WIZARDLAB_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -88,18 +88,18 @@ def part1(db: str, out_dir: Path) -> dict:
     run_id = timed("build synthetic run (store writes)", lambda: synthetic_run(store), f)
     nodes = store.count_nodes(run_id)
     timed("import reference (WizardLM test set)",
-          lambda: analysis.import_reference(store, DATA / "testsets" / "wizardlm_testset.jsonl", "WizardLM testset"), f)
-    timed("statistics tables", lambda: [analysis.round_table(store, run_id), analysis.operation_table(store, run_id),
-                                        analysis.rule_table(store, run_id), analysis.length_table(store, run_id)], f)
+          lambda: diversity.import_reference(store, DATA / "testsets" / "wizardlm_testset.jsonl", "WizardLM testset"), f)
+    timed("statistics tables", lambda: [tables.round_table(store, run_id), tables.operation_table(store, run_id),
+                                        tables.rule_table(store, run_id), tables.length_table(store, run_id)], f)
     with FakeLLM(rater) as fake:
         settings = Settings(db=db, base_url=fake.base_url, model="fake-rater", concurrency=16)
         rep = timed("difficulty scoring (LLM client + HTTP, fake rater)",
-                    lambda: analysis.run_scoring(store, settings, run_id, data_only=False), f)
+                    lambda: difficulty.run_scoring(store, settings, run_id, data_only=False), f)
     dmap = timed("diversity map: embed (cold, model load) + UMAP",
-                 lambda: analysis.build_map(store, run_id, reference="WizardLM testset"), f)
+                 lambda: diversity.build_map(store, run_id, reference="WizardLM testset"), f)
     timed("render map PNG + histogram frame", lambda: (
-        analysis.render_map_png(dmap.points, out_dir / "bench_map.png", title=f"run {run_id}"),
-        analysis.difficulty_histogram(store, run_id)), f)
+        diversity.render_map_png(dmap.points, out_dir / "bench_map.png", title=f"run {run_id}"),
+        tables.difficulty_histogram(store, run_id)), f)
     dmap.save(out_dir / f"run{run_id}.json")
     total = sum(v for k, v in f.items() if not k.startswith("build"))
     print(f"  nodes {nodes} + reference 218 = {len(dmap.points)} points; scored {rep.scored}, "
@@ -132,9 +132,9 @@ def part2(sizes: list[int], embed_n: int) -> dict:
 
     print("\nPart 2: scale")
     texts = corpus(embed_n)
-    analysis.encode(texts[:64])  # warm the model
+    embeddings.encode(texts[:64])  # warm the model
     t, c = time.perf_counter(), time.process_time()
-    vecs = analysis.encode(texts)
+    vecs = embeddings.encode(texts)
     rate, cpu_rate = embed_n / (time.perf_counter() - t), embed_n / (time.process_time() - c)
     mean_words = np.mean([len(x.split()) for x in texts])
     print(f"  embedding throughput: {rate:.1f} texts/s wall, {cpu_rate:.1f} texts per CPU-second ({embed_n} texts, "
@@ -149,7 +149,7 @@ def part2(sizes: list[int], embed_n: int) -> dict:
         x = vecs[rng.integers(0, len(vecs), n)] + rng.normal(0, 0.02, (n, vecs.shape[1])).astype(np.float32)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         t, c = time.perf_counter(), time.process_time()
-        analysis.project_2d(x, seed=0)
+        diversity.project_2d(x, seed=0)
         times[n] = time.perf_counter() - t
         print(f"  UMAP fit_transform n={n:>6}: wall {times[n]:7.1f} s, cpu {time.process_time() - c:7.1f} s "
               f"(load average {os.getloadavg()[0]:.1f})", flush=True)
@@ -163,14 +163,14 @@ def part2(sizes: list[int], embed_n: int) -> dict:
     print(f"  UMAP transform of new points into a {big}-point fit: {transform_rate:.0f} points/s")
     many = rng.normal(size=(250_000, 384)).astype(np.float32)
     t = time.perf_counter()
-    analysis.mean_pairwise_cosine_distance(many)
+    diversity.mean_pairwise_cosine_distance(many)
     print(f"  exact dispersion of 250,000 x 384 vectors: {time.perf_counter() - t:.2f} s")
     return {"rate": rate, "cpu_rate": cpu_rate, "umap": times, "transform_rate": transform_rate}
 
 
 def extrapolate(res: dict, n: int = 250_000) -> None:
     sizes = sorted(res["umap"])
-    nn_descent = [s for s in sizes if s > analysis.EXACT_KNN_MAX]  # the same code path as a 250K run
+    nn_descent = [s for s in sizes if s > diversity.EXACT_KNN_MAX]  # the same code path as a 250K run
     big = [s for s in sizes if s > 10_000]  # same epoch count (200) as a 250K run
     sizes = nn_descent if len(nn_descent) >= 2 else (big if len(big) >= 2 else sizes)
     logs = np.log([[s, res["umap"][s]] for s in sizes])
@@ -183,7 +183,7 @@ def extrapolate(res: dict, n: int = 250_000) -> None:
     print(f"  embedding: {embed_250k / 60:.0f} min wall once at this load ({n / res['cpu_rate'] / 60:.0f} CPU-minutes; "
           f"cached by text hash afterwards; more cores or a GPU divide it)")
     print(f"  UMAP on all points: ~{umap_250k / 60:.0f} min (power law t ~ n^{slope:.2f} fitted on {sizes}; "
-          f"fitted on sizes above {analysis.EXACT_KNN_MAX:,} (NN-descent, 200 epochs: the path a 250K map takes) "
+          f"fitted on sizes above {diversity.EXACT_KNN_MAX:,} (NN-descent, 200 epochs: the path a 250K map takes) "
           f"when there are two)")
     print(f"  UMAP fit on {fit_n:,} + transform the rest: ~{sample_fit / 60:.0f} min")
     print("  dispersion: exact, seconds (O(n*d) identity, no sampling)")

@@ -54,7 +54,7 @@ def worker(args) -> None:
     """Runs inside the measured process: import seeds, then time the evolution itself."""
     from wizardlab.config import Settings
     from wizardlab.store import Store
-    from pipeline.evolve import prepare_run, run_evolution
+    from wizardlab.evol.run import prepare_run, run_evolution
 
     settings = Settings(db=args.db, base_url=args.base_url, model="fake", concurrency=args.concurrency,
                         request_timeout=30)

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from wizardlab.config import default_cache_dir  # noqa: E402
-from wizardlab.training import read_progress, resolve_base_model  # noqa: E402
+from wizardlab.training import read_progress, resolve_model  # noqa: E402
 
 SEEDS = REPO.parent / "shared" / "data" / "seeds" / "alpaca_seed_tasks.jsonl"
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}  # dense bf16
@@ -105,7 +105,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="wl-bench-") as tmp:
         data = alpaca_file(Path(tmp))
         for model in args.models:
-            n_params = parameters(resolve_base_model(model, default_cache_dir()))
+            n_params = parameters(resolve_model(model, default_cache_dir()))
             for setup in args.setups:
                 r = run_case(model, setup, args, data, Path(tmp))
                 if "error" in r:

@@ -13,7 +13,6 @@ import gradio as gr
 
 from eval_ui import render
 from eval_ui.context import AppContext, on_show, parse_id, ui_errors
-from pipeline.runs import summary
 from wizardlab import auth, jobs
 from wizardlab.errors import UserError
 
@@ -28,7 +27,7 @@ def users_rows(store) -> list[list]:
 
 def jobs_rows(store) -> list[list]:
     return [[r["id"], r["kind"], r["status"], render.when(r["created_at"]), r.get("created_by") or "",
-             summary(r), render.short((r.get("error") or "").splitlines()[0] if r.get("error") else "", 80)]
+             jobs.progress_line(r), render.short((r.get("error") or "").splitlines()[0] if r.get("error") else "", 80)]
             for r in store.list_runs(limit=200)]
 
 

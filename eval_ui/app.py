@@ -23,7 +23,7 @@ TABS: list[tuple[str, str, str]] = [
     ("Lineage", "eval_ui.lineage", "admin"),
     ("Data", "eval_ui.data", "admin"),
     ("Train", "eval_ui.train", "admin"),
-    ("Evaluate", "eval_ui.report", "admin"),
+    ("Evaluate", "eval_ui.evaluate", "admin"),
     ("Judge", "eval_ui.judge", "any"),
     ("Admin", "eval_ui.admin", "admin"),
 ]

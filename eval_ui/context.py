@@ -10,7 +10,6 @@ Per-user state lives in `gr.State` or the store, never in module globals.
 from __future__ import annotations
 
 import functools
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +19,6 @@ from wizardlab import auth
 from wizardlab.config import Settings
 from wizardlab.errors import UserError
 from wizardlab.store import Store
-
-_BACKEND_LOCK = threading.Lock()
 
 
 @dataclass
@@ -34,20 +31,16 @@ class AppContext:
             self._store = Store(self.settings.db)
         return self._store
 
-    def backend(self):
-        """The configured LLM backend, created once and shared by in-app callers (lazy: torch loads here)."""
-        with _BACKEND_LOCK:
-            if not hasattr(self, "_backend"):
-                from wizardlab.llm import make_backend
-
-                self._backend = make_backend(self.settings)
-            return self._backend
-
     @property
     def data_dir(self) -> Path:
         path = Path(self.settings.data_dir)
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    @property
+    def log_dir(self) -> Path:
+        """Where background jobs write their logs (`<data dir>/logs`)."""
+        return self.data_dir.resolve() / "logs"
 
     # -- accounts ---------------------------------------------------------------------
     def authenticate(self, username: str, password: str) -> bool:

@@ -21,13 +21,10 @@ import pandas as pd
 
 from eval_ui import render
 from eval_ui.context import AppContext, on_show, ui_errors
-from wizardlab import analysis, jobs
+from wizardlab import jobs
+from wizardlab.analysis import difficulty, diversity, tables
 from wizardlab.errors import UserError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-ACTIVE = ("pending", "queued", "running")
-IN_PROCESS_MAX = 10_000  # points projected inside a request (UMAP: about 1 min at 10K here)
-IN_PROCESS_EMBED_MAX = 1_500  # texts embedded inside a request (about 40 texts/s on 2 shared cores)
 DISPLAY_MAX = 5_000
 NO_REFERENCE = "(none)"
 FORMATS = {"jsonl": "Lineage JSONL (every node)", "alpaca": "Alpaca JSON", "sharegpt": "ShareGPT JSON",
@@ -46,12 +43,13 @@ def run_choices(store) -> list[tuple[str, int]]:
 
 
 def summary_html(store, run_id: int) -> str:
-    rounds = analysis.round_table(store, run_id)
+    rounds = tables.round_table(store, run_id)
     diff = store.difficulty_summary(run_id) or {}
-    mean = store.scalar("SELECT avg(difficulty) FROM nodes WHERE run_id = ?", (run_id,))
+    mean = diff.get("mean_data")
     items = [("Nodes", int(rounds["total"].sum())), ("Rounds", max(0, len(rounds) - 1)),
-             ("Kept", int(rounds["kept"].sum())), ("Eliminated", int(rounds["eliminated"].sum())),
-             ("Scored", diff.get("scored") or 0), ("Mean difficulty", "-" if mean is None else f"{mean:.2f}")]
+             ("Seeds", int(rounds["seed"].sum())), ("Kept evolutions", int(rounds["kept"].sum())),
+             ("Eliminated", int(rounds["eliminated"].sum())), ("Scored", diff.get("scored") or 0),
+             ("Mean difficulty (data set)", "-" if mean is None else f"{mean:.2f}")]
     cells = "".join(f'<div class="wl-stat"><div class="wl-stat-v">{render.esc(v)}</div>'
                     f'<div class="wl-stat-k">{render.esc(k)}</div></div>' for k, v in items)
     return f'<div class="wl-stats">{cells}</div>'
@@ -59,8 +57,8 @@ def summary_html(store, run_id: int) -> str:
 
 def count_views(store, run_id: int) -> dict:
     """Tables and long-form frames for the bar charts of the Counts section."""
-    rounds, ops = analysis.round_table(store, run_id), analysis.operation_table(store, run_id)
-    rules, lengths = analysis.rule_table(store, run_id), analysis.length_table(store, run_id)
+    rounds, ops = tables.round_table(store, run_id), tables.operation_table(store, run_id)
+    rules, lengths = tables.rule_table(store, run_id), tables.length_table(store, run_id)
     status_long = rounds.melt(id_vars="round", value_vars=["seed", "kept", "eliminated", "pending"],
                               var_name="status", value_name="nodes")
     status_long = status_long[status_long["nodes"] > 0].assign(round=lambda f: f["round"].map(_round_label))
@@ -75,17 +73,13 @@ def _round_label(r) -> str:
 
 
 def difficulty_hist(store, run_id: int) -> pd.DataFrame:
-    frame = analysis.difficulty_histogram(store, run_id)
+    frame = tables.difficulty_histogram(store, run_id)
     return frame.assign(difficulty=frame["difficulty"].astype(str), n=frame["n"].astype(int))
 
 
 def score_job(store, run_id: int) -> dict | None:
     """The newest difficulty job of this run."""
-    return next((r for r in store.list_runs("score", limit=200) if r["config"].get("target_run") == run_id), None)
-
-
-def embed_job(store, run_id: int) -> dict | None:
-    return next((r for r in store.list_runs("embed", limit=200) if r["config"].get("target_run") == run_id), None)
+    return difficulty.latest_job(store, run_id)
 
 
 def job_html(job: dict | None, what: str) -> str:
@@ -117,7 +111,7 @@ def map_path(ctx: AppContext, run_id: int) -> Path:
     return ctx.data_dir / "maps" / f"run{int(run_id)}.json"
 
 
-def map_views(dmap: analysis.DiversityMap | None, color_by: str) -> tuple:
+def map_views(dmap: diversity.DiversityMap | None, color_by: str) -> tuple:
     """(scatter plot update, caption, dispersion table). The plot gets a neutral title here;
     `map_title` then sets the final one: Gradio 6 rebuilds the chart on a prop change but
     with the data it had before, and on new data alone it keeps the old colour domain
@@ -125,7 +119,7 @@ def map_views(dmap: analysis.DiversityMap | None, color_by: str) -> tuple:
     if dmap is None:
         return gr.ScatterPlot(value=EMPTY_MAP.copy(), title="Diversity map (not built yet)"), render.note(
             "No map yet: press Build diversity map.", "info"), pd.DataFrame()
-    frame, sampled = analysis.display_points(dmap.points, color_by, max_points=DISPLAY_MAX)
+    frame, sampled = diversity.display_points(dmap.points, color_by, max_points=DISPLAY_MAX)
     e = dmap.embed
     caption = (f"{len(dmap.points)} points ({e.embedded} embedded now, {e.cached} from the cache) · {dmap.method} · "
                f"embedding {dmap.seconds.get('embed')} s, projection {dmap.seconds.get('project')} s")
@@ -142,48 +136,21 @@ def map_title(color_by: str):
 
 # -- actions -----------------------------------------------------------------------------------
 def launch_score(ctx: AppContext, run_id: int, include_eliminated: bool, user: str) -> str:
-    store = ctx.store()
-    jobs.refresh(store)
-    job = score_job(store, run_id)
-    if job and job["status"] in ACTIVE:
-        raise UserError(f"difficulty job {job['id']} is already {job['status']} for run {run_id}")
-    s = ctx.settings
-    argv = jobs.python_argv("score", "--db", str(Path(s.db).resolve()), "--run", str(run_id),
-                            "--concurrency", str(s.concurrency))
-    if s.base_url:
-        argv += ["--base-url", s.base_url, "--model", s.model]
-    if include_eliminated:
-        argv.append("--all")
-    job_id = store.create_run("score", {"target_run": run_id, "all": include_eliminated},
-                              name=f"difficulty of run {run_id}", created_by=user)
-    log = ctx.data_dir.resolve() / "logs" / f"score-{job_id}.log"
-    return jobs.launch(store, job_id, argv, log, queue="score", cwd=str(REPO_ROOT))
+    _, status = difficulty.launch_scoring(ctx.store(), ctx.settings, run_id, include_eliminated=include_eliminated,
+                                          created_by=user, log_dir=ctx.log_dir)
+    return status
 
 
 def build_or_launch_map(ctx: AppContext, run_id: int, reference: str | None, data_only: bool, user: str,
-                        progress=None) -> analysis.DiversityMap | None:
+                        progress=None) -> diversity.DiversityMap | None:
     """Build the map here (small runs) or start an `embed` job (big ones; returns None)."""
-    store = ctx.store()
-    points, missing = analysis.map_workload(store, run_id, reference=reference, data_only=data_only)
-    out = map_path(ctx, run_id)
-    if points <= IN_PROCESS_MAX and missing <= IN_PROCESS_EMBED_MAX:
-        dmap = analysis.build_map(store, run_id, reference=reference, data_only=data_only, on_progress=progress)
-        dmap.save(out)
-        return dmap
-    argv = jobs.python_argv("embed", "--db", str(Path(ctx.settings.db).resolve()), "--run", str(run_id),
-                            "--out", str(out.resolve()))
-    if reference:
-        argv += ["--reference-name", reference]
-    if data_only:
-        argv.append("--data-only")
-    job_id = store.create_run("embed", {"target_run": run_id}, name=f"diversity map of run {run_id}", created_by=user)
-    jobs.launch(store, job_id, argv, ctx.data_dir.resolve() / "logs" / f"embed-{job_id}.log", queue="embed",
-                cwd=str(REPO_ROOT))
-    return None
+    return diversity.build_or_launch_map(ctx.store(), run_id, out=map_path(ctx, run_id), reference=reference,
+                                         data_only=data_only, created_by=user, log_dir=ctx.log_dir,
+                                         progress=progress)
 
 
 def export_file(ctx: AppContext, run_id: int, fmt: str) -> str:
-    from pipeline.export import export_dataset
+    from wizardlab.export import export_dataset
 
     out_dir = Path(tempfile.mkdtemp(prefix="wizardlab-export-"))
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
@@ -311,13 +278,13 @@ def counts_out(store, run_id: int) -> tuple:
 
 def diff_out(store, run_id: int) -> tuple:
     job = score_job(store, run_id)
-    live = bool(job and job["status"] in ACTIVE)
+    live = bool(job and job["status"] in jobs.ACTIVE)
     return (job_html(job, "difficulty") + scored_html(store, run_id), difficulty_hist(store, run_id),
-            analysis.difficulty_table(store, run_id), gr.Timer(active=live))
+            tables.difficulty_table(store, run_id), gr.Timer(active=live))
 
 
 def map_out(ctx: AppContext, run_id: int, color_by: str) -> tuple:
-    return map_views(analysis.DiversityMap.load(map_path(ctx, run_id)), color_by)
+    return map_views(diversity.DiversityMap.load(map_path(ctx, run_id)), color_by)
 
 
 def reference_choices(store, value=None):
@@ -422,7 +389,7 @@ def _wire_map(ctx: AppContext, w: dict) -> None:
         ctx.require_admin(request)
         if not path:
             raise UserError("choose a reference file to upload")
-        set_name, n = analysis.import_reference(ctx.store(), path, (name or "").strip() or Path(path).stem)
+        set_name, n = diversity.import_reference(ctx.store(), path, (name or "").strip() or Path(path).stem)
         return (render.note(f"Imported {n} instructions as reference set {set_name!r}.", "ok"),
                 reference_choices(ctx.store(), set_name))
 

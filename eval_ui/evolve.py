@@ -1,7 +1,7 @@
 """Evolve tab: start an evolution batch as a background job, watch it live, cancel, resume.
 
-Start = `pipeline.evolve.prepare_run` (validates and imports the seeds, or finds the same
-run) + `wizardlab.jobs.launch` of `python -m pipeline evolve --run-id N`. The job runs in
+Start = `wizardlab.evol.run.start_batch` (validates and imports the seeds, or finds the same
+run, and launches the job `python -m pipeline evolve --run-id N`). The job runs in
 its own process session with its log in a file, so it keeps going with no browser open;
 the page polls the run row (`gr.Timer`) and re-attaches after a reload (newest running
 run first). Numbers come from the run's `progress` JSON and the nodes in the store.
@@ -11,23 +11,19 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
-from pathlib import Path
-
 from types import SimpleNamespace
 
 import gradio as gr
 
 from eval_ui import render
 from eval_ui.context import AppContext, on_show, ui_errors
-from pipeline.runs import summary
 from wizardlab import jobs
 from wizardlab.errors import UserError
+from wizardlab.evol import run as evol_run
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO = "Built-in demo seeds (24)"
 UPLOAD = "Upload a seed file"
 RUN_HEADERS = ["Run", "Status", "Seeds", "Rounds", "Model", "Progress", "Started by", "Created (UTC)"]
-ACTIVE = ("pending", "queued", "running")
 
 
 def demo_seeds_path() -> str:
@@ -70,33 +66,10 @@ class BatchForm:
 
 def start_batch(ctx: AppContext, form: BatchForm, user: str) -> tuple[int, str]:
     """Create (or find) the run and start its job; returns (run id, what happened)."""
-    from pipeline.evolve import is_finished, prepare_run
-
     settings = dataclasses.replace(ctx.settings, base_url=form.base_url, model=form.model,
                                    concurrency=form.concurrency)
-    store = ctx.store()
-    run_id = prepare_run(store, settings, form.seeds_path, rounds=form.rounds, seed=form.seed, limit=form.limit,
-                         created_by=user)
-    jobs.refresh(store)
-    run = store.get_run(run_id)
-    if job_alive(run):
-        return run_id, f"The same batch is already {run['status']} as run {run_id}; showing it."
-    if is_finished(store, run):
-        return run_id, f"The same batch already finished as run {run_id}; raise the rounds to extend it."
-    launch_job(ctx, run_id)
-    return run_id, f"Started run {run_id}."
-
-
-def job_alive(run: dict) -> bool:
-    """Queued, or running with a live process (a fresh run is 'pending' until launched)."""
-    return run["status"] == "queued" or (run["status"] == "running" and jobs.pid_alive(run["pid"]))
-
-
-def launch_job(ctx: AppContext, run_id: int) -> str:
-    db = str(Path(ctx.settings.db).resolve())
-    log = ctx.data_dir.resolve() / "logs" / f"evolve-{run_id}.log"
-    argv = jobs.python_argv("evolve", "--db", db, "--run-id", str(run_id), "--quiet")
-    return jobs.launch(ctx.store(), run_id, argv, log, queue=None, cwd=str(REPO_ROOT))
+    return evol_run.start_batch(ctx.store(), settings, form.seeds_path, rounds=form.rounds, seed=form.seed,
+                                limit=form.limit, created_by=user, log_dir=ctx.log_dir)
 
 
 def run_choices(store) -> list[tuple[str, int]]:
@@ -107,7 +80,7 @@ def run_choices(store) -> list[tuple[str, int]]:
 def default_run(store) -> int | None:
     """The newest running run, else the newest run."""
     runs = store.list_runs("evolve")
-    active = [r for r in runs if r["status"] in ACTIVE]
+    active = [r for r in runs if r["status"] in jobs.ACTIVE]
     return (active or runs or [{"id": None}])[0]["id"]
 
 
@@ -116,7 +89,7 @@ def runs_rows(store) -> list[list]:
     for r in store.list_runs("evolve"):
         c = r["config"]
         rows.append([r["id"], r["status"], c.get("n_seeds", ""), c.get("rounds", ""),
-                     render.short(c.get("llm") or c.get("model") or "embedded", 40), summary(r),
+                     render.short(c.get("llm") or c.get("model") or "embedded", 40), jobs.progress_line(r),
                      r.get("created_by") or "", render.when(r["created_at"])])
     return rows
 
@@ -156,15 +129,12 @@ def _counters(p: dict) -> str:
 
 
 def _round_table(store, run_id: int) -> str:
-    per: dict[int, dict] = {}
-    for row in store.round_summary(run_id):
-        per.setdefault(row["round"], {})[row["status"]] = row["n"]
-    if not per:
+    rows = [[f"{r['round']}" if r["round"] else "0 (seeds)", r["total"], r["seed"] + r["kept"], r["eliminated"],
+             r["pending"]] for r in store.counts_by_round(run_id)]
+    if not rows:
         return ""
-    rows = [[f"{r}" if r else "0 (seeds)", sum(d.values()), d.get("kept", 0) + d.get("seed", 0),
-             d.get("eliminated", 0), d.get("pending", 0)] for r, d in sorted(per.items())]
-    return "<h4>Per round (effective status)</h4>" + render.table(["Round", "Nodes", "Kept", "Eliminated", "Pending"],
-                                                                  rows)
+    return "<h4>Per round (effective status)</h4>" + render.table(
+        ["Round", "Nodes", "In the data set", "Eliminated", "Pending"], rows)
 
 
 def build_tab(ctx: AppContext) -> None:
@@ -241,7 +211,7 @@ def _watcher(ctx: AppContext):
             return gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False)
         store = ctx.store()
         run = store.get_run(int(run_id)) if run_id else None
-        live = bool(run and run["status"] in ACTIVE)
+        live = bool(run and run["status"] in jobs.ACTIVE)
         return (progress_html(store, run_id), runs_rows(store),
                 jobs.log_tail(run.get("log_path"), 30) if run else "", gr.Timer(active=live))
 
@@ -271,9 +241,7 @@ def _wire_actions(ctx: AppContext, w: SimpleNamespace, then_show: dict) -> None:
         run = store.get_run(int(run_id)) if run_id else None
         if run is None:
             raise UserError("choose a batch first")
-        if job_alive(run):
-            raise UserError(f"run {run_id} is already {run['status']}")
-        launch_job(ctx, int(run_id))
+        evol_run.launch_job(store, int(run_id), ctx.log_dir)
         return render.note(f"Resumed run {run_id}.", "ok"), gr.Dropdown(choices=run_choices(store), value=run_id)
 
     w.source.change(lambda s: gr.File(visible=s == UPLOAD), w.source, w.upload, api_visibility="private")

@@ -106,7 +106,7 @@ def exported_files(ctx: AppContext) -> list[str]:
 
 def export_now(ctx: AppContext, evolve_run: int | None) -> str:
     """Write the curated training set (seeds + kept evolutions) as Alpaca JSON; returns its path."""
-    from pipeline.export import export_dataset
+    from wizardlab.export import export_dataset
 
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     out = ctx.data_dir / "exports" / f"alpaca-run{evolve_run or 'latest'}-{stamp}.json"

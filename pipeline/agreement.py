@@ -1,8 +1,8 @@
 """`python -m pipeline agreement`: inter-annotator agreement of a judgments file.
 
 Reads a generic CSV (columns item, annotator, label; labels are any strings, "tie" is a
-tie) or a PandaLM / llmfao / open-instruct file (see wizardlab.judgment_formats), and
-prints `wizardlab.stats.agreement` of it: with --json ONE JSON object with exactly the
+tie) or a PandaLM / llmfao / open-instruct file (see wizardlab.evaluation.formats), and
+prints `wizardlab.evaluation.stats.agreement` of it: with --json ONE JSON object with exactly the
 keys of `agreement()`, else a readable table (summary, annotator pairs, flagged
 annotators). It does not touch the store.
 """
@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from wizardlab.errors import UserError
-from wizardlab.judgment_formats import FORMATS, load_judgments, to_records
+from wizardlab.evaluation.formats import FORMATS, load_judgments, to_records
 
 MAX_PAIRS_SHOWN = 20
 
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     judgments = load_judgments(args.judgments, args.format, keep_labels=True)
     records = to_records(judgments)
-    from wizardlab import stats  # scipy/sklearn/statsmodels: ~1 s, so only once the input is read
+    from wizardlab.evaluation import stats  # scipy/sklearn/statsmodels: ~1 s, so only once the input is read
     try:
         result = stats.agreement(records)
     except ValueError as exc:

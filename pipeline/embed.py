@@ -5,6 +5,7 @@ bar, projects run nodes and an optional reference set together in 2-D, prints th
 pairwise cosine distance per round and for the reference set, and writes the map as PNG or
 JSON (`--out`). The map JSON is what the Data tab shows, so a job can build a big map while
 the page stays responsive. Stops cleanly on SIGTERM (embeddings done so far stay cached).
+The work is `wizardlab.analysis.diversity.build_map`.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from wizardlab import analysis
+from wizardlab.analysis import diversity
 from wizardlab.errors import UserError
-from wizardlab.jobs import StopFlag
+from wizardlab.jobs import current_job_id, job_run
 
 HELP = "Embed instructions (all-MiniLM-L6-v2), project with UMAP, report diversity."
 
@@ -49,36 +50,24 @@ def main(args) -> int:
         raise UserError(f"{store.path}: no evolution run {args.run or ''} to map".replace("  ", " "))
     reference = args.reference_name
     if args.reference:
-        reference, n = analysis.import_reference(store, args.reference, args.reference_name)
+        reference, n = diversity.import_reference(store, args.reference, args.reference_name)
         print(f"reference set {reference!r}: {n} instructions", file=sys.stderr)
-    job_id = int(os.environ["WIZARDLAB_RUN_ID"]) if os.environ.get("WIZARDLAB_RUN_ID") else None
-    if job_id:
-        store.mark_run(job_id, "running")
-    try:
-        result = _build(store, target, reference, args, job_id)
-    except BaseException as exc:
-        if job_id:
-            cancelled = isinstance(exc, (analysis.Cancelled, KeyboardInterrupt))
-            store.mark_run(job_id, "cancelled" if cancelled else "failed", error=f"{type(exc).__name__}: {exc}")
-        if isinstance(exc, analysis.Cancelled):
-            print(f"cancelled: {exc}; embeddings done so far are cached", file=sys.stderr)
-            return 0
-        raise
-    _report(result, target, args)
-    if job_id:
-        store.set_progress(job_id, {"phase": "done", "points": len(result.points), "out": args.out,
-                                    **result.seconds})
-        store.mark_run(job_id, "done")
+    job_id = current_job_id() or store.create_run("embed", {"target_run": target, "out": args.out},
+                                                  name=f"diversity map of run {target}")
+    result = None
+    with job_run(store, job_id) as job:
+        result = _build(store, target, reference, args, job)
+        job.progress({"phase": "done", "points": len(result.points), "out": args.out, **result.seconds}, force=True)
+    if result is not None:
+        _report(result, target, args)
     return 0
 
 
-def _build(store, target: int, reference: str | None, args, job_id: int | None) -> analysis.DiversityMap:
-    stop = StopFlag().install()
+def _build(store, target: int, reference: str | None, args, job) -> diversity.DiversityMap:
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
-        if job_id:
-            store.set_progress(job_id, {"phase": stage, "done": done, "total": total, "target_run": target})
+        job.progress({"phase": stage, "done": done, "total": total, "target_run": target}, force=stage != "embedding")
         if stage != "embedding":  # projecting: one UMAP call, nothing to count
             print(f"{stage} {total} points with UMAP ...", file=sys.stderr, flush=True)
             return
@@ -88,14 +77,14 @@ def _build(store, target: int, reference: str | None, args, job_id: int | None) 
         bar.update(done - bar.n)
 
     try:
-        return analysis.build_map(store, target, reference=reference, data_only=args.data_only, seed=args.seed,
-                                  stop=stop, on_progress=progress)
+        return diversity.build_map(store, target, reference=reference, data_only=args.data_only, seed=args.seed,
+                                   stop=job.stop, on_progress=progress)
     finally:
         for bar in bars.values():
             bar.close()
 
 
-def _report(result: analysis.DiversityMap, target: int, args) -> None:
+def _report(result: diversity.DiversityMap, target: int, args) -> None:
     e = result.embed
     print(f"run {target}: {len(result.points)} points; {e.texts} distinct texts, {e.cached} cached, "
           f"{e.embedded} embedded now; embed {result.seconds['embed']} s, {result.method} "
@@ -104,7 +93,7 @@ def _report(result: analysis.DiversityMap, target: int, args) -> None:
     print(result.dispersion.to_string(index=False))
     if args.out:
         if args.out.lower().endswith(".png"):
-            analysis.render_map_png(result.points, args.out, color_by=args.color, title=f"run {target}")
+            diversity.render_map_png(result.points, args.out, color_by=args.color, title=f"run {target}")
         else:
             result.save(args.out)
         print(f"map written to {args.out}")

@@ -5,14 +5,13 @@
     generate --run-id N            (continue / resume generation run N)
 Writes each answer as it arrives; a restarted run skips prompts already answered, and the
 LLM-call cache means nothing is paid twice. SIGTERM/Ctrl-C stop cleanly (run marked
-cancelled). As a job (WIZARDLAB_RUN_ID set by wizardlab.jobs) it resumes that run.
+cancelled). As a job it resumes the run it was launched for (`wizardlab.evaluation.generate`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 
@@ -39,11 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args) -> int:
     from wizardlab.config import Settings
     from wizardlab.evaluation.generate import prepare_generation
+    from wizardlab.jobs import current_job_id
     from wizardlab.store import Store
 
     settings = Settings.from_env(db=args.db, base_url=args.base_url, model=args.model, concurrency=args.concurrency)
     store = Store(settings.db)
-    run_id = args.run_id or (int(os.environ["WIZARDLAB_RUN_ID"]) if os.environ.get("WIZARDLAB_RUN_ID") else None)
+    run_id = args.run_id or current_job_id()
     if run_id is None:
         run_id = prepare_generation(store, settings, testset=args.testset, testset_file=args.testset_file,
                                     name=args.name, max_tokens=args.max_tokens, temperature=args.temperature)
@@ -55,31 +55,25 @@ def main(args) -> int:
 
 def run(store, run_id: int) -> int:
     from wizardlab.evaluation.generate import generate_outputs
-    from wizardlab.jobs import StopFlag
+    from wizardlab.jobs import job_run
 
-    stop = StopFlag().install()
-    store.update_run(run_id, pid=os.getpid())
-    store.mark_run(run_id, "running")
     bar = tqdm(unit="prompt", desc=f"generating (run {run_id})", file=sys.stderr, dynamic_ncols=True)
-    last = [0.0]
+    with job_run(store, run_id) as job:
 
-    def progress(p: dict) -> None:
-        bar.total = p["total"]
-        bar.update(p["done"] - bar.n)
-        if time.monotonic() - last[0] >= 1.0 or p["done"] >= p["total"]:
-            last[0] = time.monotonic()
-            store.set_progress(run_id, {**p, "phase": "generate", "elapsed_s": time.time() - p["started"]})
+        def progress(p: dict) -> None:
+            bar.total = p["total"]
+            bar.update(p["done"] - bar.n)
+            job.progress({**p, "phase": "generate", "elapsed_s": time.time() - p["started"]},
+                         force=p["done"] >= p["total"])
 
-    try:
-        result = asyncio.run(generate_outputs(store, run_id, stop=lambda: stop.stop, on_progress=progress))
-    except Exception as exc:
-        store.mark_run(run_id, "failed", error=str(exc)[:2000])
-        raise
-    finally:
-        bar.close()
-    store.set_progress(run_id, {**result, "phase": "done" if not result["stopped"] else "stopped"})
-    status = "cancelled" if stop.stop else ("failed" if result["done"] < result["total"] else "done")
-    store.mark_run(run_id, status, error=result.get("last_error") if status == "failed" else None)
+        try:
+            result = asyncio.run(generate_outputs(store, run_id, stop=job.stop, on_progress=progress))
+        finally:
+            bar.close()
+        job.progress({**result, "phase": "done" if not result["stopped"] else "stopped"}, force=True)
+        if not job.stopping and result["done"] < result["total"]:
+            job.fail(result.get("last_error") or "some prompts were not answered")
+    status = store.get_run(run_id)["status"]
     print(f"run {run_id}: {result['done']}/{result['total']} answered, {result['errors']} errors ({status})",
           file=sys.stderr)
     return 0 if status != "failed" else 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from wizardlab.judgment_formats import FORMATS
+from wizardlab.evaluation.formats import FORMATS
 
 HELP = "Import external human judgments (PandaLM, llmfao, open-instruct, CSV)."
 

@@ -4,14 +4,13 @@
 A flip between the two orders counts as a tie (see wizardlab.evaluation.judge). Verdicts
 are stored as judgments of annotator "llm:<model>" (source llm) and compared with the
 humans in `pipeline report`. Resumable (judged items are skipped, LLM calls cached) and
-SIGTERM-safe; as a job, progress goes to the runs row named by WIZARDLAB_RUN_ID.
+SIGTERM-safe; as a job it reports into the run it was launched for.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 
@@ -32,12 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args) -> int:
     from wizardlab import evaluation
     from wizardlab.config import Settings
+    from wizardlab.jobs import current_job_id
     from wizardlab.store import Store
 
     settings = Settings.from_env(db=args.db, base_url=args.base_url, model=args.model, concurrency=args.concurrency)
     store = Store(settings.db)
     campaign = evaluation.require_campaign(store, args.campaign)
-    run_id = int(os.environ.get("WIZARDLAB_RUN_ID") or 0) or store.create_run(
+    run_id = current_job_id() or store.create_run(
         "judge", {"campaign": campaign["id"], "base_url": settings.base_url, "model": settings.model,
                   "concurrency": settings.concurrency, "limit": args.limit}, name=f"LLM judge on {campaign['name']}")
     return run(store, settings, campaign, run_id, args.limit)
@@ -45,42 +45,33 @@ def main(args) -> int:
 
 def run(store, settings, campaign: dict, run_id: int, limit: int | None) -> int:
     from wizardlab.evaluation.judge import judge_campaign
-    from wizardlab.jobs import StopFlag
+    from wizardlab.jobs import job_run
     from wizardlab.llm import LLMClient, make_backend
 
-    stop = StopFlag().install()
-    store.update_run(run_id, pid=os.getpid())
-    store.mark_run(run_id, "running")
-    client = LLMClient(make_backend(settings), store=store, run_id=run_id, concurrency=settings.concurrency,
-                       timeout=settings.request_timeout, max_retries=settings.max_retries)
-    bar = tqdm(unit="item", desc=f"judging {campaign['name']}", file=sys.stderr, dynamic_ncols=True)
-    last = [0.0]
+    with job_run(store, run_id) as job:
+        client = LLMClient(make_backend(settings), store=store, run_id=run_id, concurrency=settings.concurrency,
+                           timeout=settings.request_timeout, max_retries=settings.max_retries)
+        bar = tqdm(unit="item", desc=f"judging {campaign['name']}", file=sys.stderr, dynamic_ncols=True)
 
-    def progress(p: dict) -> None:
-        bar.total = p["total"]
-        bar.update(p["done"] + p["errors"] + p["parse_failures"] - bar.n)
-        bar.set_postfix(flips=p["flips"], unparsed=p["parse_failures"], errors=p["errors"])
-        if time.monotonic() - last[0] >= 1.0:
-            last[0] = time.monotonic()
-            store.set_progress(run_id, _progress(p, client))
+        def progress(p: dict) -> None:
+            bar.total = p["total"]
+            bar.update(p["done"] + p["errors"] + p["parse_failures"] - bar.n)
+            bar.set_postfix(flips=p["flips"], unparsed=p["parse_failures"], errors=p["errors"])
+            job.progress(_progress(p, client))
 
-    async def go():
+        async def go():
+            try:
+                return await judge_campaign(store, client, campaign, stop=job.stop, on_progress=progress,
+                                            limit=limit, grace_s=settings.stop_grace_s)
+            finally:
+                await client.aclose()
+
         try:
-            return await judge_campaign(store, client, campaign, stop=lambda: stop.stop, on_progress=progress,
-                                        limit=limit)
+            result = asyncio.run(go())
         finally:
-            await client.aclose()
-
-    try:
-        result = asyncio.run(go())
-    except Exception as exc:
-        store.mark_run(run_id, "failed", error=str(exc)[:2000])
-        raise
-    finally:
-        bar.close()
-    store.set_progress(run_id, {**_progress(result, client), "phase": "done"})
-    status = "cancelled" if stop.stop else "done"
-    store.mark_run(run_id, status)
+            bar.close()
+        job.progress({**_progress(result, client), "phase": "done"}, force=True)
+    status = store.get_run(run_id)["status"]
     print(f"{result['annotator']}: {result['done']} judged ({result['flips']} flips counted as ties), "
           f"{result['parse_failures']} unparseable, {result['errors']} errors ({status})", file=sys.stderr)
     return 0

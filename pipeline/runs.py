@@ -17,23 +17,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--cancel", type=int, metavar="RUN_ID", help="stop this job (SIGTERM; it saves and exits)")
 
 
-def summary(run: dict) -> str:
-    """One line about a run's progress, e.g. 'round 2/4: 37/50, 12 eliminated'."""
-    p = run.get("progress") or {}
-    if not p:
-        return ""
-    parts = []
-    if p.get("phase") == "round" and p.get("rounds"):
-        parts.append(f"round {p.get('round')}/{p.get('rounds')}: {p.get('done', 0)}/{p.get('total', 0)}")
-    elif p.get("phase"):
-        parts.append(f"{p['phase']}: {p.get('done', 0)}/{p.get('total', 0)}" if p.get("total") else str(p["phase"]))
-    if p.get("eliminated"):
-        parts.append(f"{p['eliminated']} eliminated")
-    if p.get("errors"):
-        parts.append(f"{p['errors']} errors")
-    return ", ".join(parts)
-
-
 def main(args) -> int:
     from wizardlab.config import Settings
     from wizardlab.store import Store
@@ -48,5 +31,5 @@ def main(args) -> int:
         print("no runs")
     for run in runs:
         print(f"{run['id']:>5}  {run['kind']:<9} {run['status']:<10} {run['created_at'][:19]}  "
-              f"{run.get('created_by') or '-':<10} {summary(run)}")
+              f"{run.get('created_by') or '-':<10} {jobs.progress_line(run)}")
     return 0

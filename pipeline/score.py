@@ -1,23 +1,22 @@
 """`python -m pipeline score`: rate each instruction's difficulty 1-10 with the LLM (WizardLM paper).
 
 Scores the data set of a run (seeds and kept nodes; `--all` adds eliminated ones) and stores
-it per node (nodes.difficulty). Resumable: scored and unparsable nodes are skipped, and the
-LLM-call cache means a restarted run pays nothing twice. SIGTERM/Ctrl-C stop after the
-current chunk, with everything done so far stored. Launched as a job, the runs row named by
-WIZARDLAB_RUN_ID gets progress and the final status; from a shell a `score` runs row is made.
+it per node (nodes.difficulty), through `wizardlab.analysis.difficulty`. Resumable: scored
+and unparsable nodes are skipped, and the LLM-call cache means a restarted run pays nothing
+twice. SIGTERM/Ctrl-C stop after the current chunk, with everything done so far stored.
+As a job (`wizardlab.jobs.launch`) it reports into its own `score` run; from a shell one
+is made.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import time
 
 from tqdm import tqdm
 
-from wizardlab import analysis
+from wizardlab.analysis import difficulty, tables
 from wizardlab.errors import UserError
-from wizardlab.jobs import StopFlag
+from wizardlab.jobs import current_job_id, job_run
 
 HELP = "Score instruction difficulty (1-10) with the LLM, as in the WizardLM paper."
 
@@ -45,57 +44,44 @@ def main(args) -> int:
         raise UserError(f"{settings.db}: no evolution run {args.run or ''} to score".replace("  ", " "))
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be at least 1, got {args.limit}")
-    job_id = _job_run(store, target, settings, args)
-    store.mark_run(job_id, "running")
-    stop = StopFlag().install()
-    return _score(store, settings, target, job_id, stop, args)
+    job_id = current_job_id() or store.create_run(
+        "score", {"target_run": target, "base_url": settings.base_url, "model": settings.model,
+                  "concurrency": settings.concurrency, "limit": args.limit, "all": args.all},
+        name=f"difficulty of run {target}")
+    report = None
+    with job_run(store, job_id) as job:
+        report = _score(store, settings, target, job, args)
+    if report is not None and job.status is None and not job.stopping:
+        _print_summary(store, target, report)
+    return 0
 
 
-def _job_run(store, target: int, settings, args) -> int:
-    env_id = os.environ.get("WIZARDLAB_RUN_ID")
-    if env_id:
-        return int(env_id)
-    config = {"target_run": target, "base_url": settings.base_url, "model": settings.model,
-              "concurrency": settings.concurrency, "limit": args.limit, "all": args.all}
-    job_id = store.create_run("score", config, name=f"difficulty of run {target}")
-    store.update_run(job_id, pid=os.getpid())
-    return job_id
-
-
-def _score(store, settings, target: int, job_id: int, stop: StopFlag, args) -> int:
+def _score(store, settings, target: int, job, args) -> difficulty.ScoreReport:
     todo = store.count_unscored(target, data_only=not args.all, retry_unparsable=args.retry_unparsable)
     bar = tqdm(total=min(todo, args.limit or todo), unit="node", desc=f"scoring run {target}", file=sys.stderr,
                dynamic_ncols=True)
-    last = [0.0]
 
-    def progress(report: analysis.ScoreReport) -> None:
+    def progress(report: difficulty.ScoreReport) -> None:
         bar.total = report.total
         bar.update(report.done - bar.n)
         bar.set_postfix(scored=report.scored, unparsable=report.unparsable, failed=report.failed,
                         calls=report.calls, cached=report.cache_hits)
-        if time.monotonic() - last[0] >= 1.0 or report.done >= report.total:
-            last[0] = time.monotonic()
-            store.set_progress(job_id, {"phase": "scoring", "target_run": target, **report.as_dict()})
+        job.progress({"phase": "scoring", "target_run": target, **report.as_dict()},
+                     force=report.done >= report.total)
 
     try:
-        report = analysis.run_scoring(store, settings, target, stop=stop, on_progress=progress, score_run_id=job_id,
-                                      data_only=not args.all, retry_unparsable=args.retry_unparsable, limit=args.limit)
-    except analysis.Cancelled as exc:
+        report = difficulty.run_scoring(store, settings, target, stop=job.stop, on_progress=progress,
+                                        score_run_id=job.run_id, data_only=not args.all,
+                                        retry_unparsable=args.retry_unparsable, limit=args.limit)
+    finally:
         bar.close()
-        store.mark_run(job_id, "cancelled", error=str(exc))
-        print(f"cancelled: {exc}; run the same command again to resume", file=sys.stderr)
-        return 0
-    except BaseException as exc:  # record why, then let it propagate (one line for a UserError)
-        bar.close()
-        status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
-        store.mark_run(job_id, status, error=f"{type(exc).__name__}: {exc}")
-        raise
-    bar.close()
-    store.set_progress(job_id, {"phase": "done", "target_run": target, **report.as_dict()})
-    store.mark_run(job_id, "done")
+    job.progress({"phase": "done", "target_run": target, **report.as_dict()}, force=True)
+    return report
+
+
+def _print_summary(store, target: int, report: difficulty.ScoreReport) -> None:
     summary = store.difficulty_summary(target)
     print(f"run {target}: scored {report.scored}, unparsable {report.unparsable}, failed {report.failed} in this "
           f"pass ({report.calls} paid calls, {report.cache_hits} cache hits); in the store: {summary['scored'] or 0} "
           f"scored, {summary['unparsable'] or 0} unparsable, {summary['unscored'] or 0} unscored")
-    print(analysis.difficulty_table(store, target).to_string(index=False))
-    return 0
+    print(tables.difficulty_table(store, target).to_string(index=False))

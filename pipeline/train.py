@@ -13,6 +13,7 @@ checkpoint in `--out`, or, with `--run RUN`, relaunches that job.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from wizardlab import jobs
 from wizardlab.config import Settings
 from wizardlab.errors import UserError
 from wizardlab.training import launch as runs
-from wizardlab.training.base_models import resolve_base_model
+from wizardlab.training.base_models import resolve_model
 from wizardlab.training.data import load_examples
 from wizardlab.training.config import add_config_arguments, build_argv, config_from_args, detect_hardware, preview
 
@@ -38,10 +39,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     parser.add_argument("--run", type=int, metavar="RUN", help="with --resume: relaunch this run as a job")
     parser.add_argument("--print-command", action="store_true", help="print the launch command and exit")
+    parser.add_argument("--exec-run", type=int, metavar="RUN", help=argparse.SUPPRESS)  # a job: become its launcher
 
 
 def main(args) -> int:
     settings = Settings.from_env(db=args.db)
+    if args.exec_run is not None:
+        return _exec_run(settings, args.exec_run)
     if args.cancel is not None:
         return _cancel(settings, args.cancel)
     if args.resume and args.run is not None:
@@ -59,6 +63,15 @@ def _store(settings: Settings):
     from wizardlab.store import Store
 
     return Store(settings.db)
+
+
+def _exec_run(settings: Settings, run_id: int) -> int:
+    """Inside a training job: replace this process with the launcher command stored in the run."""
+    run = runs.train_run(_store(settings), run_id)
+    argv = run["config"]["argv"]
+    sys.stdout.flush()
+    os.execvpe(argv[0], argv, {**os.environ, "WIZARDLAB_RUN_ID": str(run_id)})
+    return 0  # not reached
 
 
 def _cancel(settings: Settings, run_id: int) -> int:
@@ -89,7 +102,7 @@ def run_foreground(cfg, settings: Settings, *, db: str | None, resume: bool) -> 
         raise UserError(f"output directory {out} is not empty: choose a new one, or add --resume")
     load_examples(cfg.data)
     out.mkdir(parents=True, exist_ok=True)
-    resolve_base_model(cfg.model, settings.cache_dir)
+    resolve_model(cfg.model, settings.cache_dir)
     argv = build_argv(cfg, detect_hardware(), db=db) + (["--resume"] if resume else [])
     env = {**os.environ, "WIZARDLAB_CACHE": str(settings.cache_dir), "PYTHONUNBUFFERED": "1"}
     env.setdefault("HF_HUB_OFFLINE", "1")

@@ -187,14 +187,14 @@ def train(args, cfg, stop: StopFlag, reporter: RunReporter, is_main: bool) -> st
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
 
     from wizardlab.config import default_cache_dir
-    from wizardlab.training.base_models import resolve_base_model
+    from wizardlab.training.base_models import resolve_model
     from wizardlab.training.data import CHAT_TEMPLATE, SFTCollator, encode_all, load_examples
 
     hw = detect_hardware()
     precision = resolve_precision(cfg, hw)
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model_path = resolve_base_model(cfg.model, default_cache_dir())
+    model_path = resolve_model(cfg.model, default_cache_dir())
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from wizardlab.stats import AGREEMENT_KEYS
+from wizardlab.evaluation.stats import AGREEMENT_KEYS
 
 REPO = Path(__file__).resolve().parent.parent
 

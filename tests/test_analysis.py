@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.fakellm import Fault, FakeLLM
-from wizardlab import analysis
+from wizardlab.analysis import difficulty, diversity, embeddings, tables
 from wizardlab.config import Settings
 from wizardlab.errors import UserError
 
@@ -43,20 +43,20 @@ def make_forest(store) -> int:
 
 def test_statistics_per_round_operation_rule_and_length(store):
     run_id = make_forest(store)
-    rounds = analysis.round_table(store, run_id).set_index("round")
+    rounds = tables.round_table(store, run_id).set_index("round")
     assert rounds.loc[0, "seed"] == 6 and rounds.loc[0, "total"] == 6
     # round 1: i in 0..5, (i+1)%3==0 -> i=2,5 eliminated; round 2: (i+2)%3==0 -> i=1,4
     assert (rounds.loc[1, "kept"], rounds.loc[1, "eliminated"]) == (4, 2)
     assert rounds.loc[2, "elimination_rate"] == pytest.approx(2 / 6, abs=1e-3)
 
-    ops = analysis.operation_table(store, run_id).set_index("operation")
+    ops = tables.operation_table(store, run_id).set_index("operation")
     assert ops["total"].sum() == 12 and ops["eliminated"].sum() == 4
 
-    rules = analysis.rule_table(store, run_id).set_index("rule")
+    rules = tables.rule_table(store, run_id).set_index("rule")
     assert rules.loc["no_information_gain", "n"] == 4 and rules.loc["copied_prompt_words", "n"] == 2
     assert rules.loc["no_information_gain", "rate"] == pytest.approx(4 / 12, abs=1e-3)
 
-    lengths = analysis.length_table(store, run_id).set_index("round")
+    lengths = tables.length_table(store, run_id).set_index("round")
     assert lengths.loc[0, "mean_words"] == pytest.approx(np.mean([len(s.split()) for s in SEEDS]), abs=0.05)
     assert lengths.loc[2, "mean_words"] > lengths.loc[1, "mean_words"] > lengths.loc[0, "mean_words"]
 
@@ -64,8 +64,8 @@ def test_statistics_per_round_operation_rule_and_length(store):
     eliminated = store.query("SELECT id FROM nodes WHERE run_id = ? AND round = 1 AND status = 'eliminated'",
                              (run_id,))[0]["id"]
     store.add_overrides([eliminated], "restore", "fine after all", "alice")
-    assert analysis.round_table(store, run_id).set_index("round").loc[1, "kept"] == 5
-    after = analysis.rule_table(store, run_id).set_index("rule")
+    assert tables.round_table(store, run_id).set_index("round").loc[1, "kept"] == 5
+    after = tables.rule_table(store, run_id).set_index("rule")
     assert after["n"].sum() == rules["n"].sum() and after["restored"].sum() == 1
 
 
@@ -88,9 +88,9 @@ def test_difficulty_scoring_parses_keeps_raw_and_never_pays_twice(store):
     run_id = make_forest(store)
     with FakeLLM(rating_responder) as fake:
         settings = settings_for(store, fake)
-        first = analysis.run_scoring(store, settings, run_id, limit=5)
+        first = difficulty.run_scoring(store, settings, run_id, limit=5)
         assert first.done == 5 and len(fake.requests) <= 5
-        rest = analysis.run_scoring(store, settings, run_id)
+        rest = difficulty.run_scoring(store, settings, run_id)
         data = store.query("SELECT id, instruction, difficulty, raw FROM nodes_effective WHERE run_id = ? "
                            "AND effective_status IN ('seed','kept')", (run_id,))
         assert first.total == 5 and rest.total == rest.done == len(data) - 5
@@ -104,11 +104,11 @@ def test_difficulty_scoring_parses_keeps_raw_and_never_pays_twice(store):
             else:
                 assert d["difficulty"] == min(10, len(d["instruction"].split())) and raw.startswith("Score:")
         assert first.unparsable + rest.unparsable == sum(d["instruction"].startswith("UNPARSABLE") for d in data)
-        again = analysis.run_scoring(store, settings, run_id)
+        again = difficulty.run_scoring(store, settings, run_id)
         assert again.total == 0 and len(fake.requests) == len(asked)
     summary = store.difficulty_summary(run_id)
     assert summary["unparsable"] >= 1 and summary["scored"] == len(data) - summary["unparsable"]
-    hist = analysis.difficulty_histogram(store, run_id)
+    hist = tables.difficulty_histogram(store, run_id)
     assert hist["n"].sum() == summary["scored"] and set(hist["difficulty"]) <= set(range(1, 11))
 
 
@@ -117,20 +117,20 @@ def test_failed_calls_are_left_unscored_and_retried_then_few_shot_prompt(store):
     store.insert_seeds(run_id, [{"instruction": "FAIL always"}, {"instruction": "Add two and two."},
                                 {"instruction": "Add two and two."}])
     with FakeLLM(rating_responder) as fake:
-        report = analysis.run_scoring(store, settings_for(store, fake), run_id)
+        report = difficulty.run_scoring(store, settings_for(store, fake), run_id)
         assert (report.failed, report.scored, report.calls) == (1, 2, 1)  # duplicates asked once
         assert store.count_unscored(run_id) == 1
-    messages = analysis.difficulty_messages("Do X.", few_shot=True)
+    messages = difficulty.difficulty_messages("Do X.", few_shot=True)
     assert [m["role"] for m in messages][:3] == ["system", "user", "assistant"]
-    assert len(messages) == 2 + 2 * len(analysis.FEW_SHOT_EXAMPLES)
-    assert all(analysis.parse_difficulty(m["content"]) for m in messages if m["role"] == "assistant")
+    assert len(messages) == 2 + 2 * len(difficulty.FEW_SHOT_EXAMPLES)
+    assert all(difficulty.parse_difficulty(m["content"]) for m in messages if m["role"] == "assistant")
 
 
 @pytest.mark.parametrize("text,expected", [("7", 7.0), ("Score: 8/10", 8.0), ("rated 3 out of 10", 3.0),
                                            ("On a scale of 1 to 10, this is a 4.", 4.0), ("Difficulty: 6.5", 6.5),
                                            ("15", None), ("no idea", None), ("", None), ("a 12-step plan", None)])
 def test_parse_difficulty(text, expected):
-    assert analysis.parse_difficulty(text) == expected
+    assert difficulty.parse_difficulty(text) == expected
 
 
 def test_score_stage_refuses_a_missing_run_in_one_line(store, capsys):
@@ -148,16 +148,16 @@ def test_dispersion_is_exact_and_zero_for_identical_vectors():
 
     d = cosine_distances(x)
     oracle = d[~np.eye(40, dtype=bool)].mean()
-    assert analysis.mean_pairwise_cosine_distance(x) == pytest.approx(oracle, abs=1e-9)
-    assert analysis.mean_pairwise_cosine_distance(np.tile(x[:1], (10, 1))) == pytest.approx(0, abs=1e-9)
-    assert analysis.mean_pairwise_cosine_distance(x[:1]) is None
+    assert diversity.mean_pairwise_cosine_distance(x) == pytest.approx(oracle, abs=1e-9)
+    assert diversity.mean_pairwise_cosine_distance(np.tile(x[:1], (10, 1))) == pytest.approx(0, abs=1e-9)
+    assert diversity.mean_pairwise_cosine_distance(x[:1]) is None
 
 
 def test_exact_knn_matches_sklearn_brute_force():
     from sklearn.neighbors import NearestNeighbors
 
     x = np.random.default_rng(2).normal(size=(300, 24)).astype(np.float32)
-    idx, dist = analysis.knn_cosine(x, 7, block_floats=2000)  # many small blocks
+    idx, dist = diversity.knn_cosine(x, 7, block_floats=2000)  # many small blocks
     oracle_d, oracle_i = NearestNeighbors(n_neighbors=7, metric="cosine", algorithm="brute").fit(x).kneighbors(x)
     assert (idx == oracle_i).all() and np.allclose(dist, oracle_d, atol=1e-5)
     assert (idx[:, 0] == np.arange(300)).all()
@@ -166,34 +166,34 @@ def test_exact_knn_matches_sklearn_brute_force():
 def test_projection_small_n_falls_back_and_umap_gives_finite_coordinates():
     rng = np.random.default_rng(1)
     for n in (0, 1, 3):
-        coords, method = analysis.project_2d(rng.normal(size=(n, 8)))
+        coords, method = diversity.project_2d(rng.normal(size=(n, 8)))
         assert coords.shape == (n, 2) and np.isfinite(coords).all() and "umap" not in method
     x = rng.normal(size=(50, 32)).astype(np.float32)
-    coords, method = analysis.project_2d(x, seed=3)
+    coords, method = diversity.project_2d(x, seed=3)
     assert coords.shape == (50, 2) and np.isfinite(coords).all() and method.startswith("umap")
-    assert np.allclose(coords, analysis.project_2d(x, seed=3)[0])  # fixed random_state: same map
+    assert np.allclose(coords, diversity.project_2d(x, seed=3)[0])  # fixed random_state: same map
 
 
 def test_embeddings_cached_map_with_reference_and_dispersion(store, shared_data, tmp_path):
     run_id = make_forest(store)
-    name, n = analysis.import_reference(store, shared_data / "testsets" / "vicuna80" / "question.jsonl", "vicuna")
+    name, n = diversity.import_reference(store, shared_data / "testsets" / "vicuna80" / "question.jsonl", "vicuna")
     assert (name, n) == ("vicuna", 80)  # plain JSONL with a `text` column
-    first = analysis.build_map(store, run_id, reference="vicuna")
+    first = diversity.build_map(store, run_id, reference="vicuna")
     assert first.embed.embedded == first.embed.texts > 80 and first.embed.cached == 0
     pts = first.points
     assert len(pts) == store.count_nodes(run_id) + 80 and np.isfinite(pts[["x", "y"]].to_numpy(float)).all()
     assert set(first.dispersion["group"]) >= {"round 0", "round 1", "round 2", "ref: vicuna", "all nodes"}
-    second = analysis.build_map(store, run_id, reference="vicuna")
+    second = diversity.build_map(store, run_id, reference="vicuna")
     assert second.embed.embedded == 0 and second.embed.cached == first.embed.texts
-    assert store.count_embeddings(analysis.EMBED_MODEL) == first.embed.texts
-    same, _ = analysis.embed_texts(store, ["The cat sat on the mat."] * 5)
-    other, _ = analysis.embed_texts(store, ["The cat sat on the mat.", "Quarterly tax law for shipping firms.",
+    assert store.count_embeddings(embeddings.EMBED_MODEL) == first.embed.texts
+    same, _ = embeddings.embed_texts(store, ["The cat sat on the mat."] * 5)
+    other, _ = embeddings.embed_texts(store, ["The cat sat on the mat.", "Quarterly tax law for shipping firms.",
                                             "Write a sorting algorithm in Rust.", "Best soup for a cold day?"])
-    assert analysis.mean_pairwise_cosine_distance(same) == pytest.approx(0, abs=1e-5)
-    assert analysis.mean_pairwise_cosine_distance(other) > 0.5
-    saved = analysis.DiversityMap.load(first.save(tmp_path / "map.json"))
+    assert diversity.mean_pairwise_cosine_distance(same) == pytest.approx(0, abs=1e-5)
+    assert diversity.mean_pairwise_cosine_distance(other) > 0.5
+    saved = diversity.DiversityMap.load(first.save(tmp_path / "map.json"))
     assert saved.points[["x", "y"]].equals(first.points[["x", "y"]])
-    png = analysis.render_map_png(first.points, tmp_path / "map.png", color_by="operation")
+    png = diversity.render_map_png(first.points, tmp_path / "map.png", color_by="operation")
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -201,11 +201,11 @@ def test_reference_import_errors_name_file_and_line(store, tmp_path):
     bad = tmp_path / "ref.jsonl"
     bad.write_text('{"instruction": "ok"}\n{"question_id": 3}\n')
     with pytest.raises(UserError, match=r"ref.jsonl line 2: missing field 'instruction'"):
-        analysis.import_reference(store, bad)
+        diversity.import_reference(store, bad)
     assert store.reference_sets() == []  # nothing half-written
     good = tmp_path / "ref.csv"
     good.write_text("instruction,other\nFirst one,x\nSecond one,y\n")
-    assert analysis.import_reference(store, good) == ("ref", 2)
+    assert diversity.import_reference(store, good) == ("ref", 2)
     assert store.reference_texts("ref") == ["First one", "Second one"]
 
 
@@ -242,7 +242,7 @@ def test_data_tab_over_http_admin_only_score_job_and_export(tmp_path, monkeypatc
                                                 "effective_status IN ('seed', 'kept') AND response IS NOT NULL",
                                                 (run_id,)) > 0
             # a "large" map goes to an embed job; the page then shows the map the job saved
-            monkeypatch.setattr(eval_ui.data, "IN_PROCESS_MAX", 0)
+            monkeypatch.setattr(diversity, "IN_PROCESS_MAX", 0)
             event, payload = call_api(client, "data_build_map", [run_id, "(none)", False, "round"])
             assert event == "complete" and "background job" in payload[1]
             deadline = time.time() + 90

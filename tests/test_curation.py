@@ -100,7 +100,7 @@ def test_runs_cli_lists_and_refuses_cancel_of_finished(store, capsys):
 def test_override_changes_next_alpaca_export(store, tmp_path):
     import json
 
-    from pipeline.export import export_dataset
+    from wizardlab.export import export_dataset
 
     run = _forest(store)
     before = json.loads(export_dataset(store, run, tmp_path / "a.json", "alpaca").read_text())

@@ -19,9 +19,10 @@ import pytest
 
 from tests.uihelpers import browser, call_api, http_login, login, make_user, start_app, stop_app
 from wizardlab import evaluation as ev
-from wizardlab import jobs, stats
+from wizardlab import jobs
+from wizardlab.evaluation import stats
 from wizardlab.errors import UserError
-from wizardlab.judgment_formats import load_judgments
+from wizardlab.evaluation.formats import load_judgments
 
 PANDALM = "human_judgments/pandalm/testset-v1.json"
 ROW = re.compile(r"<tr>((?:<td>[^<]*</td>)+)</tr>")
@@ -176,7 +177,7 @@ def _wait_ended(store, run_id: int, timeout: float = 30.0) -> dict:
 
 
 def test_generate_from_a_training_runs_checkpoint(app):
-    from eval_ui.report import model_choices
+    from eval_ui.evaluate import model_choices
 
     ctx, adm, _, tmp = app
     store = ctx.store()

@@ -16,7 +16,7 @@ from collections import Counter
 import pytest
 
 from wizardlab import evaluation as ev
-from wizardlab import stats
+from wizardlab.evaluation import stats
 from wizardlab.errors import PermissionDenied, UserError
 from wizardlab.evaluation import external, report
 from wizardlab.store import Store
@@ -335,7 +335,6 @@ def test_generate_job_sigterm_while_endpoint_hangs_then_resume(store, tmp_path):
     from wizardlab.config import Settings
     from wizardlab.evaluation.generate import prepare_generation
 
-    repo = str(Path(__file__).resolve().parent.parent)
     tsv = _write(tmp_path / "ts.jsonl", [{"question_id": i, "text": f"q{i}", "category": "c"} for i in range(1, 4)])
     hang = {"on": True}
 
@@ -348,13 +347,12 @@ def test_generate_job_sigterm_while_endpoint_hangs_then_resume(store, tmp_path):
     with FakeLLM(lambda body: Fault(hang=60) if hang["on"] else "ok") as fake:
         settings = Settings(db=store.path, base_url=fake.base_url, model="gen-model", concurrency=2)
         run_id = prepare_generation(store, settings, testset_file=str(tsv))
-        argv = jobs.python_argv("generate", "--db", store.path, "--run-id", str(run_id))
-        jobs.launch(store, run_id, argv, tmp_path / "gen.log", cwd=repo)
+        jobs.launch(store, run_id, "generate", ["--run-id", run_id], log_path=tmp_path / "gen.log")
         wait(lambda: len(fake.requests) >= 2)
         jobs.cancel(store, run_id)
         wait(lambda: store.get_run(run_id)["status"] == "cancelled", 20)  # not the 60 s of the hang
         hang["on"] = False
-        jobs.launch(store, run_id, argv, tmp_path / "gen.log", cwd=repo)
+        jobs.launch(store, run_id, "generate", ["--run-id", run_id], log_path=tmp_path / "gen.log")
         wait(lambda: store.get_run(run_id)["status"] == "done")
     assert len(store.outputs_of(store.output_set_by_run(run_id)["id"])) == 3
     assert store.get_run(run_id)["progress"]["done"] == 3

@@ -1,4 +1,4 @@
-"""wizardlab.judgment_formats: the real PandaLM / llmfao / open-instruct files, small
+"""wizardlab.evaluation.formats: the real PandaLM / llmfao / open-instruct files, small
 hand-made files for the cases the real data does not show, and every bad-input case."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from wizardlab import judgment_formats as jf
+from wizardlab.evaluation import formats as jf
 from wizardlab.errors import UserError
 
 HJ = "human_judgments"

@@ -1,4 +1,4 @@
-"""Tests for `wizardlab.llm.local` (LocalBackend) and `wizardlab.models` (model directories).
+"""Tests for `wizardlab.llm.local` (LocalBackend) and `wizardlab.llm.embedded` (model directories).
 
 The fast tests use a tiny LLaMA built from a config, with a byte-level BPE tokenizer
 trained here from a few sentences. Its layers are zeroed and its embedding/head rows
@@ -21,7 +21,8 @@ from hypothesis import given, strategies as st
 from wizardlab.errors import UserError
 from wizardlab.llm import LLMClient, LLMError, PermanentError
 from wizardlab.llm.local import LocalBackend, cut_at_stop, render_plain
-from wizardlab.models import build_once, resolve_model_dir
+from wizardlab.llm.embedded import build_once
+from wizardlab.training.base_models import resolve_model
 
 SCRIPT = ["The answer is 42.", "\n\n### Instruction:\n", "Next question?"]
 CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
@@ -202,9 +203,10 @@ def test_identity_changes_when_a_checkpoint_is_rewritten(tmp_path):
 
 # -- model directories ----------------------------------------------------------------
 def test_resolve_model_dir(tmp_path):
-    assert resolve_model_dir(tmp_path, tmp_path) == tmp_path
+    (tmp_path / "config.json").write_text("{}")
+    assert resolve_model(tmp_path, tmp_path) == str(tmp_path)
     with pytest.raises(UserError) as err:
-        resolve_model_dir(tmp_path / "missing", tmp_path)
+        resolve_model(tmp_path / "missing", tmp_path)
     assert "missing" in str(err.value) and "\n" not in str(err.value)
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from wizardlab.errors import UserError
-from wizardlab.seeds import load_seeds
+from wizardlab.evol.seeds import load_seeds
 
 
 def test_self_instruct_seed_file(shared_data):

@@ -1,4 +1,4 @@
-"""wizardlab.stats: oracle tests against scikit-learn, statsmodels, krippendorff, scipy,
+"""wizardlab.evaluation.stats: oracle tests against scikit-learn, statsmodels, krippendorff, scipy,
 property tests on random judgment tables, and planted-effect tests."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from scipy import stats as sps
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats import inter_rater
 
-from wizardlab import stats
+from wizardlab.evaluation import stats
 
 LABELS = ["a", "b", "tie", "x"]
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -21,7 +21,7 @@ from hypothesis import given, settings, strategies as st
 from wizardlab.errors import UserError
 from wizardlab.training import (IGNORE_INDEX, Hardware, SFTCollator, build_argv, deepspeed_config, encode_example,
                                 format_prompt, latest_checkpoint, launch_training, load_examples, make_config,
-                                read_progress, resolve_base_model, resolve_precision, resume_training,
+                                read_progress, resolve_model, resolve_precision, resume_training,
                                 stop_training)
 from wizardlab.training.config import SCRIPT, config_from_args, config_to_argv
 from wizardlab.training.launch import delete_training
@@ -39,7 +39,7 @@ def cache_dir(tmp_path_factory):
 def tokenizer(cache_dir):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve_base_model("tiny-llama", cache_dir))
+    return AutoTokenizer.from_pretrained(resolve_model("tiny-llama", cache_dir))
 
 
 @pytest.fixture(scope="module")
@@ -207,13 +207,13 @@ def test_argv_round_trips_through_the_script_parser():
 
 def test_base_model_names(tmp_path, cache_dir, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert (Path(resolve_base_model("tiny-llama", cache_dir)) / "config.json").is_file()
+    assert (Path(resolve_model("tiny-llama", cache_dir)) / "config.json").is_file()
     with pytest.raises(UserError, match="hub is off"):
-        resolve_base_model("Qwen/Qwen2.5-0.5B", cache_dir)
+        resolve_model("Qwen/Qwen2.5-0.5B", cache_dir)
     with pytest.raises(UserError, match="no config.json"):
-        resolve_base_model(str(tmp_path), cache_dir)
-    with pytest.raises(UserError, match="not tiny-llama"):
-        resolve_base_model("no such thing", cache_dir)
+        resolve_model(str(tmp_path), cache_dir)
+    with pytest.raises(UserError, match="does not exist"):
+        resolve_model("no such thing", cache_dir)
 
 
 # -- the real job path ----------------------------------------------------------------------
@@ -340,7 +340,7 @@ def test_cli_deepspeed_zero3_two_processes_stop_resume(tmp_path, alpaca_file, ca
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(out)
-    base = AutoModelForCausalLM.from_pretrained(resolve_base_model("tiny-llama", cache_dir))
+    base = AutoModelForCausalLM.from_pretrained(resolve_model("tiny-llama", cache_dir))
     weights = model.state_dict()
     assert {k: v.shape for k, v in weights.items()} == {k: v.shape for k, v in base.state_dict().items()}
     assert any(not torch.equal(weights[k], v) for k, v in base.state_dict().items())  # gathered, and trained

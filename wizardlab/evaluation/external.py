@@ -1,7 +1,7 @@
 """External judgments into campaigns: PandaLM, llmfao, open-instruct, generic CSV, and the
 Vicuna-80 GPT-4 reviews and FairEval human labels.
 
-`import_judgments` reads a file with `wizardlab.judgment_formats.load_judgments` (labels
+`import_judgments` reads a file with `wizardlab.evaluation.formats.load_judgments` (labels
 already in model terms) and writes, in ONE transaction, whatever the campaign needs:
 the campaign itself, a test set "import:<campaign>" with one prompt per item, an output
 set per model, the items and the judgments (source "import", or "llm" with annotator
@@ -20,8 +20,8 @@ from collections import Counter
 from pathlib import Path
 
 from wizardlab.errors import UserError
-from wizardlab.judgment_formats import load_judgments
-from wizardlab.testsets import read_records
+from wizardlab.evaluation.formats import load_judgments
+from wizardlab.evaluation.testsets import read_records
 
 
 def import_judgments(store, path: str | Path, campaign: str, *, fmt: str = "auto", llm: bool = False,
@@ -30,7 +30,7 @@ def import_judgments(store, path: str | Path, campaign: str, *, fmt: str = "auto
     rows = load_judgments(Path(path), fmt)
     testset = f"import:{campaign}"
     per_item = Counter(r["item"] for r in rows)
-    before = store.scalar("SELECT COUNT(*) FROM judgments")  # for the count of new rows
+    added = 0
     with store.tx() as conn:
         cid = store.ensure_campaign(conn, campaign, k=max(per_item.values()), created_by=created_by,
                                     config={"imported_from": str(path), "format": fmt})
@@ -41,8 +41,8 @@ def import_judgments(store, path: str | Path, campaign: str, *, fmt: str = "auto
             if key not in items:
                 items[key] = _item(store, conn, cid, testset, prompt_ids[key], r)
             annotator = f"llm:{r['annotator']}" if llm else r["annotator"]
-            store.insert_judgment(conn, cid, items[key], annotator, r["label"], source="llm" if llm else "import")
-    added = store.scalar("SELECT COUNT(*) FROM judgments") - before
+            added += store.insert_judgment(conn, cid, items[key], annotator, r["label"],
+                                           source="llm" if llm else "import")
     return {"campaign_id": cid, "judgments_read": len(rows), "judgments_added": added, "items": len(items)}
 
 

@@ -16,8 +16,9 @@ import time
 
 from wizardlab.config import Settings
 from wizardlab.errors import UserError
-from wizardlab.evaluation import import_testset, run_workers
+from wizardlab.evaluation.outputs import import_testset
 from wizardlab.llm import LLMClient, LLMError, make_backend
+from wizardlab.llm.workers import pump
 
 
 def prepare_generation(store, settings: Settings, *, testset: str | None = None, testset_file: str | None = None,
@@ -43,6 +44,15 @@ def prepare_generation(store, settings: Settings, *, testset: str | None = None,
     return run_id
 
 
+def start_generation(store, settings: Settings, *, log_dir, **kwargs) -> tuple[int, str]:
+    """`prepare_generation(**kwargs)` and start it as a background job on the "llm" queue;
+    returns (run id, job status)."""
+    from wizardlab import jobs
+
+    run_id = prepare_generation(store, settings, **kwargs)
+    return run_id, jobs.launch(store, run_id, "generate", ["--run-id", run_id], log_dir=log_dir, queue="llm")
+
+
 def run_settings(run: dict) -> Settings:
     cfg = run["config"]
     return Settings.from_env(base_url=cfg.get("base_url"), model=cfg.get("model"),
@@ -50,7 +60,7 @@ def run_settings(run: dict) -> Settings:
 
 
 async def generate_outputs(store, run_id: int, *, client: LLMClient | None = None, stop=lambda: False,
-                           on_progress=None) -> dict:
+                           on_progress=None, grace_s: float = 10.0) -> dict:
     """Answer every prompt of the run's test set that has no output yet; returns the progress dict."""
     run = store.get_run(run_id)
     if run is None or run["kind"] != "generate":
@@ -64,24 +74,20 @@ async def generate_outputs(store, run_id: int, *, client: LLMClient | None = Non
         client = LLMClient(make_backend(settings), store=store, run_id=run_id, concurrency=settings.concurrency,
                            timeout=settings.request_timeout, max_retries=settings.max_retries)
     progress = {"done": len(done), "total": len(done) + len(todo), "errors": 0, "started": time.time()}
-    queue = list(reversed(todo))
 
-    async def worker():
-        while queue and not stop():
-            prompt = queue.pop()
-            try:
-                result = await client.complete([{"role": "user", "content": prompt["text"]}], purpose="generate",
-                                               max_tokens=cfg["max_tokens"], temperature=cfg["temperature"],
-                                               salt=f"generate:{prompt['id']}")
-            except LLMError as exc:
-                progress["errors"] += 1
-                progress["last_error"] = str(exc)
-                continue
-            store.add_outputs(out_set["id"], [(prompt["id"], result.text)])
-            progress["done"] += 1
-            if on_progress:
-                on_progress(progress)
+    async def answer(prompt: dict) -> None:
+        try:
+            result = await client.complete([{"role": "user", "content": prompt["text"]}], purpose="generate",
+                                           max_tokens=cfg["max_tokens"], temperature=cfg["temperature"],
+                                           salt=f"generate:{prompt['id']}")
+        except LLMError as exc:
+            progress["errors"] += 1
+            progress["last_error"] = str(exc)
+            return
+        store.add_outputs(out_set["id"], [(prompt["id"], result.text)])
+        progress["done"] += 1
+        if on_progress:
+            on_progress(progress)
 
-    stopped = await run_workers(client.concurrency, worker, stop)
-    progress["stopped"] = stopped or bool(queue)
+    progress["stopped"] = await pump(todo, answer, concurrency=client.concurrency, stop=stop, grace_s=grace_s)
     return progress

@@ -19,8 +19,8 @@ import re
 import time
 from importlib import resources
 
-from wizardlab.evaluation import run_workers
 from wizardlab.llm import LLMError
+from wizardlab.llm.workers import pump
 
 VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
 FEW_SHOT = [
@@ -82,25 +82,22 @@ async def judge_item(client, item: dict, salt: str = "") -> dict:
 
 
 async def judge_campaign(store, client, campaign: dict, *, stop=lambda: False, on_progress=None,
-                         limit: int | None = None) -> dict:
+                         limit: int | None = None, grace_s: float = 10.0) -> dict:
     """Judge every unjudged item of `campaign`; returns the final progress dict."""
     annotator = f"llm:{client.backend.model}"
     done = store.judged_items(campaign["id"], annotator)
     todo = [i for i in store.campaign_items(campaign["id"]) if i["item_id"] not in done][:limit]
     progress = {"annotator": annotator, "done": 0, "total": len(todo), "already": len(done), "consistent": 0,
                 "flips": 0, "half_ties": 0, "parse_failures": 0, "errors": 0, "started": time.time()}
-    queue = list(reversed(todo))
 
-    async def worker():
-        while queue and not stop():
-            item = queue.pop()
-            result = await judge_item(client, item)
-            _record(store, campaign["id"], annotator, item, result, progress)
-            if on_progress:
-                on_progress(progress)
+    async def judge_one(item: dict) -> None:
+        result = await judge_item(client, item)
+        _record(store, campaign["id"], annotator, item, result, progress)
+        if on_progress:
+            on_progress(progress)
 
-    stopped = await run_workers(max(1, client.concurrency // 2), worker, stop)
-    progress["stopped"] = stopped or bool(queue)
+    progress["stopped"] = await pump(todo, judge_one, concurrency=max(1, client.concurrency // 2), stop=stop,
+                                     grace_s=grace_s)
     return progress
 
 
@@ -117,3 +114,16 @@ def _record(store, campaign_id: int, annotator: str, item: dict, result: dict, p
     with store.tx() as conn:
         store.insert_judgment(conn, campaign_id, item["item_id"], annotator, result["label"], source="llm",
                               rationale=rationale)
+
+
+def start_judging(store, settings, campaign: dict, *, created_by: str | None = None, log_dir) -> tuple[int, str]:
+    """Start the LLM judge (the settings' LLM) on a campaign as a background job on the "llm"
+    queue; returns (run id, job status)."""
+    from wizardlab import jobs
+
+    run_id = store.create_run("judge", {"campaign": campaign["id"], "base_url": settings.base_url,
+                                        "model": settings.model},
+                              name=f"LLM judge on {campaign['name']}", created_by=created_by)
+    args = ["--campaign", campaign["id"], *(["--base-url", settings.base_url] if settings.base_url else []),
+            *(["--model", settings.model] if settings.model else [])]
+    return run_id, jobs.launch(store, run_id, "judge", args, log_dir=log_dir, queue="llm")

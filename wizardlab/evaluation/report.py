@@ -2,7 +2,7 @@
 
 `build_report(store, campaign)` returns one JSON-ready dict; `render_text` and
 `write_csv` turn it into a text page or CSV tables. Every statistic comes from
-`wizardlab.stats` (scikit-learn, statsmodels, krippendorff, scipy underneath); this
+`wizardlab.evaluation.stats` (scikit-learn, statsmodels, krippendorff, scipy underneath); this
 module only selects and groups judgments. Conventions:
 
 - Labels are in model terms: "a" = the pair's first model wins, "b" = the second,
@@ -21,7 +21,7 @@ import csv
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from wizardlab import stats
+from wizardlab.evaluation import stats
 from wizardlab.evaluation import require_campaign
 
 HUMAN = ("ui", "import")

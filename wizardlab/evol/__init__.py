@@ -1,6 +1,7 @@
 """Pure Evol-Instruct logic: operations and prompts, output parsing, elimination rules.
 
-No I/O beyond reading the template data files; orchestration lives in `pipeline.evolve`.
+Pure modules do no I/O beyond reading their template data files; `engine` (the async pool) and
+`run` (prepare, resume, finished) orchestrate a run over the store; `seeds` reads seed files.
 """
 
 from wizardlab.evol.operations import (IN_BREADTH, IN_DEPTH, OPERATIONS, choose_operation, equal_messages,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from wizardlab.errors import UserError
 from wizardlab.llm.base import Completion, PermanentError, TransientError
-from wizardlab.models import EMBEDDED_NAMES, resolve_model_dir
+from wizardlab.llm.embedded import EMBEDDED_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,9 @@ class LocalBackend:
 
     def _resolve(self) -> Path:
         try:
-            return resolve_model_dir(self.model_dir, self.cache_dir or _default_cache_dir())
+            from wizardlab.training.base_models import resolve_model
+
+            return Path(resolve_model(self.model_dir, self.cache_dir or _default_cache_dir(), allow_hub=False))
         except UserError as exc:
             raise PermanentError(str(exc)) from None
         except OSError as exc:  # converting the embedded model failed (disk full, permissions ...)

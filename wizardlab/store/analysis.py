@@ -105,9 +105,11 @@ class AnalysisQueries:
         return n
 
     def difficulty_summary(self, run_id: int) -> dict:
-        """Scored, unparsable and unscored counts of a run's finished nodes."""
+        """Scored, unparsable and unscored counts of a run's finished nodes, and the mean difficulty
+        of its data set (seeds and kept nodes, effective status)."""
         return self.query_one(
             """SELECT sum(difficulty IS NOT NULL) AS scored,
+                      avg(CASE WHEN effective_status IN ('seed', 'kept') THEN difficulty END) AS mean_data,
                       sum(difficulty IS NULL AND json_extract(raw, '$.difficulty_raw') IS NOT NULL) AS unparsable,
                       sum(difficulty IS NULL AND json_extract(raw, '$.difficulty_raw') IS NULL) AS unscored
                FROM nodes_effective WHERE run_id = ? AND effective_status != 'pending'""", (run_id,))

@@ -11,7 +11,7 @@ BEGIN IMMEDIATE transactions, so many annotators at once never collide:
 - a judgment is stored once: a repeated request id or a second submit of the same
   assignment returns the stored judgment instead of writing another.
 
-This module does not compute statistics (see `wizardlab.stats`) nor decide left/right
+This module does not compute statistics (see `wizardlab.evaluation.stats`) nor decide left/right
 (the caller passes a function; `wizardlab.evaluation` hashes campaign, item, annotator).
 """
 
@@ -75,6 +75,12 @@ class EvalQueries:
             c.executemany("INSERT OR IGNORE INTO outputs (output_set_id, prompt_id, text) VALUES (?,?,?)",
                           [(set_id, pid, text) for pid, text in outputs])
             return set_id
+
+    def output_ids_by_prompt(self, output_set_id: int, conn: sqlite3.Connection | None = None) -> dict[int, int]:
+        """{prompt_id: output id} of an output set (inside `conn`'s transaction when given)."""
+        rows = (conn or self.conn).execute("SELECT id, prompt_id FROM outputs WHERE output_set_id = ?",
+                                           (output_set_id,)).fetchall()
+        return {r[1]: r[0] for r in rows}
 
     def add_outputs(self, output_set_id: int, outputs: Iterable[tuple[int, str]]) -> int:
         with self.tx() as c:
@@ -290,11 +296,14 @@ class EvalQueries:
     # -- judgments ---------------------------------------------------------------
     def insert_judgment(self, conn: sqlite3.Connection, campaign_id: int, item_id: int, annotator: str, label: str,
                         *, source: str, rationale: str | None = None, seconds: float | None = None,
-                        a_on_left: int | None = None, replace: bool = False) -> None:
+                        a_on_left: int | None = None, replace: bool = False) -> int:
+        """Insert (or with `replace`, overwrite) one judgment; returns 1 when a row was written, 0 when
+        the annotator had already judged the item (and `replace` is off)."""
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
-        conn.execute(f"{verb} INTO judgments (campaign_id, item_id, annotator, label, a_on_left, rationale, seconds,"
-                     " source) VALUES (?,?,?,?,?,?,?,?)",
-                     (campaign_id, item_id, annotator, label, a_on_left, rationale, seconds, source))
+        cur = conn.execute(f"{verb} INTO judgments (campaign_id, item_id, annotator, label, a_on_left, rationale, "
+                           "seconds, source) VALUES (?,?,?,?,?,?,?,?)",
+                           (campaign_id, item_id, annotator, label, a_on_left, rationale, seconds, source))
+        return cur.rowcount
 
     def judged_items(self, campaign_id: int, annotator: str) -> set[int]:
         return {r["item_id"] for r in self.query("SELECT item_id FROM judgments WHERE campaign_id = ? AND annotator = ?",

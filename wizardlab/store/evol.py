@@ -122,22 +122,6 @@ class EvolQueries:
         row = self.query_one("SELECT * FROM nodes_effective WHERE id = ?", (node_id,))
         return _decode_node(row) if row else None
 
-    # -- summaries -----------------------------------------------------------------
-    def round_summary(self, run_id: int) -> list[dict]:
-        return self.query(
-            "SELECT round, effective_status AS status, count(*) AS n FROM nodes_effective WHERE run_id = ? "
-            "GROUP BY round, effective_status ORDER BY round", (run_id,))
-
-    def rule_counts(self, run_id: int) -> list[dict]:
-        return self.query(
-            "SELECT r.value AS rule, n.round, n.operation, count(*) AS n FROM nodes n, json_each(n.fail_rules) r "
-            "WHERE n.run_id = ? GROUP BY r.value, n.round, n.operation ORDER BY r.value", (run_id,))
-
-    def operation_counts(self, run_id: int) -> list[dict]:
-        return self.query(
-            "SELECT operation, round, effective_status AS status, count(*) AS n FROM nodes_effective "
-            "WHERE run_id = ? AND round > 0 GROUP BY operation, round, effective_status", (run_id,))
-
     # -- LLM-call cache --------------------------------------------------------------
     def cache_get(self, key: str) -> dict | None:
         return self.query_one("SELECT completion, prompt_tokens, completion_tokens, latency_ms FROM llm_calls "

@@ -9,7 +9,7 @@ The training loop itself is `pipeline/train_sft.py` (a standalone script run by
 `python`, `torchrun` or `deepspeed`). No Gradio here.
 """
 
-from wizardlab.training.base_models import resolve_base_model, tiny_llama_dir
+from wizardlab.training.base_models import resolve_model, tiny_llama_dir
 from wizardlab.training.config import (PRESETS, Hardware, TrainConfig, build_argv, deepspeed_config,
                                        detect_hardware, make_config, preview, resolve_precision)
 from wizardlab.training.data import IGNORE_INDEX, SFTCollator, encode_example, format_prompt, load_examples
@@ -19,6 +19,6 @@ from wizardlab.training.launch import (delete_training, latest_checkpoint, launc
 __all__ = [
     "PRESETS", "Hardware", "TrainConfig", "build_argv", "deepspeed_config", "detect_hardware", "make_config",
     "preview", "resolve_precision", "IGNORE_INDEX", "SFTCollator", "encode_example", "format_prompt",
-    "load_examples", "resolve_base_model", "tiny_llama_dir", "delete_training", "latest_checkpoint",
+    "load_examples", "resolve_model", "tiny_llama_dir", "delete_training", "latest_checkpoint",
     "launch_training", "read_progress", "resume_training", "run_view", "stop_training",
 ]

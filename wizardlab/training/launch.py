@@ -20,7 +20,7 @@ from pathlib import Path
 
 from wizardlab import jobs
 from wizardlab.errors import UserError
-from wizardlab.training.base_models import resolve_base_model
+from wizardlab.training.base_models import resolve_model
 from wizardlab.training.data import load_examples
 from wizardlab.training.config import Hardware, TrainConfig, build_argv, config_from_dict, detect_hardware
 
@@ -72,7 +72,7 @@ def launch_training(store, cfg: TrainConfig, *, cache_dir: str | Path, hardware:
                     created_by: str | None = None, name: str | None = None) -> int:
     """Create the run row and start (or queue) the job; returns the run id."""
     load_examples(cfg.data)  # bad data fails here, with file and item, not in the background
-    resolve_base_model(cfg.model, cache_dir)  # build tiny-llama / convert Gemma once, here, not in each rank
+    resolve_model(cfg.model, cache_dir)  # build tiny-llama / convert Gemma once, here, not in each rank
     out = Path(cfg.output_dir)
     if out.exists() and any(out.iterdir()):
         raise UserError(f"output directory {out} is not empty: choose a new one, or resume its run")
@@ -82,8 +82,15 @@ def launch_training(store, cfg: TrainConfig, *, cache_dir: str | Path, hardware:
     config = {**cfg.to_dict(), "argv": argv, "hardware": hardware.describe()}
     run_id = store.create_run(KIND, config, name=name or f"{Path(cfg.model).name} on {Path(cfg.data).name}",
                               created_by=created_by, log_path=str(out / LOG_FILE))
-    jobs.launch(store, run_id, argv, out / LOG_FILE, queue=QUEUE, env=_job_env(cache_dir))
+    _launch_job(store, run_id, out, cache_dir)
     return run_id
+
+
+def _launch_job(store, run_id: int, out: Path, cache_dir: str | Path) -> str:
+    """The job is `python -m pipeline train --exec-run N`, which replaces itself with the
+    launcher command stored in the run's config (same process, so stop signals reach it)."""
+    return jobs.launch(store, run_id, "train", ["--exec-run", run_id], log_path=out / LOG_FILE, queue=QUEUE,
+                       env=_job_env(cache_dir))
 
 
 def _job_env(cache_dir: str | Path) -> dict:
@@ -111,7 +118,7 @@ def resume_training(store, run_id: int, *, cache_dir: str | Path, hardware: Hard
     `overrides` may change settings for the rest of the run (e.g. more `max_steps`).
     """
     run = train_run(store, run_id)
-    if run["status"] == "queued" or jobs.pid_alive(run.get("pid")):
+    if run["status"] == "queued" or jobs.process_alive(run):
         # also while a stopped run's process is still exiting: its reaper must not see the new job
         raise UserError(f"run {run_id} is still {run['status'] if run['status'] != 'cancelled' else 'stopping'}; "
                         "try again in a few seconds")
@@ -124,13 +131,13 @@ def resume_training(store, run_id: int, *, cache_dir: str | Path, hardware: Hard
     config = {**run["config"], **cfg.to_dict(), "argv": argv}
     config.pop("model_dir", None)
     store.update_run(run_id, config=config, error=None, exit_code=None, finished_at=None)
-    return jobs.launch(store, run_id, argv, Path(cfg.output_dir) / LOG_FILE, queue=QUEUE, env=_job_env(cache_dir))
+    return _launch_job(store, run_id, Path(cfg.output_dir), cache_dir)
 
 
 def delete_training(store, run_id: int) -> None:
     """Delete a finished/stopped run's row and its output directory."""
     run = train_run(store, run_id)
-    if run["status"] in ("running", "queued") and (run["status"] == "queued" or jobs.pid_alive(run.get("pid"))):
+    if jobs.is_live(run):
         raise UserError(f"run {run_id} is {run['status']}: stop it first")
     out = Path(run["config"].get("output_dir", ""))
     ours = (out / CONFIG_FILE).is_file() or (out / LOG_FILE).is_file()

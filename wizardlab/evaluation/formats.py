@@ -29,7 +29,7 @@ Formats (`detect_format` tells them apart from the file's content):
   agreement on arbitrary labels).
 
 Bad input raises `UserError` with one line naming the file, the line and the field.
-This module does not write to the store and computes no statistics (see wizardlab.stats).
+This module does not write to the store and computes no statistics (see wizardlab.evaluation.stats).
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def load_judgments(path: Path, fmt: str = "auto", keep_labels: bool = False) -> 
 
 
 def to_records(judgments: Iterable[dict]) -> list[tuple[str, str, str]]:
-    """(item, annotator, label) triples for `wizardlab.stats.agreement`."""
+    """(item, annotator, label) triples for `wizardlab.evaluation.stats.agreement`."""
     return [(j["item"], j["annotator"], j["label"]) for j in judgments]
 
 

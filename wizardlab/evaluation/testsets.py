@@ -2,7 +2,7 @@
 
 Test sets (`load_testset`): WizardLM's (`idx`, `Skill`, `Difficulty`, `Instruction`), the
 Vicuna benchmark's (`question_id`, `text`, `category`), or any seed-format file that
-`wizardlab.seeds.load_seeds` reads (the key is then the row number). Rows come out as
+`wizardlab.evol.seeds.load_seeds` reads (the key is then the row number). Rows come out as
 {prompt_key, text, skill, category, difficulty}.
 
 Output files (`load_output_rows`): JSONL or CSV with a prompt id, optionally the prompt
@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 from wizardlab.errors import UserError
-from wizardlab.seeds import read_rows
+from wizardlab.evol.seeds import read_rows
 
 KEY_FIELDS = ("prompt_id", "question_id", "idx", "id", "prompt_key", "instance_id")
 PROMPT_FIELDS = ("prompt", "instruction", "question")
@@ -29,7 +29,7 @@ OUTPUT_FIELDS = ("output", "response", "completion", "answer")
 def read_records(path: str | Path) -> list[tuple[dict, int]]:
     """[(row, line or item number)] from a .jsonl/.json/.csv/.parquet file.
 
-    Reading (formats, encoding, bad JSON) is `wizardlab.seeds.read_rows`, so errors name
+    Reading (formats, encoding, bad JSON) is `wizardlab.evol.seeds.read_rows`, so errors name
     the file and line the same way everywhere.
     """
     path = Path(path)
@@ -87,7 +87,7 @@ def _vicuna_row(row: dict, n: int, name: str) -> dict:
 
 
 def _seed_rows(path: Path) -> list[dict]:
-    from wizardlab.seeds import load_seeds
+    from wizardlab.evol.seeds import load_seeds
 
     rows = []
     for i, seed in enumerate(load_seeds(path), 1):

