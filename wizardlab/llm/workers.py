@@ -3,7 +3,7 @@
 `pump(items, handle, concurrency=N, stop=...)` runs `handle(item)` for each item with a
 fixed pool of N workers fed from a bounded queue, so `items` may be a generator streaming
 from the store and memory stays flat. One stop behaviour for all: when `stop()` turns
-true the feeding ends at once; items in hand get `grace_s` seconds to land their answers
+true the feeding ends at once and no worker starts another item; items in hand get `grace_s` seconds to land their answers
 (a paid answer is worth keeping), then they are cancelled and stay to do for a resume.
 A handler that raises stops the pool and its error is re-raised.
 """
@@ -27,6 +27,8 @@ async def pump(items: Iterable, handle: Callable[[object], Awaitable[None]], *, 
             item = await queue.get()
             if item is _END:
                 return
+            if stop():  # asked to stop while this item waited in the queue: leave it for a resume
+                continue
             await handle(item)
             if on_done is not None:
                 on_done()
