@@ -340,3 +340,35 @@ def test_truncated_responses_are_marked_and_can_be_dropped_from_the_export(tmp_p
     assert len(json.loads(out.read_text())) == 4
     assert cli(["export", "--db", str(db), "--out", str(out), "--format", "alpaca", "--drop-truncated"]) == 0
     assert "cut off" not in out.read_text() and len(json.loads(out.read_text())) == 3
+
+
+def test_choose_ids_uniform_stratified_shuffled_and_replayable():
+    from wizardlab.export import Selection, choose_ids
+
+    population = [(i, 0) for i in range(100)] + [(i, 1) for i in range(100, 400)]
+    uniform = choose_ids(population, Selection(sample=40, seed=3))
+    assert len(set(uniform)) == 40 and uniform == sorted(uniform) == choose_ids(population, Selection(sample=40, seed=3))
+    assert uniform != choose_ids(population, Selection(sample=40, seed=4))
+    strat = choose_ids(population, Selection(sample=41, seed=3, stratify="round"))
+    assert (sum(i < 100 for i in strat), sum(i >= 100 for i in strat)) == (10, 31)  # 10.25 / 30.75: largest remainder
+    shuffled = choose_ids(population, Selection(shuffle=True, seed=1))
+    assert sorted(shuffled) == [i for i, _ in population] and shuffled != sorted(shuffled)
+    with pytest.raises(Exception, match="more than the 400"):
+        choose_ids(population, Selection(sample=401))
+
+
+def test_export_sample_records_the_chosen_ids(tmp_path):
+    seeds = write_seeds(tmp_path / "s.jsonl", [f"Explain topic number {i}." for i in range(10)])
+    db = tmp_path / "w.db"
+    with FakeLLM(scripted_responder) as fake:
+        assert evolve(db, seeds, fake, "--rounds", "2") == 0
+    out = tmp_path / "train.json"
+    args = ["export", "--db", str(db), "--out", str(out), "--format", "alpaca", "--sample", "12", "--seed", "5"]
+    assert cli([*args, "--stratify", "round", "--shuffle"]) == 0
+    chosen = json.loads((tmp_path / "train.json.selection.json").read_text())
+    assert (chosen["population"], chosen["chosen"], chosen["seed"], chosen["shuffle"]) == (30, 12, 5, True)
+    by_id = {n["id"]: n for n in lineage(db, tmp_path)}
+    assert [by_id[i]["round"] for i in chosen["ids"]].count(0) == 4  # 12 x 10/30 per round
+    records = json.loads(out.read_text())
+    assert [r["instruction"] for r in records] == [by_id[i]["instruction"] for i in chosen["ids"]]
+    assert cli(["export", "--db", str(db), "--out", str(tmp_path / "l.jsonl"), "--sample", "3"]) == 2

@@ -95,10 +95,14 @@ class ScoreReport:
 
 
 async def score_difficulty(store, client, run_id: int, *, data_only: bool = True, retry_unparsable: bool = False,
-                           limit: int | None = None, stop=None,
+                           limit: int | None = None, stop=None, sampling: dict | None = None,
                            on_progress: Callable[[ScoreReport], None] | None = None) -> ScoreReport:
     """Score every unscored node of a run (the data set: seeds and kept nodes, unless
-    data_only=False), chunk by chunk, each chunk stored in one short transaction."""
+    data_only=False), chunk by chunk, each chunk stored in one short transaction. `sampling`:
+    the user's generation settings for the "score" stage (`wizardlab.llm.params`)."""
+    from wizardlab.llm import params
+
+    settings = params.for_backend("score", client.backend, sampling)
     report = ScoreReport(run_id, total=store.count_unscored(run_id, data_only=data_only,
                                                             retry_unparsable=retry_unparsable))
     if limit is not None:
@@ -112,7 +116,7 @@ async def score_difficulty(store, client, run_id: int, *, data_only: bool = True
         rows = rows[: report.total - report.done] if limit is not None else rows
         if not rows:
             break
-        await _score_chunk(store, client, rows, few_shot, report, stopping)
+        await _score_chunk(store, client, rows, few_shot, report, stopping, settings)
         report.calls, report.cache_hits = client.stats.calls, client.stats.cache_hits
         report.elapsed_s = round(time.monotonic() - start, 2)
         if on_progress is not None:
@@ -120,7 +124,8 @@ async def score_difficulty(store, client, run_id: int, *, data_only: bool = True
     return report
 
 
-async def _score_chunk(store, client, rows: list[dict], few_shot: bool, report: ScoreReport, stopping) -> None:
+async def _score_chunk(store, client, rows: list[dict], few_shot: bool, report: ScoreReport, stopping,
+                       settings) -> None:
     """Ask each distinct text of the chunk once (on the shared worker pool), then store the
     chunk's answers in one transaction; nodes whose call was cut off by a stop stay unscored."""
     from wizardlab.llm import LLMError
@@ -134,8 +139,7 @@ async def _score_chunk(store, client, rows: list[dict], few_shot: bool, report: 
     async def ask(key) -> None:
         messages = difficulty_messages(key[0], key[1], few_shot=few_shot)
         try:
-            answers[key] = (await client.complete(messages, purpose="difficulty", max_tokens=16,
-                                                  temperature=0.0)).text
+            answers[key] = (await client.complete(messages, purpose="difficulty", **settings.kwargs())).text
         except LLMError as exc:
             answers[key] = exc
 

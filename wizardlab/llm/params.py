@@ -52,7 +52,7 @@ OFFICIAL = Sampling(temperature=1.0, top_p=0.95, max_tokens=2048)
 ENDPOINT = {stage: OFFICIAL for stage in STAGES}
 IN_PROCESS_FEW_SHOT = {"evolve": Sampling(0.7, None, 96), "respond": Sampling(0.7, None, 192),
                        "equal": Sampling(0.0, None, 4), "score": Sampling(0.0, None, 16),
-                       "generate": Sampling(0.7, None, 256), "judge": Sampling(0.0, None, 64)}
+                       "generate": Sampling(0.7, None, 1024), "judge": Sampling(0.0, None, 512)}
 IN_PROCESS_CHAT = {"evolve": Sampling(0.7, None, 384), "respond": Sampling(0.7, None, 768),
                    "equal": Sampling(0.0, None, 8), "score": Sampling(0.0, None, 16),
                    "generate": Sampling(0.7, None, 1024), "judge": Sampling(0.0, None, 512)}
