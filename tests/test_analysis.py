@@ -122,8 +122,8 @@ def test_failed_calls_are_left_unscored_and_retried_then_few_shot_prompt(store):
         assert (report.failed, report.scored, report.calls) == (1, 2, 1)  # duplicates asked once
         assert store.count_unscored(run_id) == 1
     messages = difficulty.difficulty_messages("Do X.", few_shot=True)
-    assert [m["role"] for m in messages][:3] == ["system", "user", "assistant"]
-    assert len(messages) == 2 + 2 * len(difficulty.FEW_SHOT_EXAMPLES)
+    assert [m["role"] for m in messages][:2] == ["user", "assistant"]
+    assert len(messages) == 1 + 2 * len(difficulty.FEW_SHOT_EXAMPLES)
     assert all(difficulty.parse_difficulty(m["content"]) for m in messages if m["role"] == "assistant")
 
 
@@ -297,3 +297,14 @@ def test_score_stage_stops_cleanly_on_sigterm_and_resumes_without_paying_twice(s
         assert store.count_unscored(run_id) == 0 and store.list_runs("score")[0]["status"] == "done"
         asked = [b["messages"][-1]["content"] for b in fake.requests]
         assert len(asked) == len(set(asked)) == 100 and paid < 100
+
+
+def test_difficulty_prompt_is_the_papers_template():
+    template = difficulty.difficulty_template()
+    assert "difficulty and complexity" in template and "1 to 10" in template and "just give a score" in template
+    assert template.count("{instruction}") == 1
+    for anchor in ("trivial", "1 is", "10 is", "5 is"):  # no anchor descriptions of our own
+        assert anchor not in template
+    [message] = difficulty.difficulty_messages("Sort a list.", "3, 1, 2")
+    assert message["role"] == "user" and "Sort a list.\n\n3, 1, 2" in message["content"]
+    assert "{instruction}" not in message["content"]

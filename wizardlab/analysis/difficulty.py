@@ -1,5 +1,10 @@
 """Difficulty 1-10 scored by the LLM, as in the WizardLM paper.
 
+The prompt is the data file `templates/difficulty.txt`, worded after the paper: rate the
+"difficulty and complexity" of the question on 1-10 (higher = harder) and give only the
+score; no anchor descriptions of our own, which would shift the scale. A base model gets
+worked examples as earlier turns of the same prompt.
+
 Through `LLMClient` (its cache means the same request is never paid twice; identical
 texts inside a batch are asked once). Unparsable answers keep their raw text and leave
 `difficulty` NULL. Resumable: scored (and unparsable) nodes are skipped.
@@ -17,8 +22,8 @@ from importlib import resources
 from wizardlab.errors import Cancelled, UserError
 
 
-def difficulty_task() -> str:
-    """The system prompt asking for a 1-10 rating (`templates/difficulty.txt`)."""
+def difficulty_template() -> str:
+    """The prompt asking for a 1-10 rating (`templates/difficulty.txt`, placeholder `{instruction}`)."""
     return resources.files("wizardlab.analysis").joinpath("templates", "difficulty.txt").read_text("utf-8").strip()
 
 
@@ -33,15 +38,14 @@ FEW_SHOT_EXAMPLES = [
 
 
 def difficulty_prompt(instruction: str, input_text: str = "") -> str:
-    body = f"## Instruction:\n{instruction.strip()}\n"
-    if input_text and input_text.strip():
-        body += f"\n## Input:\n{input_text.strip()}\n"
-    return body + "\n## Difficulty (1-10):"
+    """The template filled with the instruction (its input, if any, follows it, as the LLM saw it)."""
+    text = instruction.strip() + (f"\n\n{input_text.strip()}" if input_text and input_text.strip() else "")
+    return difficulty_template().replace("{instruction}", text)
 
 
 def difficulty_messages(instruction: str, input_text: str = "", *, few_shot: bool = False) -> list[dict]:
     """Chat messages asking for a 1-10 rating; a base model gets worked examples first."""
-    messages = [{"role": "system", "content": difficulty_task()}]
+    messages: list[dict] = []
     if few_shot:
         for ex_instruction, ex_input, score in FEW_SHOT_EXAMPLES:
             messages += [{"role": "user", "content": difficulty_prompt(ex_instruction, ex_input)},
