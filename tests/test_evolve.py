@@ -372,3 +372,24 @@ def test_export_sample_records_the_chosen_ids(tmp_path):
     records = json.loads(out.read_text())
     assert [r["instruction"] for r in records] == [by_id[i]["instruction"] for i in chosen["ids"]]
     assert cli(["export", "--db", str(db), "--out", str(tmp_path / "l.jsonl"), "--sample", "3"]) == 2
+
+
+def test_truncated_responses_can_be_found_in_curation(tmp_path):
+    from tests.fakellm import Fault
+    from wizardlab import curation
+
+    def responder(body):
+        if kind_of(body) == "respond" and "LONG" in body["messages"][-1]["content"]:
+            return Fault(finish_reason="length", text="cut off in the midd")
+        return scripted_responder(body)
+
+    seeds = write_seeds(tmp_path / "s.jsonl", ["Explain rainbows.", "LONG essay on tides.", "LONG list of rivers."])
+    db = tmp_path / "w.db"
+    with FakeLLM(responder) as fake:
+        assert evolve(db, seeds, fake, "--rounds", "1") == 0
+    store = Store(db)
+    filters = curation.Filters.parse(truncated=True)
+    assert store.count_roots(1, filters.as_dict()) == 2 and "truncated=True" in filters.describe()
+    assert cli(["override", "--db", str(db), "--run", "1", "--truncated", "--action", "eliminate",
+                "--reason", "cut off", "--user", "ana"]) == 0
+    assert sum(n["status"] == "eliminated" for n in lineage(db, tmp_path)) == 2
