@@ -93,6 +93,7 @@ def test_stopwords_only_response_passes_content():
 
 
 @pytest.mark.parametrize("text", ["Here is the given prompt made harder", "#Rewritten Prompt#: do X",
+                                  "Unlike the Given\nPrompt, add a table", "the  rewritten   prompt",
                                   "As the REWRITTEN PROMPT asks", "A created prompt about cats",
                                   "Use {instruction} here", "#given prompt# again"])
 def test_copied_prompt_words_fires(text):

@@ -78,7 +78,7 @@ def _strip_punct(token: str) -> str:
 
 
 def copied_prompt_words(instruction: str) -> Verdict | None:
-    low = normalise(instruction).lower()
+    low = " ".join(normalise(instruction).lower().split())
     for phrase in COPIED_PHRASES:
         if phrase in low:
             return Verdict("copied_prompt_words", f"evolved prompt contains {phrase!r}")
