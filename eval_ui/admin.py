@@ -66,6 +66,11 @@ def build_tab(ctx: AppContext) -> None:
     logins = gr.Dataframe(headers=LOGIN_HEADERS, interactive=False, wrap=True, elem_id="wl-failed-logins")
     gr.Markdown("### Background jobs\nEvery run started from the app or the command line (`python -m pipeline runs`).")
     jobs_table = gr.Dataframe(headers=JOB_HEADERS, interactive=False, wrap=True)
+    gr.Markdown("### Backup\nA consistent copy of the database while people work (SQLite online backup), "
+                "like `python -m pipeline backup`; restore with `python -m pipeline restore` (app stopped).")
+    with gr.Row():
+        backup_btn = gr.Button("Back up now", scale=0, min_width=160, elem_id="wl-backup")
+        backup_file = gr.File(label="Backup", interactive=False, visible=False, elem_id="wl-backup-file")
     with gr.Row():
         cancel_id = gr.Textbox(label="Run id", placeholder="e.g. 3", max_lines=1, scale=0, min_width=160)
         cancel_btn = gr.Button("Cancel job", variant="stop", scale=0, min_width=130, elem_classes=["wl-inline"])
@@ -77,6 +82,7 @@ def build_tab(ctx: AppContext) -> None:
     after = dict(fn=refresh, inputs=None, outputs=outs, api_visibility="private")
     _wire_accounts(ctx, w, after)
     _wire_jobs(ctx, w, after)
+    _wire_backup(ctx, w)
     w.refresh_btn.click(refresh, None, outs, api_name="admin_refresh")
     on_show(refresh, outs)
 
@@ -138,3 +144,17 @@ def _wire_jobs(ctx: AppContext, w: SimpleNamespace, after: dict) -> None:
         return render.note(f"Run {run_id}: {jobs.cancel(ctx.store(), run_id)}.", "ok")
 
     w.cancel_btn.click(cancel, [w.cancel_id], [w.msg], api_name="admin_cancel_job").then(**after)
+
+
+def _wire_backup(ctx: AppContext, w: SimpleNamespace) -> None:
+    @ui_errors
+    def backup_now(request: gr.Request):
+        ctx.require_admin(request)
+        from wizardlab.store.backup import backup, timestamped
+
+        info = backup(ctx.settings.db, timestamped(ctx.data_dir.resolve() / "backups"))
+        note = render.note(f"Backup {info['path']}: {info['bytes']:,} bytes in {info['seconds']} s, integrity "
+                           f"{info['integrity']}.", "ok")
+        return note, gr.File(value=info["path"], visible=True)
+
+    w.backup_btn.click(backup_now, None, [w.msg, w.backup_file], api_name="admin_backup")
