@@ -307,6 +307,8 @@ def test_outage_leaves_failed_calls_retryable_and_a_rerun_eliminates_nothing_for
 
 def test_give_up_failed_makes_them_malformed_with_the_reason(tmp_path):
     seeds = write_seeds(tmp_path / "s.jsonl", ["Explain rainbows.", "Name a planet."])
+    with open(seeds, "a") as fh:
+        fh.write(json.dumps({"instruction": "A seed without its output."}) + "\n")
     db = tmp_path / "w.db"
     with FakeLLM(scripted_responder) as fake:
         fake.down = True
@@ -314,6 +316,11 @@ def test_give_up_failed_makes_them_malformed_with_the_reason(tmp_path):
         fake.down = False
         assert evolve(db, seeds, fake, "--rounds", "2", "--give-up-failed") == 0
     nodes = lineage(db, tmp_path)
+    no_output = next(n for n in nodes if n["instruction"] == "A seed without its output.")
+    assert no_output["response"] == "" and "gave up after 1 failed attempts" in no_output["error"]
+    out = tmp_path / "train.json"
+    assert cli(["export", "--db", str(db), "--out", str(out), "--format", "alpaca"]) == 0
+    assert "A seed without its output." not in [r["instruction"] for r in json.loads(out.read_text())]
     first = [n for n in nodes if n["round"] == 1]
     assert all(n["fail_rules"] == ["malformed"] and "gave up after 1 failed attempts" in n["error"] for n in first)
     assert all(n["status"] == "kept" for n in nodes if n["round"] == 2)
