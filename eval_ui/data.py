@@ -20,7 +20,7 @@ import gradio as gr
 import pandas as pd
 
 from eval_ui import render
-from eval_ui.context import AppContext, on_show, ui_errors
+from eval_ui.context import AppContext, on_show, popup_info, ui_errors
 from wizardlab import jobs
 from wizardlab.analysis import difficulty, diversity, tables
 from wizardlab.errors import UserError
@@ -374,7 +374,7 @@ def _wire_difficulty(ctx: AppContext, w: dict) -> None:
         job = score_job(store, _run_id(store, run_id))
         if job is None:
             raise UserError("no difficulty job for this run")
-        gr.Info(f"Difficulty job {job['id']}: {jobs.cancel(store, job['id'])}")
+        popup_info(f"Difficulty job {job['id']}: {jobs.cancel(store, job['id'])}")
 
     @ui_errors
     def poll(run_id, include_eliminated, request: gr.Request):

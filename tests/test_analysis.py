@@ -299,6 +299,22 @@ def test_score_stage_stops_cleanly_on_sigterm_and_resumes_without_paying_twice(s
         assert len(asked) == len(set(asked)) == 100 and paid < 100
 
 
+def test_numba_kernel_cache_is_guarded_by_version(monkeypatch):
+    import numba
+
+    assert diversity._numba_supported(numba.__version__)  # the pinned numba: caching is on
+    assert not diversity._numba_supported("0.99.0") and not diversity._numba_supported("1.0") \
+        and not diversity._numba_supported("dev")
+    monkeypatch.setattr(numba, "__version__", "0.99.0")  # an untested numba: internals left alone
+    assert diversity._enable_kernel_cache() == 0
+    monkeypatch.undo()
+    diversity._umap()
+    from numba.core.caching import NullCache
+    from umap import layouts
+    kernels = [o for o in vars(layouts).values() if isinstance(o, numba.core.dispatcher.Dispatcher)]
+    assert kernels and not any(isinstance(k._cache, NullCache) for k in kernels)
+
+
 def test_difficulty_prompt_is_the_papers_template():
     template = difficulty.difficulty_template()
     assert "difficulty and complexity" in template and "1 to 10" in template and "just give a score" in template

@@ -159,7 +159,7 @@ def test_bad_seed_upload_shows_one_line_error_and_writes_nothing(app, tmp_path):
         login(page, base_url, admin, password)
         page.get_by_text("Upload a seed file").click()
         page.locator("#wl-upload input[type=file]").set_input_files(str(bad))
-        page.locator("#wl-upload").get_by_text("seeds.jsonl").first.wait_for()
+        page.locator("#wl-upload").get_by_text("seeds.jsonl").first.wait_for(timeout=90_000)  # uploads are slow on a loaded 2-core box
         page.locator("#wl-start").click()
         toast = page.locator(".toast-body", has_text="seeds.jsonl")
         toast.wait_for(timeout=60_000)
