@@ -400,3 +400,21 @@ def test_truncated_responses_can_be_found_in_curation(tmp_path):
     assert cli(["override", "--db", str(db), "--run", "1", "--truncated", "--action", "eliminate",
                 "--reason", "cut off", "--user", "ana"]) == 0
     assert sum(n["status"] == "eliminated" for n in lineage(db, tmp_path)) == 2
+
+
+def test_rules_mode_paper_by_default_lenient_on_request(tmp_path):
+    def responder(body):
+        if kind_of(body) == "evolve" and "LABEL" in body["messages"][-1]["content"]:
+            return "Rewritten Prompt: Explain how tides work, with one worked example."
+        return scripted_responder(body)
+
+    seeds = write_seeds(tmp_path / "s.jsonl", ["LABEL tides.", "Name a planet."])
+    db = tmp_path / "w.db"
+    with FakeLLM(responder) as fake:
+        assert evolve(db, seeds, fake, "--rounds", "1") == 0
+        assert evolve(db, seeds, fake, "--rounds", "1", "--rules", "lenient") == 0
+    store = Store(db)
+    runs = {r["config"]["rules"]: r["id"] for r in store.list_runs("evolve")}
+    verdicts = {mode: [n["fail_rules"] for n in store.iter_nodes(run) if n["round"] == 1 and "tides" in n["instruction"]]
+                for mode, run in runs.items()}
+    assert verdicts == {"paper": [["copied_prompt_words"]], "lenient": [[]]}
