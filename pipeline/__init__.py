@@ -22,4 +22,6 @@ STAGES: dict[str, tuple[str, str]] = {
     "import-judgments": ("pipeline.import_judgments", "Import external human judgments (PandaLM, llmfao, open-instruct, CSV)."),
     "agreement": ("pipeline.agreement", "Inter-annotator agreement of a judgments CSV: percent, Cohen, Fleiss, Krippendorff."),
     "report": ("pipeline.report", "Win rates with intervals, ratings, breakdowns and agreement for a campaign."),
+    "backup": ("pipeline.backup", "Back up the database consistently while the app runs (SQLite online backup)."),
+    "restore": ("pipeline.restore", "Restore the database from a backup (checked: a WizardLab file, not a newer schema)."),
 }
