@@ -9,6 +9,7 @@ is runnable as `python -m pipeline <stage>`; the UI calls the same library funct
 STAGES: dict[str, tuple[str, str]] = {
     "evolve": ("pipeline.evolve", "Evolve seed instructions round by round (Evol-Instruct) into the store."),
     "export": ("pipeline.export", "Export the instruction forest: lineage JSONL, Alpaca, ShareGPT or a HF dataset."),
+    "recipe": ("pipeline.recipe", "Data recipes: named filters over the forest that yield a training set; export and compare them."),
     "runs": ("pipeline.runs", "List runs and jobs in the store, or cancel one."),
     "score": ("pipeline.score", "Score instruction difficulty (1-10) with the LLM, as in the WizardLM paper."),
     "embed": ("pipeline.embed", "Embed instructions (all-MiniLM-L6-v2), project with UMAP, report diversity."),
