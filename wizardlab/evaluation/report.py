@@ -13,6 +13,13 @@ module only selects and groups judgments. Conventions:
   (a split vote is a tie); intervals are 95% bootstrap over items. Bradley-Terry uses
   the same per-item labels. Attention-check items are excluded from everything but the
   attention accuracy.
+- Judgment-level rates (`judgment_level`, the WizardLM paper's human-evaluation figure)
+  count every human vote once; intervals resample whole items with their votes.
+- Capacity ratios (`capacity`, the paper's GPT-4 figure, Vicuna's protocol) come from
+  judgments that carry 1-10 scores for both answers (the score-mode LLM judge, imported
+  Vicuna GPT-4 reviews): total score of model a / total score of model b, overall and per
+  skill, category and difficulty split, with 95% bootstrap intervals over items.
+`NOTES` holds the one-sentence explanation of each figure shown with the report.
 """
 
 from __future__ import annotations
@@ -29,6 +36,16 @@ HIGH_DIFFICULTY = 8
 FAST_SECONDS = 3.0
 ATTENTION_MIN = 0.8
 RATING_BOOT = 100  # Bradley-Terry refits are costly: at most this many bootstrap resamples
+NOTES = {
+    "pairs": "Per item: each item counts once, labelled by the strict plurality of its human votes "
+             "(a split vote is a tie); intervals are a 95% bootstrap over items.",
+    "judgment_level": "Per judgment (the WizardLM paper's figure): every human vote counts once, so items "
+                      "with more votes weigh more; intervals are a 95% bootstrap that resamples whole items "
+                      "with all their votes.",
+    "capacity": "Capacity ratio (the paper's GPT-4 figure, Vicuna's protocol): the judge's total 1-10 score "
+                "of the first model divided by its total score of the second over the same items; "
+                "intervals are a 95% bootstrap over items.",
+}
 
 
 def model_label(label: str) -> str:
@@ -61,7 +78,9 @@ def build_report(store, campaign_ref, *, n_boot: int = 2000, seed: int = 0) -> d
         "n_judgments": len(human),
         "progress": store.campaign_progress(campaign["id"]),
         "fill": {str(k): v for k, v in store.campaign_fill(campaign["id"]).items()},
+        "notes": NOTES,
         "pairs": _pairs(items, n_boot, seed),
+        "judgment_level": judgment_level(items, n_boot, seed),
         "ratings": _ratings(items, n_boot, seed),
         "breakdowns": _breakdowns(items, n_boot, seed),
         "position_bias": stats.position_bias([(r["label"], r["a_on_left"]) for r in human
@@ -69,6 +88,7 @@ def build_report(store, campaign_ref, *, n_boot: int = 2000, seed: int = 0) -> d
         "agreement": stats.agreement([(r["item_id"], r["annotator"], model_label(r["label"])) for r in human]),
         "annotators": _annotators(rows, human),
         "llm_judges": _llm_judges(rows, items, n_boot, seed),
+        "capacity": capacity(rows, n_boot, seed),
     }
 
 
@@ -117,20 +137,66 @@ def _ratings(items: dict, n_boot: int, seed: int) -> list[dict]:
     return stats.bradley_terry(comparisons, n_boot=min(n_boot, RATING_BOOT), seed=seed)
 
 
-def _breakdowns(items: dict, n_boot: int, seed: int) -> list[dict]:
-    keys = {"skill": lambda it: it["skill"], "category": lambda it: it["category"],
-            "difficulty_band": lambda it: band(it["difficulty"]),
-            "difficulty_split": lambda it: None if it["difficulty"] is None else
-            (f">={HIGH_DIFFICULTY}" if float(it["difficulty"]) >= HIGH_DIFFICULTY else f"<{HIGH_DIFFICULTY}")}
-    out = []
+def split(difficulty) -> str | None:
+    """The paper's difficulty split: ">=8" or "<8" (None without a difficulty)."""
+    if difficulty is None:
+        return None
+    return f">={HIGH_DIFFICULTY}" if float(difficulty) >= HIGH_DIFFICULTY else f"<{HIGH_DIFFICULTY}"
+
+
+BREAKDOWN_KEYS = {"skill": lambda it: it["skill"], "category": lambda it: it["category"],
+                  "difficulty_band": lambda it: band(it["difficulty"]),
+                  "difficulty_split": lambda it: split(it["difficulty"])}
+
+
+def _grouped(rows: list[dict], keys=BREAKDOWN_KEYS):
+    """(by, group, rows of that group) for every breakdown key, groups sorted; rows without the key drop."""
     for by, key in keys.items():
         groups = defaultdict(list)
-        for it in items.values():
-            if key(it) is not None:
-                groups[key(it)].append(it)
-        for group, its in sorted(groups.items()):
-            for row in _pair_rows(its, min(n_boot, 1000), seed):
-                out.append({"by": by, "group": str(group), **row})
+        for r in rows:
+            if key(r) is not None:
+                groups[key(r)].append(r)
+        for group, its in sorted(groups.items(), key=lambda g: str(g[0])):
+            yield by, str(group), its
+
+
+def _breakdowns(items: dict, n_boot: int, seed: int) -> list[dict]:
+    return [{"by": by, "group": group, **row} for by, group, its in _grouped(list(items.values()))
+            for row in _pair_rows(its, min(n_boot, 1000), seed)]
+
+
+def _vote_rows(items: list[dict], n_boot: int, seed: int) -> list[dict]:
+    groups = defaultdict(list)
+    for it in items:
+        groups[(it["model_a"], it["model_b"])].append(it["labels"])
+    return [{"model_a": a, "model_b": b, **stats.vote_rates(labels, n_boot=n_boot, seed=seed)}
+            for (a, b), labels in sorted(groups.items())]
+
+
+def judgment_level(items: dict, n_boot: int = 2000, seed: int = 0) -> list[dict]:
+    """Win / tie / loss over all human judgments (the paper's count), per pair ("by": "all")
+    and per breakdown group; see `stats.vote_rates`."""
+    its = list(items.values())
+    out = [{"by": "all", "group": "all", **row} for row in _vote_rows(its, n_boot, seed)]
+    return out + [{"by": by, "group": group, **row} for by, group, rows in _grouped(its)
+                  for row in _vote_rows(rows, min(n_boot, 1000), seed)]
+
+
+def capacity(rows: list[dict], n_boot: int = 2000, seed: int = 0) -> list[dict]:
+    """Capacity ratios (score of a / score of b) per score-giving judge and model pair, overall and
+    per skill, category and difficulty split; see `stats.capacity_ratio`."""
+    groups = defaultdict(list)
+    for r in rows:
+        if r["score_a"] is not None and r["score_b"] is not None and r["attention_label"] is None:
+            groups[(r["annotator"], r["model_a"], r["model_b"])].append(r)
+    keys = {k: BREAKDOWN_KEYS[k] for k in ("skill", "category", "difficulty_split")}
+    out = []
+    for (judge, a, b), its in sorted(groups.items()):
+        ratio = lambda rs, n: stats.capacity_ratio([(r["score_a"], r["score_b"]) for r in rs],  # noqa: E731
+                                                   n_boot=n, seed=seed)
+        out.append({"judge": judge, "model_a": a, "model_b": b, **ratio(its, n_boot),
+                    "groups": [{"by": by, "group": group, **ratio(rs, min(n_boot, 1000))}
+                               for by, group, rs in _grouped(its, keys)]})
     return out
 
 
@@ -228,6 +294,14 @@ def render_text(rep: dict) -> str:
         lines.append(f"  {p['model_a']} vs {p['model_b']} (n={p['n']}): win {_pct(p['win'])}{_ci(p['ci']['win'])}"
                      f"  tie {_pct(p['tie'])}{_ci(p['ci']['tie'])}  loss {_pct(p['loss'])}{_ci(p['ci']['loss'])}"
                      f"  win rate (ties half) {_pct(p['win_rate_ties_half'])}")
+    lines += [f"  ({rep['notes']['pairs']})", "", "Win / tie / loss over all judgments (the paper's count):"]
+    for p in (j for j in rep["judgment_level"] if j["by"] == "all"):
+        lines.append(f"  {p['model_a']} vs {p['model_b']} ({p['n']} judgments on {p['n_items']} items): "
+                     f"win {p['counts']['a']} {_pct(p['win'])}{_ci(p['ci']['win'])}  tie {p['counts']['tie']} "
+                     f"{_pct(p['tie'])}{_ci(p['ci']['tie'])}  loss {p['counts']['b']} {_pct(p['loss'])}"
+                     f"{_ci(p['ci']['loss'])}")
+    lines.append(f"  ({rep['notes']['judgment_level']})")
+    lines += _capacity_lines(rep)
     if rep["ratings"]:
         lines += ["", "Bradley-Terry ratings (Elo scale, 95% CI):"]
         lines += [f"  {r['model']}: {r['rating']:.0f} [{r['ci_low']:.0f}, {r['ci_high']:.0f}] n={r['n']}"
@@ -261,6 +335,31 @@ def render_text(rep: dict) -> str:
     return "\n".join(lines)
 
 
+def _bar_text(ratio, width: int = 30) -> str:
+    """An ASCII bar for a capacity ratio: full width = 120%, a '|' marks 100%."""
+    if ratio is None:
+        return ""
+    filled = min(width, round(ratio / 1.2 * width))
+    bar = list("#" * filled + " " * (width - filled))
+    mark = round(width / 1.2)
+    bar[mark - 1] = "|" if bar[mark - 1] == " " else bar[mark - 1]
+    return "".join(bar)
+
+
+def _capacity_lines(rep: dict) -> list[str]:
+    lines = []
+    for c in rep.get("capacity", []):
+        lines += ["", f"Capacity of {c['model_a']} relative to {c['model_b']} by {c['judge']} "
+                      f"({c['n']} items, total {c['total_a']:g} / {c['total_b']:g}): "
+                      f"{_pct(c['ratio'])}{_ci(c['ci'])}"]
+        for g in c["groups"]:
+            if g["by"] in ("skill", "category"):
+                lines.append(f"  {g['group'][:24]:24} {_bar_text(g['ratio'])} {_pct(g['ratio'])}{_ci(g['ci'])}"
+                             f" n={g['n']}")
+        lines.append(f"  ({rep['notes']['capacity']})")
+    return lines
+
+
 def tables(rep: dict) -> dict[str, list[dict]]:
     """The report as flat tables (for CSV and the UI)."""
     flat = lambda r: {k: v for k, v in r.items() if k not in ("ci", "counts")} | {  # noqa: E731
@@ -270,12 +369,24 @@ def tables(rep: dict) -> dict[str, list[dict]]:
         "pairs": [flat(p) for p in rep["pairs"]],
         "ratings": rep["ratings"],
         "breakdowns": [flat(b) for b in rep["breakdowns"]],
+        "judgment_level": [flat(j) | {f"n_{k}": v for k, v in j["counts"].items()} for j in rep["judgment_level"]],
+        "capacity": [_flat_capacity(c, {"by": "all", "group": "all"}) for c in rep["capacity"]]
+        + [_flat_capacity(c, g) for c in rep["capacity"] for g in c["groups"]],
         "kappa_pairs": rep["agreement"]["cohen_kappa_pairs"],
         "agreement": [{k: v for k, v in rep["agreement"].items() if k != "cohen_kappa_pairs"}],
         "annotators": [{**r, "flags": " ".join(r["flags"])} for r in rep["annotators"]],
         "llm_judges": [{k: v for k, v in j.items() if k != "pairs"} for j in rep["llm_judges"]],
         "progress": rep["progress"],
     }
+
+
+def _flat_capacity(c: dict, g: dict) -> dict:
+    """One CSV row of the capacity table: the judge and pair of `c`, the figures of group `g`."""
+    src = c if g.get("by") == "all" else g
+    ci = src.get("ci") or [None, None]
+    return {"judge": c["judge"], "model_a": c["model_a"], "model_b": c["model_b"], "by": g["by"],
+            "group": g["group"], **{k: src[k] for k in ("n", "total_a", "total_b", "mean_a", "mean_b", "ratio")},
+            "ci_low": ci[0], "ci_high": ci[1]}
 
 
 def write_csv(rep: dict, out_dir: str | Path) -> list[Path]:

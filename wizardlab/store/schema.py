@@ -221,4 +221,15 @@ def m004_job_process(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = [m001_core, m002_users, m003_evaluation, m004_job_process]
+def m005_judgment_scores(conn: sqlite3.Connection) -> None:
+    """Score-mode judgments (Vicuna's protocol: both answers scored 1-10 in one review): the
+    scores of the item's two outputs in model terms, beside the label they imply."""
+    conn.executescript(
+        """
+        ALTER TABLE judgments ADD COLUMN score_a REAL;
+        ALTER TABLE judgments ADD COLUMN score_b REAL;
+        """
+    )
+
+
+MIGRATIONS = [m001_core, m002_users, m003_evaluation, m004_job_process, m005_judgment_scores]
