@@ -108,3 +108,71 @@ def test_judgment_level_counts_in_every_report(store, shared_data, tmp_path):
     cid = ev.create_campaign(store, "empty", [s["id"] for s in ev.import_outputs(store, out, testset="t")])
     empty = report.build_report(store, cid, n_boot=20)
     assert empty["judgment_level"] == [] and empty["capacity"] == [] and "judgment" in report.render_text(empty)
+
+
+# -- the score-mode judge (Vicuna's protocol) against the fake server ----------------
+def _reviewer(body):
+    """Scores alpha 8 and beta 6 in either order; item 3 always favours Assistant 1 (position bias);
+    item 4 gives no scores; the math reviewer answers with a tuple at the end, as Vicuna's asks."""
+    user = body["messages"][-1]["content"]
+    first = user.split("[The Start of Assistant 1's Answer]\n", 1)[1].split()[0]
+    second = user.split("[The Start of Assistant 2's Answer]\n", 1)[1].split()[0]
+    score = {"alpha": 8, "beta": 6}
+    if "answers 3" in user:
+        return "9 5\nThe first one is better."
+    if "answers 4" in user:
+        return "Both answers are fine."
+    if "Python tuple" in user:
+        return f"Solving it myself first.\nSo the scores are ({score[first]}, {score[second]})"
+    return f"{score[first]} {score[second]}\nExplanation."
+
+
+def test_score_judge_cli_both_orders_averaged_and_capacity_in_report(store, tmp_path, capsys):
+    from pipeline.__main__ import main
+    from tests.fakellm import FakeLLM
+
+    rows = [{"prompt_id": i, "prompt": f"question {i}", "model": m, "output": f"{m} answers {i}"}
+            for m in ("alpha", "beta") for i in range(1, 6)]
+    out = tmp_path / "out.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sets = ev.import_outputs(store, out, testset="toy")
+    with store.tx() as conn:
+        conn.execute("UPDATE prompts SET category = CASE prompt_key WHEN '1' THEN 'coding' WHEN '2' THEN 'math'"
+                     " ELSE 'generic' END")
+    cid = ev.create_campaign(store, "toy", [s["id"] for s in sets], k=1)
+    with FakeLLM(_reviewer) as fake:
+        assert main(["judge", "--db", store.path, "--campaign", str(cid), "--base-url", fake.base_url,
+                     "--model", "rev", "--mode", "score"]) == 0
+        assert len(fake.requests) == 10 and {r["temperature"] for r in fake.requests} == {0.2}
+        users = [r["messages"][-1]["content"] for r in fake.requests]
+        assert sum("coding abilities" in u for u in users) == 2 and sum("Python tuple" in u for u in users) == 2
+    run = store.list_runs("judge")[0]
+    assert run["status"] == "done" and run["config"]["mode"] == "score"
+    assert (run["progress"]["done"], run["progress"]["parse_failures"], run["progress"]["flips"]) == (4, 1, 1)
+    rows = {r["prompt_key"]: r for r in store.campaign_judgments(cid) if r["annotator"] == "llm-score:rev"}
+    assert set(rows) == {"1", "2", "3", "5"}
+    assert (rows["2"]["score_a"], rows["2"]["score_b"], rows["2"]["label"]) == (8.0, 6.0, "a")
+    assert (rows["3"]["score_a"], rows["3"]["score_b"], rows["3"]["label"]) == (7.0, 7.0, "tie")
+    capsys.readouterr()
+    assert main(["report", "--db", store.path, "--campaign", str(cid), "--json", "--bootstrap", "50"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    (cap,) = rep["capacity"]
+    assert (cap["judge"], cap["model_a"], cap["n"]) == ("llm-score:rev", "alpha", 4)
+    assert cap["ratio"] == pytest.approx(31 / 25)
+    assert {g["group"]: g["n"] for g in cap["groups"] if g["by"] == "category"} == {"coding": 1, "math": 1,
+                                                                                     "generic": 2}
+    assert [j["judge"] for j in rep["llm_judges"]] == ["llm-score:rev"]
+    with FakeLLM(lambda body: "7 7") as fake:  # resumable: only the unreadable item is reviewed again
+        assert main(["judge", "--db", store.path, "--campaign", str(cid), "--base-url", fake.base_url,
+                     "--model", "rev", "--mode", "score"]) == 0
+        assert len(fake.requests) == 2
+
+
+def test_parse_scores_reads_first_line_or_final_tuple():
+    from wizardlab.evaluation.score_judge import parse_scores
+
+    assert parse_scores("8 9.5\nBecause...") == (8.0, 9.5)
+    assert parse_scores("8, 9\n") == (8.0, 9.0)
+    assert parse_scores("Let me solve it: 2+2=4.\nScores: (3, 10)") == (3.0, 10.0)
+    assert parse_scores("Assistant 1 scored 8") is None
+    assert parse_scores("11 3") is None and parse_scores("") is None
