@@ -83,6 +83,8 @@ def test_report_json_capacity_ratio_matches_the_vicuna_review_files(tmp_path, sh
     assert set(per_cat) == set(category.values())
     for name, g in per_cat.items():
         assert g["ratio"] == pytest.approx(totals[name][0] / totals[name][1]), name
+    at_90 = sum(v[0] / v[1] >= 0.9 for k, v in totals.items() if k != "all")
+    assert cap["at_least_90"]["category"] == {"n_groups": 9, "n_at_least": at_90}  # the paper's "17 of 29 skills"
     assert "Capacity of vicuna-13b" in report.render_text(rep)
 
 

@@ -194,10 +194,21 @@ def capacity(rows: list[dict], n_boot: int = 2000, seed: int = 0) -> list[dict]:
     for (judge, a, b), its in sorted(groups.items()):
         ratio = lambda rs, n: stats.capacity_ratio([(r["score_a"], r["score_b"]) for r in rs],  # noqa: E731
                                                    n_boot=n, seed=seed)
-        out.append({"judge": judge, "model_a": a, "model_b": b, **ratio(its, n_boot),
-                    "groups": [{"by": by, "group": group, **ratio(rs, min(n_boot, 1000))}
-                               for by, group, rs in _grouped(its, keys)]})
+        groups = [{"by": by, "group": group, **ratio(rs, min(n_boot, 1000))} for by, group, rs in _grouped(its, keys)]
+        out.append({"judge": judge, "model_a": a, "model_b": b, **ratio(its, n_boot), "groups": groups,
+                    "at_least_90": _at_least(groups, 0.9)})
     return out
+
+
+def _at_least(groups: list[dict], level: float) -> dict:
+    """Per breakdown: how many groups reach `level` of the other model's capacity (the paper's
+    "more than 90% of ChatGPT's capacity on 17 of 29 skills"), of how many with a ratio."""
+    out = {}
+    for g in groups:
+        if g["ratio"] is not None:
+            n, k = out.get(g["by"], (0, 0))
+            out[g["by"]] = (n + 1, k + (g["ratio"] >= level))
+    return {by: {"n_groups": n, "n_at_least": k} for by, (n, k) in out.items()}
 
 
 def _annotators(rows: list[dict], human: list[dict]) -> list[dict]:
@@ -351,7 +362,9 @@ def _capacity_lines(rep: dict) -> list[str]:
     for c in rep.get("capacity", []):
         lines += ["", f"Capacity of {c['model_a']} relative to {c['model_b']} by {c['judge']} "
                       f"({c['n']} items, total {c['total_a']:g} / {c['total_b']:g}): "
-                      f"{_pct(c['ratio'])}{_ci(c['ci'])}"]
+                      f"{_pct(c['ratio'])}{_ci(c['ci'])}; at least 90% on "
+                      + ", ".join(f"{v['n_at_least']} of {v['n_groups']} {by} groups"
+                                  for by, v in c["at_least_90"].items() if by != "difficulty_split")]
         for g in c["groups"]:
             if g["by"] in ("skill", "category"):
                 lines.append(f"  {g['group'][:24]:24} {_bar_text(g['ratio'])} {_pct(g['ratio'])}{_ci(g['ci'])}"
