@@ -28,8 +28,7 @@ import csv
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from wizardlab.evaluation import stats
-from wizardlab.evaluation import require_campaign
+from wizardlab.evaluation import require_campaign, stats, trust
 
 HUMAN = ("ui", "import")
 HIGH_DIFFICULTY = 8
@@ -45,6 +44,12 @@ NOTES = {
     "capacity": "Capacity ratio (the paper's GPT-4 figure, Vicuna's protocol): the judge's total 1-10 score "
                 "of the first model divided by its total score of the second over the same items; "
                 "intervals are a 95% bootstrap over items.",
+    "length_controlled": "Length-controlled: a logistic model of the verdict on the length and markdown "
+                         "differences of the two answers, read at zero difference, so a judge who prefers longer "
+                         "answers cannot make the longer arm win.",
+    "fragility": "Fragility: the fewest judgments whose removal ends the leader's lead in items won (exact search).",
+    "conclusive": "Conclusive yet: a Bayes factor over the non-tie items that may be checked after every "
+                  "judgment and still keeps a 5% false-alarm rate (conclusive at 20).",
 }
 
 
@@ -89,7 +94,36 @@ def build_report(store, campaign_ref, *, n_boot: int = 2000, seed: int = 0) -> d
         "annotators": _annotators(rows, human),
         "llm_judges": _llm_judges(rows, items, n_boot, seed),
         "capacity": capacity(rows, n_boot, seed),
+        **trust_sections(store.campaign_items(campaign["id"]), rows, human, items, n_boot, seed),
     }
+
+
+def trust_sections(campaign_items: list[dict], rows: list[dict], human: list[dict], items: dict, n_boot: int,
+                   seed: int) -> dict:
+    """Length-controlled win rates (humans and each LLM judge), fragility and "conclusive yet?" per pair;
+    see `wizardlab.evaluation.trust`."""
+    texts = {i["item_id"]: (i["response_a"], i["response_b"]) for i in campaign_items}
+    judged = defaultdict(list)  # (who, model a, model b) -> judgments
+    for r in human:
+        judged[("humans", r["model_a"], r["model_b"])].append(r)
+    for r in rows:
+        if r["source"] == "llm" and r["attention_label"] is None:
+            judged[(r["annotator"], r["model_a"], r["model_b"])].append(r)
+    controlled = [{"judges": who, "model_a": a, "model_b": b, **trust.length_controlled(
+        [(r["item_id"], r["label"], *texts.get(r["item_id"], ("", ""))) for r in rs],
+        n_boot=min(n_boot, trust.STYLE_BOOT), seed=seed)} for (who, a, b), rs in sorted(judged.items())]
+    by_pair = defaultdict(dict)
+    for item_id, it in items.items():
+        by_pair[(it["model_a"], it["model_b"])][item_id] = it
+    item_votes = defaultdict(list)
+    for r in human:
+        item_votes[r["item_id"]].append((r["id"], r["label"]))
+    fragile, sequential = [], []
+    for (a, b), its in sorted(by_pair.items()):
+        votes = {i: item_votes[i] for i in its}
+        fragile.append({"model_a": a, "model_b": b, **trust.fragility(votes)})
+        sequential.append({"model_a": a, "model_b": b, **trust.conclusive([it["label"] for it in its.values()])})
+    return {"length_controlled": controlled, "fragility": fragile, "conclusive": sequential}
 
 
 def llm_judges_report(store, campaign_ref, *, n_boot: int = 2000, seed: int = 0) -> list[dict]:
@@ -312,7 +346,7 @@ def render_text(rep: dict) -> str:
                      f"{_pct(p['tie'])}{_ci(p['ci']['tie'])}  loss {p['counts']['b']} {_pct(p['loss'])}"
                      f"{_ci(p['ci']['loss'])}")
     lines.append(f"  ({rep['notes']['judgment_level']})")
-    lines += _capacity_lines(rep)
+    lines += _capacity_lines(rep) + _trust_lines(rep)
     if rep["ratings"]:
         lines += ["", "Bradley-Terry ratings (Elo scale, 95% CI):"]
         lines += [f"  {r['model']}: {r['rating']:.0f} [{r['ci_low']:.0f}, {r['ci_high']:.0f}] n={r['n']}"
@@ -373,6 +407,26 @@ def _capacity_lines(rep: dict) -> list[str]:
     return lines
 
 
+def _trust_lines(rep: dict) -> list[str]:
+    lines = ["", "Length- and style-controlled win rate of the first model (ties half; 95% CI):"]
+    for r in rep.get("length_controlled", []):
+        coef = r["coefficients"] or {}
+        lines.append(f"  {r['judges']}: {r['model_a']} vs {r['model_b']} (n={r['n']}): raw {_pct(r['raw'])}, "
+                     f"controlled {_pct(r['controlled'])}{_ci(r['ci'])}, length coefficient "
+                     f"{_num(coef.get('length'), '{:.2f}')}" + (f"  WARNING: {r['warning']}" if r["warning"] else ""))
+    lines.append(f"  ({rep['notes']['length_controlled']})")
+    for f, c in zip(rep.get("fragility", []), rep.get("conclusive", [])):
+        p, j = f["per_item"], f["judgment_level"]
+        lead = {"a": f["model_a"], "b": f["model_b"]}
+        ids = ", ".join(map(str, p["judgment_ids"][:10])) + (" ..." if len(p["judgment_ids"]) > 10 else "")
+        verdict = (f"{lead[p['leader']]} leads by {p['margin']} items; removing {p['n_to_flip']} judgments (ids {ids}) "
+                   f"ends that lead; per judgment {j['n_to_flip']}") if p["leader"] else "no model leads"
+        lines.append(f"  {f['model_a']} vs {f['model_b']}: {verdict}; conclusive yet: "
+                     f"{'yes' if c['conclusive'] else 'no'} (Bayes factor {c['bayes_factor']:.3g} vs {c['threshold']:g})")
+    lines.append(f"  ({rep['notes']['fragility']} {rep['notes']['conclusive']})")
+    return lines
+
+
 def tables(rep: dict) -> dict[str, list[dict]]:
     """The report as flat tables (for CSV and the UI)."""
     flat = lambda r: {k: v for k, v in r.items() if k not in ("ci", "counts")} | {  # noqa: E731
@@ -383,6 +437,16 @@ def tables(rep: dict) -> dict[str, list[dict]]:
         "ratings": rep["ratings"],
         "breakdowns": [flat(b) for b in rep["breakdowns"]],
         "judgment_level": [flat(j) | {f"n_{k}": v for k, v in j["counts"].items()} for j in rep["judgment_level"]],
+        "length_controlled": [{k: v for k, v in r.items() if k not in ("ci", "coefficients")}
+                              | {"ci_low": (r["ci"] or [None, None])[0], "ci_high": (r["ci"] or [None, None])[1]}
+                              | {f"coef_{k}": v for k, v in (r["coefficients"] or {}).items()}
+                              for r in rep["length_controlled"]],
+        "fragility": [{"model_a": f["model_a"], "model_b": f["model_b"],
+                       **{f"per_item_{k}": v for k, v in f["per_item"].items() if k != "judgment_ids"},
+                       "per_item_judgment_ids": " ".join(map(str, f["per_item"]["judgment_ids"])),
+                       **{f"judgment_level_{k}": v for k, v in f["judgment_level"].items()}}
+                      for f in rep["fragility"]],
+        "conclusive": rep["conclusive"],
         "capacity": [_flat_capacity(c, {"by": "all", "group": "all"}) for c in rep["capacity"]]
         + [_flat_capacity(c, g) for c in rep["capacity"] for g in c["groups"]],
         "kappa_pairs": rep["agreement"]["cohen_kappa_pairs"],
