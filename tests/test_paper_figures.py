@@ -164,6 +164,8 @@ def test_score_judge_cli_both_orders_averaged_and_capacity_in_report(store, tmp_
     assert {g["group"]: g["n"] for g in cap["groups"] if g["by"] == "category"} == {"coding": 1, "math": 1,
                                                                                      "generic": 2}
     assert [j["judge"] for j in rep["llm_judges"]] == ["llm-score:rev"]
+    (card,) = rep["judge_cards"]
+    assert (card["n_swapped"], card["flip_rate"]) == (4, 0.25)  # item 3's position bias
     with FakeLLM(lambda body: "7 7") as fake:  # resumable: only the unreadable item is reviewed again
         assert main(["judge", "--db", store.path, "--campaign", str(cid), "--base-url", fake.base_url,
                      "--model", "rev", "--mode", "score"]) == 0

@@ -176,3 +176,23 @@ def test_campaign_plan_cli(capsys):
     assert json.loads(capsys.readouterr().out) == trust.plan(0.12, 0.3, 3, icc=0.3)
     assert main(["campaign", "plan", "--margin", "0"]) == 2
     assert "campaign plan: need" in capsys.readouterr().err
+
+
+def test_judge_card_length_preference_flip_rate_and_self_preference(store, tmp_path):
+    humans, judge = _length_biased_campaign(tmp_path, n_items=60, seed=3)
+    external.import_judgments(store, humans, "card")
+    external.import_judgments(store, judge, "card", llm=True)
+    rep = report.build_report(store, "card", n_boot=20)
+    rows = store.campaign_judgments(rep["campaign"]["id"])
+    (card,) = rep["judge_cards"]
+    texts = {i["item_id"]: (i["response_a"], i["response_b"]) for i in store.campaign_items(rep["campaign"]["id"])}
+    picks = [(r["label"] == "a") == (len(texts[r["item_id"]][0].split()) > len(texts[r["item_id"]][1].split()))
+             for r in rows if r["annotator"] == "llm:lenjudge"]
+    assert card["longer_preference"]["share"] == pytest.approx(sum(picks) / len(picks)) and card["n"] == 60
+    assert card["longer_preference"]["share"] > 0.8 and card["humans_longer_preference"]["share"] > 0.7
+    assert card["flip_rate"] is None and card["human_ceiling"] > 0.5  # imported verdicts: no swap record
+    assert trust.swap_outcome("order 1: [[A]], order 2 (swapped): [[A]] -> flip") == "flip"
+    assert trust.swap_outcome("order 1: 8 / 6, order 2 (swapped): 9 / 5 -> a 7, b 7") == "flip"
+    assert trust.swap_outcome("order 1: 8 / 6, order 2 (swapped): 6 / 8 -> a 8, b 6") == "consistent"
+    assert trust.family("llm:gpt-4-review") == trust.family("gpt-3.5-turbo:20230327") == "gpt"
+    assert trust.family("vicuna-13b") == "vicuna"

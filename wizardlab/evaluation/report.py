@@ -48,6 +48,9 @@ NOTES = {
                          "differences of the two answers, read at zero difference, so a judge who prefers longer "
                          "answers cannot make the longer arm win.",
     "fragility": "Fragility: the fewest judgments whose removal ends the leader's lead in items won (exact search).",
+    "judge_cards": "Judge card: how an LLM judge agrees with the human majority next to how well humans agree "
+                   "with each other, how often its verdict flips when the answers swap sides, and how often it "
+                   "picks the longer answer or the one with more lists (0.5 = no preference).",
     "conclusive": "Conclusive yet: a Bayes factor over the non-tie items that may be checked after every "
                   "judgment and still keeps a 5% false-alarm rate (conclusive at 20).",
 }
@@ -123,7 +126,57 @@ def trust_sections(campaign_items: list[dict], rows: list[dict], human: list[dic
         votes = {i: item_votes[i] for i in its}
         fragile.append({"model_a": a, "model_b": b, **trust.fragility(votes)})
         sequential.append({"model_a": a, "model_b": b, **trust.conclusive([it["label"] for it in its.values()])})
-    return {"length_controlled": controlled, "fragility": fragile, "conclusive": sequential}
+    return {"length_controlled": controlled, "fragility": fragile, "conclusive": sequential,
+            "judge_cards": judge_cards(texts, rows, human, items)}
+
+
+def judge_cards(texts: dict, rows: list[dict], human: list[dict], items: dict) -> list[dict]:
+    """Per LLM judge: agreement with the human majority beside the human-human ceiling, flip rate
+    when the sides swap, preference for the longer answer and for lists (humans' beside it), and
+    self-preference for a compared model of its own family."""
+    pooled = [a for a in stats.annotator_report([(r["item_id"], r["annotator"], model_label(r["label"]))
+                                                  for r in human]) if a["n_compared"]] if human else []
+    ceiling = (sum(a["agreement"] * a["n_compared"] for a in pooled) / sum(a["n_compared"] for a in pooled)
+               if pooled else None)
+    with_text = lambda rs: [(r["label"], *texts.get(r["item_id"], ("", ""))) for r in rs]  # noqa: E731
+    humans = {kind: trust.preference(with_text(human), kind) for kind in ("words", "lists")}
+    by_judge = defaultdict(list)
+    for r in rows:
+        if r["source"] == "llm" and r["attention_label"] is None:
+            by_judge[r["annotator"]].append(r)
+    cards = []
+    for judge, rs in sorted(by_judge.items()):
+        swaps = [o for o in (trust.swap_outcome(r["rationale"]) for r in rs) if o is not None]
+        agree = compare_with_humans({r["item_id"]: model_label(r["label"]) for r in rs}, items)
+        cards.append({"judge": judge, "n": len(rs), "majority_agreement": agree["majority_agreement"],
+                      "human_ceiling": ceiling, "n_swapped": len(swaps),
+                      "flip_rate": swaps.count("flip") / len(swaps) if swaps else None,
+                      "longer_preference": trust.preference(with_text(rs), "words"),
+                      "list_preference": trust.preference(with_text(rs), "lists"),
+                      "humans_longer_preference": humans["words"], "humans_list_preference": humans["lists"],
+                      "self_preference": _self_preference(judge, rs, items)})
+    return cards
+
+
+def _self_preference(judge: str, rs: list[dict], items: dict) -> list[dict]:
+    """For each pair with one model of the judge's family: that model's win rate (ties half) by the
+    judge and by the human majority on the same items, and the difference."""
+    fam, out = trust.family(judge), []
+    groups = defaultdict(list)
+    for r in rs:
+        groups[(r["model_a"], r["model_b"])].append(r)
+    for (a, b), its in sorted(groups.items()):
+        own = [side for side, m in (("a", a), ("b", b)) if trust.family(m) == fam]
+        if len(own) != 1:
+            continue
+        rate = lambda labels: (sum(x == own[0] for x in labels) + sum(x == "tie" for x in labels) / 2  # noqa: E731
+                               ) / len(labels) if labels else None
+        judge_rate = rate([model_label(r["label"]) for r in its])
+        human_rate = rate([items[r["item_id"]]["label"] for r in its if r["item_id"] in items])
+        out.append({"model": a if own[0] == "a" else b, "other": b if own[0] == "a" else a, "n": len(its),
+                    "judge_win_rate": judge_rate, "humans_win_rate": human_rate,
+                    "difference": None if human_rate is None else judge_rate - human_rate})
+    return out
 
 
 def llm_judges_report(store, campaign_ref, *, n_boot: int = 2000, seed: int = 0) -> list[dict]:
@@ -424,6 +477,16 @@ def _trust_lines(rep: dict) -> list[str]:
         lines.append(f"  {f['model_a']} vs {f['model_b']}: {verdict}; conclusive yet: "
                      f"{'yes' if c['conclusive'] else 'no'} (Bayes factor {c['bayes_factor']:.3g} vs {c['threshold']:g})")
     lines.append(f"  ({rep['notes']['fragility']} {rep['notes']['conclusive']})")
+    for c in rep.get("judge_cards", []):
+        lp, hp = c["longer_preference"], c["humans_longer_preference"]
+        lines.append(f"  Judge card {c['judge']}: agreement with the human majority {_pct(c['majority_agreement'])}"
+                     f" (humans among themselves {_pct(c['human_ceiling'])}), flips when sides swap "
+                     f"{_pct(c['flip_rate'])} of {c['n_swapped']}, picks the longer answer {_pct(lp['share'])} "
+                     f"(humans {_pct(hp['share'])}), the one with more list items {_pct(c['list_preference']['share'])}"
+                     + "".join(f"; {s['model']} wins {_pct(s['judge_win_rate'])} by this judge of its family vs "
+                               f"{_pct(s['humans_win_rate'])} by humans" for s in c["self_preference"]))
+    if rep.get("judge_cards"):
+        lines.append(f"  ({rep['notes']['judge_cards']})")
     return lines
 
 
@@ -447,6 +510,12 @@ def tables(rep: dict) -> dict[str, list[dict]]:
                        **{f"judgment_level_{k}": v for k, v in f["judgment_level"].items()}}
                       for f in rep["fragility"]],
         "conclusive": rep["conclusive"],
+        "judge_cards": [{k: v for k, v in c.items() if not isinstance(v, (dict, list))}
+                        | {f"{k}_share": v["share"] for k, v in c.items() if isinstance(v, dict)}
+                        | {f"{k}_n": v["n"] for k, v in c.items() if isinstance(v, dict)}
+                        | {"self_preference_difference": "; ".join(f"{s['model']}: {s['difference']}"
+                                                                    for s in c["self_preference"])}
+                        for c in rep["judge_cards"]],
         "capacity": [_flat_capacity(c, {"by": "all", "group": "all"}) for c in rep["capacity"]]
         + [_flat_capacity(c, g) for c in rep["capacity"] for g in c["groups"]],
         "kappa_pairs": rep["agreement"]["cohen_kappa_pairs"],

@@ -310,3 +310,55 @@ def conclusive(labels: Iterable[str], alpha: float = 0.05) -> dict:
     done = bf >= 1 / alpha
     return {"n_nontie": n, "wins_a": x, "wins_b": y, "bayes_factor": bf, "threshold": 1 / alpha,
             "conclusive": done, "leader": ("a" if x > y else "b") if done else None}
+
+
+# ---------------------------------------------------------------- judge report card
+
+def preference(rows: Iterable[Sequence], kind: str = "words") -> dict:
+    """How often a verdict picks the answer with more `kind` (words, headers, lists, bold).
+
+    rows: (label, answer a, answer b). Ties and pairs with equal counts drop out. Returns
+    {n, share, ci: [low, high] (Wilson 95%)}; share None with no such verdict. 0.5 = no
+    preference (AlpacaEval reports the same for its evaluators' length and list bias).
+    """
+    picks = []
+    for label, a, b in rows:
+        label = _model_label(label)
+        ca, cb = style_counts(a)[kind], style_counts(b)[kind]
+        if label != TIE and ca != cb:
+            picks.append((label == "a") == (ca > cb))
+    if not picks:
+        return {"n": 0, "share": None, "ci": None}
+    test = sps.binomtest(sum(picks), len(picks))
+    ci = test.proportion_ci(method="wilson")
+    return {"n": len(picks), "share": sum(picks) / len(picks), "ci": [float(ci.low), float(ci.high)]}
+
+
+def family(model: str) -> str:
+    """A model's family for self-preference: its name's first word, lower case, without the
+    "llm:" / "llm-score:" judge prefix ("llm:gpt-4-review" -> "gpt", "Llama-2-13b" -> "llama").
+
+    >>> family("llm-score:gpt-4o")
+    'gpt'
+    """
+    name = re.sub(r"^llm(-score)?:", "", str(model).strip().lower()).split("/")[-1]
+    return re.split(r"[-_:.\s\d]", name, maxsplit=1)[0] or name
+
+
+SWAP = re.compile(r"->\s*(consistent|flip|half_tie)\b")
+SCORES = re.compile(r"order 1: ([\d.]+) / ([\d.]+), order 2 \(swapped\): ([\d.]+) / ([\d.]+)")
+
+
+def swap_outcome(rationale: str | None) -> str | None:
+    """"consistent", "flip" or "half_tie" from an LLM judge's rationale (both orders asked), else None."""
+    text = rationale or ""
+    found = SWAP.search(text)
+    if found:
+        return found.group(1)
+    found = SCORES.search(text)
+    if not found:
+        return None
+    a1, b1, b2, a2 = map(float, found.groups())
+    one = "a" if a1 > b1 else "b" if b1 > a1 else TIE
+    two = "a" if a2 > b2 else "b" if b2 > a2 else TIE
+    return "consistent" if one == two else "half_tie" if TIE in (one, two) else "flip"
