@@ -12,7 +12,9 @@ the scores feed the capacity ratio (`report.capacity`).
 Judgments are stored with annotator "llm-score:<model>", source "llm", and both scores in
 model terms. A review whose scores cannot be read is counted and the item left unjudged
 (the raw text stays in `llm_calls`); a rerun skips items already judged (resumable).
-Sampling follows Vicuna's reviewer settings (temperature 0.2, up to 1024 tokens).
+Sampling follows Vicuna's reviewer settings (temperature 0.2, up to 1024 tokens) on an
+endpoint and the "judge" stage's short budget in process (`wizardlab.llm.params`); the
+user's "judge" overrides win over both.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import asyncio
 import re
 import time
 
+from dataclasses import replace
+
 from wizardlab.evaluation.judge import template
-from wizardlab.llm import LLMError
+from wizardlab.llm import LLMError, params
 from wizardlab.llm.workers import pump
 
 MODES = ("pairwise", "score")
@@ -81,13 +85,23 @@ def combine_scores(first: tuple[float, float], second: tuple[float, float]) -> t
     return label, score_a, score_b
 
 
-async def review_item(client, item: dict, salt: str = "") -> dict:
+def review_sampling(backend, overrides: dict | None = None) -> params.Sampling:
+    """Vicuna's reviewer settings on an endpoint, the "judge" stage's in process; then the user's
+    "judge" overrides."""
+    if getattr(backend, "in_process", False):
+        return params.for_backend("judge", backend, overrides)
+    base = params.Sampling(REVIEW_TEMPERATURE, None, REVIEW_MAX_TOKENS)
+    mine = (overrides or {}).get("judge") or {}
+    return replace(base, **{k: mine[k] for k in params.KEYS if k in mine})
+
+
+async def review_item(client, item: dict, salt: str = "", sampling: dict | None = None) -> dict:
     """Review both orders at once; returns {label, score_a, score_b, orders} or {error}."""
     orders = [review_messages(item, item["response_a"], item["response_b"]),
               review_messages(item, item["response_b"], item["response_a"])]
+    settings = review_sampling(client.backend, sampling).kwargs()
     try:
-        answers = await asyncio.gather(*(client.complete(m, purpose="review", max_tokens=REVIEW_MAX_TOKENS,
-                                                         temperature=REVIEW_TEMPERATURE, salt=salt or None)
+        answers = await asyncio.gather(*(client.complete(m, purpose="review", salt=salt or None, **settings)
                                          for m in orders))
     except LLMError as exc:
         return {"error": str(exc)}
@@ -99,7 +113,7 @@ async def review_item(client, item: dict, salt: str = "") -> dict:
 
 
 async def score_campaign(store, client, campaign: dict, *, stop=lambda: False, on_progress=None,
-                         limit: int | None = None, grace_s: float = 10.0) -> dict:
+                         limit: int | None = None, grace_s: float = 10.0, sampling: dict | None = None) -> dict:
     """Review every item of `campaign` not yet scored by this model; returns the final progress dict
     (the same keys as the pairwise judge's: consistent = both orders prefer the same output,
     flips = they prefer different ones)."""
@@ -111,7 +125,7 @@ async def score_campaign(store, client, campaign: dict, *, stop=lambda: False, o
                 "started": time.time()}
 
     async def review_one(item: dict) -> None:
-        result = await review_item(client, item)
+        result = await review_item(client, item, sampling=sampling)
         _record(store, campaign["id"], annotator, item, result, progress)
         if on_progress:
             on_progress(progress)

@@ -221,7 +221,22 @@ def m004_job_process(conn: sqlite3.Connection) -> None:
     )
 
 
-def m005_judgment_scores(conn: sqlite3.Connection) -> None:
+def m005_call_outcomes(conn: sqlite3.Connection) -> None:
+    """Why an answer ended (finish_reason "length" = cut off at max_tokens) for cached calls and for
+    a node's response; and failed calls kept retryable: a node whose call failed after all retries
+    stays pending with its attempts and last error (`evolve` retries it; giving up makes it malformed)."""
+    conn.executescript(
+        """
+        ALTER TABLE llm_calls ADD COLUMN finish_reason TEXT;
+        ALTER TABLE nodes ADD COLUMN finish_reason TEXT;
+        ALTER TABLE nodes ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE nodes ADD COLUMN last_error TEXT;
+        CREATE INDEX nodes_failed_calls ON nodes(run_id, round) WHERE status = 'pending' AND attempts > 0;
+        """
+    )
+
+
+def m006_judgment_scores(conn: sqlite3.Connection) -> None:
     """Score-mode judgments (Vicuna's protocol: both answers scored 1-10 in one review): the
     scores of the item's two outputs in model terms, beside the label they imply."""
     conn.executescript(
@@ -232,4 +247,4 @@ def m005_judgment_scores(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = [m001_core, m002_users, m003_evaluation, m004_job_process, m005_judgment_scores]
+MIGRATIONS = [m001_core, m002_users, m003_evaluation, m004_job_process, m005_call_outcomes, m006_judgment_scores]
