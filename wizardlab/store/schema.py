@@ -286,8 +286,18 @@ def m006_experiments(conn: sqlite3.Connection) -> None:
             generate_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
             UNIQUE (experiment_id, name)
         );
+
+
+def m007_judgment_scores(conn: sqlite3.Connection) -> None:
+    """Score-mode judgments (Vicuna's protocol: both answers scored 1-10 in one review): the
+    scores of the item's two outputs in model terms, beside the label they imply."""
+    conn.executescript(
+        """
+        ALTER TABLE judgments ADD COLUMN score_a REAL;
+        ALTER TABLE judgments ADD COLUMN score_b REAL;
         """
     )
 
 
-MIGRATIONS = [m001_core, m002_users, m003_evaluation, m004_job_process, m005_call_outcomes, m006_experiments]
+MIGRATIONS = [m001_core, m002_users, m003_evaluation, m004_job_process, m005_call_outcomes, m006_experiments,
+              m007_judgment_scores]
