@@ -297,13 +297,17 @@ class EvalQueries:
     # -- judgments ---------------------------------------------------------------
     def insert_judgment(self, conn: sqlite3.Connection, campaign_id: int, item_id: int, annotator: str, label: str,
                         *, source: str, rationale: str | None = None, seconds: float | None = None,
-                        a_on_left: int | None = None, replace: bool = False) -> int:
+                        a_on_left: int | None = None, replace: bool = False,
+                        scores: tuple[float, float] | None = None) -> int:
         """Insert (or with `replace`, overwrite) one judgment; returns 1 when a row was written, 0 when
-        the annotator had already judged the item (and `replace` is off)."""
+        the annotator had already judged the item (and `replace` is off). `scores`: (score of
+        output a, score of output b) for score-mode judgments."""
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        score_a, score_b = scores if scores is not None else (None, None)
         cur = conn.execute(f"{verb} INTO judgments (campaign_id, item_id, annotator, label, a_on_left, rationale, "
-                           "seconds, source) VALUES (?,?,?,?,?,?,?,?)",
-                           (campaign_id, item_id, annotator, label, a_on_left, rationale, seconds, source))
+                           "seconds, source, score_a, score_b) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                           (campaign_id, item_id, annotator, label, a_on_left, rationale, seconds, source,
+                            score_a, score_b))
         return cur.rowcount
 
     def judged_items(self, campaign_id: int, annotator: str) -> set[int]:
@@ -314,6 +318,7 @@ class EvalQueries:
         """Every judgment with its item's models and prompt metadata, for reports (model terms)."""
         return self.query(
             "SELECT j.id, j.item_id, j.annotator, j.label, j.a_on_left, j.rationale, j.seconds, j.source,"
+            " j.score_a, j.score_b,"
             " j.created_at, i.attention_label, p.prompt_key, p.skill, p.category, p.difficulty,"
             " sa.model AS model_a, sb.model AS model_b FROM judgments j"
             " JOIN campaign_items i ON i.id = j.item_id JOIN prompts p ON p.id = i.prompt_id"
