@@ -121,7 +121,8 @@ def map_views(dmap: diversity.DiversityMap | None, color_by: str) -> tuple:
             "No map yet: press Build diversity map.", "info"), pd.DataFrame()
     frame, sampled = diversity.display_points(dmap.points, color_by, max_points=DISPLAY_MAX)
     e = dmap.embed
-    caption = (f"{len(dmap.points)} points ({e.embedded} embedded now, {e.cached} from the cache) · {dmap.method} · "
+    caption = (f"{len(dmap.points)} points, {e.texts} distinct texts ({e.embedded} embedded now, {e.cached} from "
+               f"the cache) · {dmap.method} · "
                f"embedding {dmap.seconds.get('embed')} s, projection {dmap.seconds.get('project')} s")
     if sampled:
         caption += f" · drawing a seeded sample of {len(frame)} points"

@@ -125,9 +125,12 @@ def build_tab(ctx: AppContext) -> None:
 
 def _wire(ctx: AppContext, w: SimpleNamespace) -> None:
     """Connect the components built by `build_tab` (attributes of `w`) to their callbacks."""
-    show_tree = _wire_search(ctx, w)
-    _wire_overrides(ctx, w)
-    _wire_bulk(ctx, w)
+    show_tree, search = _wire_search(ctx, w)
+    # after an override the roots table is searched again, so its Overrides column is current
+    after = dict(fn=search, inputs=[w.run, w.text, w.rnd, w.op, w.status, w.rule], outputs=[w.found, w.roots],
+                 api_visibility="private")
+    _wire_overrides(ctx, w, after)
+    _wire_bulk(ctx, w, after)
     w.roots.select(_pick(ctx), None, w.root_id, api_visibility="private").then(
         show_tree, w.root_id, w.tree, api_visibility="private")
 
@@ -177,10 +180,10 @@ def _wire_search(ctx: AppContext, w: SimpleNamespace):
     w.text.submit(search, filt, [w.found, w.roots], api_visibility="private")
     w.show.click(show_tree, w.root_id, w.tree, api_name="lineage_tree")
     on_show(load, [w.run])
-    return show_tree
+    return show_tree, search
 
 
-def _wire_overrides(ctx: AppContext, w: SimpleNamespace) -> None:
+def _wire_overrides(ctx: AppContext, w: SimpleNamespace, after: dict) -> None:
     @ui_errors
     def override(node, action, reason, request: gr.Request):
         user = ctx.require_admin(request)
@@ -198,11 +201,11 @@ def _wire_overrides(ctx: AppContext, w: SimpleNamespace) -> None:
         return render.note(f"Override {oid} undone.", "ok"), tree_html(ctx.store(), root), str(root)
 
     w.apply.click(override, [w.node_id, w.action, w.reason], [w.msg, w.reason, w.tree, w.root_id],
-                  api_name="lineage_override")
-    w.undo.click(undo_override, [w.undo_id], [w.msg, w.tree, w.root_id], api_name="lineage_undo")
+                  api_name="lineage_override").success(**after)
+    w.undo.click(undo_override, [w.undo_id], [w.msg, w.tree, w.root_id], api_name="lineage_undo").success(**after)
 
 
-def _wire_bulk(ctx: AppContext, w: SimpleNamespace) -> None:
+def _wire_bulk(ctx: AppContext, w: SimpleNamespace, after: dict) -> None:
     @ui_errors
     def bulk(count_only, run_id, text, rnd, op, status, rule, action, reason, request):
         user = ctx.require_admin(request)
@@ -223,4 +226,4 @@ def _wire_bulk(ctx: AppContext, w: SimpleNamespace) -> None:
 
     bulk_in = [w.run, w.text, w.rnd, w.op, w.status, w.rule, w.b_action, w.b_reason]
     w.b_count.click(bulk_count, bulk_in, w.msg, api_name="lineage_bulk_count")
-    w.b_apply.click(bulk_apply, bulk_in, w.msg, api_name="lineage_bulk_apply")
+    w.b_apply.click(bulk_apply, bulk_in, w.msg, api_name="lineage_bulk_apply").success(**after)
