@@ -273,3 +273,21 @@ def test_a_refused_account_keeps_what_was_typed_and_the_pop_up_is_plain_text(app
         assert page.get_by_label("Username").input_value() == name
         assert page.get_by_label("Password (8+ characters)").input_value() == "long-enough-123"
     assert ctx.store().get_user(name) is None
+
+
+def test_table_headers_do_not_break_inside_words(app):
+    """Issue 12.8: with long cells the Train table's headers stayed one column wide per letter."""
+    base_url, admin, password, ctx, _ = app
+    ctx.store().create_run("train", {"output_dir": "/tmp/x", "model": "meta-llama/Llama-2-7b-hf-with-a-long-name",
+                                     "model_dir": "/very/long/path/to/a/checkpoint/of/the/run/20261202-0922/final",
+                                     "data": "/data/exports/alpaca-run12-20261202-092200-with-a-long-name.json"},
+                           name="long names", status="done")
+    with browser() as b:
+        page = _page(b)
+        login(page, base_url, admin, password)
+        page.get_by_role("tab", name="Train").click()
+        page.locator("#wl-train-runs th").first.wait_for()
+        page.wait_for_timeout(1000)
+        lines = page.evaluate("""() => Array.from(document.querySelectorAll('#wl-train-runs th .header.text')).map(
+            (e) => [e.innerText, e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight || 20)])""")
+    assert lines and all(n < 1.5 for _, n in lines), lines
