@@ -115,7 +115,8 @@ def launch(demo: gr.Blocks, ctx: AppContext, **kwargs):
     kwargs.setdefault("app_kwargs", {})["middleware"] = [Middleware(LoginGuard, limiter=ctx.login_limiter)]
     return demo.launch(
         auth=ctx.authenticate,
-        auth_message="Sign in to WizardLab. Ask an admin for an account.",
+        auth_message="Sign in to WizardLab. Ask an admin for an account. After 5 wrong passwords an account "
+                     "(and an address) waits before the next try: up to 5 minutes.",
         css_paths=[CSS_PATH],
         theme=gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
         ssr_mode=False,
