@@ -122,6 +122,7 @@ def ui_errors(fn):
         except UserError as exc:
             raise popup_error(str(exc), getattr(fn, "__name__", None)) from None
 
+    wrapper._wl_ui_errors = True
     return wrapper
 
 
