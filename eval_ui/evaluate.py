@@ -10,9 +10,13 @@
   FairEval labels into a campaign (`python -m pipeline import-judgments`).
 - Agreement of a file: the figures of `python -m pipeline agreement` as tables; the store
   is not touched.
-- Report: progress per annotator, win / tie / loss bars with 95% intervals, ratings,
-  difficulty split, position bias, agreement, annotators with flags, LLM judges; JSON and
-  CSV export; start the LLM judge (a `judge` job) on the campaign.
+- Report: progress per annotator, win / tie / loss bars with 95% intervals per item and
+  over all judgments (the paper's count), ratings, difficulty split, position bias,
+  agreement, annotators with flags, LLM judges, the capacity ratio chart of score-giving
+  judges, length-controlled win rates, fragility and judge cards (`eval_ui.report_sections`);
+  JSON and CSV export.
+- LLM judge: start it (a `judge` job) on a campaign, pairwise verdicts or Vicuna-style 1-10
+  scores of both answers (`python -m pipeline judge --mode pairwise|score`).
 Every callback checks `ctx.require_admin(request)` on the server; nothing with a model
 name is filled in at build time (annotators receive the page config too), only by
 admin-only callbacks. Library calls: `wizardlab.evaluation` and its report module.
@@ -28,7 +32,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from eval_ui import render
+from eval_ui import render, report_sections
 from eval_ui.context import AppContext, on_show, ui_errors
 from wizardlab import evaluation as ev
 from wizardlab import jobs
@@ -105,7 +109,9 @@ def pairs_html(pairs: list[dict], title: str) -> str:
 
 
 def report_html(rep: dict) -> str:
-    parts = [pairs_html(rep["pairs"], "Humans: win / tie / loss of the first model (per item, 95% bootstrap CI)")]
+    parts = [pairs_html(rep["pairs"], "Humans: win / tie / loss of the first model (per item, 95% bootstrap CI)"),
+             f'<div class="wl-why">{render.esc(rep["notes"]["pairs"])}</div>',
+             report_sections.judgment_level_html(rep), report_sections.capacity_html(rep)]
     if rep["ratings"]:
         parts.append("<h4>Bradley-Terry ratings (Elo scale, 95% CI)</h4>" + render.table(
             ["model", "rating", "CI", "items"],
@@ -139,7 +145,8 @@ def report_html(rep: dict) -> str:
             [[j["n_items"], j["n_with_majority"], _pct(j["majority_agreement"]),
               _pct(j["majority_agreement_without_ties"]), _num(j["majority_kappa"]), _pct(j["vote_agreement"])]])
             + pairs_html(j["pairs"], f"{j['judge']}: its own verdicts"))
-    return STYLE + "".join(parts)
+    parts.append(report_sections.trust_html(rep))
+    return STYLE + report_sections.STYLE + "".join(parts)
 
 
 def progress_html(store, campaign_id: int) -> str:
@@ -417,15 +424,17 @@ class Evaluate:
         out = Path(tempfile.mkdtemp(prefix="wl-report-", dir=self.ctx.data_dir.resolve()))
         return gr.File(value=list(export(rep, out)), visible=True)
 
-    def judge(self, campaign_id, request: gr.Request):
+    def judge(self, campaign_id, mode: str, request: gr.Request):
         user = self.ctx.require_admin(request)
         if not campaign_id:
             raise UserError("choose a campaign first")
+        if mode not in JUDGE_MODES.values():
+            raise UserError(f"unknown judge mode {mode!r}")
         store = self.ctx.store()
         c = ev.require_campaign(store, int(campaign_id))
         s = self.ctx.settings
-        run_id, status = start_judging(store, s, c, created_by=user["username"], log_dir=self.ctx.log_dir)
-        return render.note(f"LLM judge run {run_id} {status} ({s.llm_label}).", "ok"), gr.Timer(active=True)
+        run_id, status = start_judging(store, s, c, created_by=user["username"], log_dir=self.ctx.log_dir, mode=mode)
+        return render.note(f"LLM judge run {run_id} ({mode}) {status} ({s.llm_label}).", "ok"), gr.Timer(active=True)
 
     def poll(self, request: gr.Request):
         if not self.ctx.is_admin(request):
@@ -488,6 +497,7 @@ class EvalWidgets:
     report: gr.HTML = None
     # LLM judge
     lcampaign: gr.Dropdown = None
+    judge_mode: gr.Radio = None
     judge: gr.Button = None
     judge_msg: gr.HTML = None
     judge_jobs: gr.HTML = None
@@ -515,6 +525,8 @@ class EvalWidgets:
 
 
 SUBTABS = ("Output sets", "Campaigns", "Report", "LLM judge", "Tools")
+JUDGE_MODES = {"Pairwise verdict (A, B or tie; a flip between orders is a tie)": "pairwise",
+               "Scores 1-10 for both answers (Vicuna's protocol; orders averaged)": "score"}
 
 
 def build_tab(ctx: AppContext) -> None:
@@ -621,8 +633,11 @@ def _report_tab(w: EvalWidgets) -> None:
 
 
 def _judge_tab(w: EvalWidgets) -> None:
-    gr.Markdown("The pairwise LLM judge (asked in both orders) on a campaign's items, as a background job with "
-                "the app's LLM; its verdicts appear in the Report beside the humans'.")
+    gr.Markdown("The LLM judge on a campaign's items, asked in both orders, as a background job with the app's "
+                "LLM; its verdicts appear in the Report beside the humans'. Scores (Vicuna's GPT-4 review, as in "
+                "the WizardLM paper) also give the capacity ratio chart per skill and category.")
+    w.judge_mode = gr.Radio(list(JUDGE_MODES.items()), value="pairwise", label="Judge mode",
+                            elem_id="wl-judge-mode")
     with gr.Row(equal_height=True):
         w.lcampaign = gr.Dropdown(label="Campaign", choices=[], allow_custom_value=True, scale=3,
                                   elem_id="wl-judge-job-campaign")
@@ -702,7 +717,7 @@ def _wire_report(e: Evaluate, w: EvalWidgets) -> None:
     w.show.click(ui_errors(e.show), [w.rcampaign], [w.progress, w.report], api_name="eval_report")
     w.rcampaign.change(ui_errors(e.show), [w.rcampaign], [w.progress, w.report], **PRIVATE)
     w.export.click(ui_errors(e.export), [w.rcampaign], w.files, api_name="eval_export")
-    w.judge.click(ui_errors(e.judge), [w.lcampaign], [w.judge_msg, w.timer], api_name="eval_llm_judge")
+    w.judge.click(ui_errors(e.judge), [w.lcampaign, w.judge_mode], [w.judge_msg, w.timer], api_name="eval_llm_judge")
 
 
 def _wire_tools(e: Evaluate, w: EvalWidgets) -> None:

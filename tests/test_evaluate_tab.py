@@ -291,12 +291,88 @@ def take_screenshot(out_dir: str, shared: Path) -> str:
     return str(out)
 
 
+def _reviewer(body):
+    """A Vicuna-style reviewer: alpha's answers 8, beta's 6, whichever is shown first."""
+    user = body["messages"][-1]["content"]
+    first = user.split("[The Start of Assistant 1's Answer]\n", 1)[1].split()[0]
+    second = user.split("[The Start of Assistant 2's Answer]\n", 1)[1].split()[0]
+    score = {"alpha": 8, "beta": 6}
+    return f"{score[first]} {score[second]}\nAlpha is more complete."
+
+
+def test_score_judge_from_the_tab_and_the_capacity_chart_in_the_report(tmp_path):
+    from tests.fakellm import FakeLLM
+
+    with FakeLLM(_reviewer) as fake:
+        base_url, admin, password, ctx = start_app(tmp_path, base_url=fake.base_url, model="reviewer")
+        adm = http_login(base_url, admin, password)
+        try:
+            store = ctx.store()
+            rows = [{"prompt_id": i, "prompt": f"question {i}", "model": m, "output": f"{m} answers {i}"}
+                    for m in ("alpha", "beta") for i in range(1, 5)]
+            out = tmp_path / "out.jsonl"
+            out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            sets = [s["id"] for s in ev.import_outputs(store, out, testset="toy")]
+            cid = ev.create_campaign(store, "scored", sets, k=1)
+            event, data = call_api(adm, "eval_llm_judge", [cid, "sideways"])
+            assert event == "error" and store.list_runs("judge") == []
+            event, data = call_api(adm, "eval_llm_judge", [cid, "score"])
+            assert event == "complete" and "(score)" in data[0], data
+            run = _wait_ended(store, store.list_runs("judge")[0]["id"], timeout=120)
+            assert run["status"] == "done" and run["config"]["mode"] == "score", run
+            assert len(fake.requests) == 8
+            event, data = call_api(adm, "eval_report", [cid])
+            assert event == "complete", data
+            html = data[1]
+            assert "Capacity of alpha relative to beta" in html and "133.3%" in html and "wl-cap-fill" in html
+            assert "over all judgments" in html and "Length- and style-controlled" in html
+            assert "LLM judge report cards" in html and "llm-score:reviewer" in html
+        finally:
+            adm.close()
+            stop_app(ctx)
+
+
+def take_report_screenshot(out_dir: str, shared: Path) -> str:
+    """docs/screenshots/report_capacity.png: the Report sub-tab of Vicuna-13B vs ChatGPT with the shared
+    GPT-4 reviews (capacity chart per category) and FairEval's human labels."""
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp())
+    base_url, admin, password, ctx = start_app(tmp)
+    store = ctx.store()
+    v80 = shared / "testsets/vicuna80"
+    sets = [ev.import_outputs(store, v80 / f"answer/answer_{m}.jsonl")[0]["id"] for m in ("vicuna-13b", "gpt35")]
+    c = store.campaign(ev.create_campaign(store, "Vicuna-13B vs ChatGPT", sets, k=1))
+    from wizardlab.evaluation import external
+
+    external.import_vicuna_reviews(store, c, v80 / "review/vicuna-13b_20230322-clean-lang/review_gpt35_vicuna-13b.jsonl")
+    external.import_faireval(store, c, shared / "human_judgments/faireval/review_gpt35_vicuna-13b_human.txt",
+                             chatgpt="gpt-3.5-turbo:20230327", vicuna="vicuna-13b:20230322-clean-lang")
+    out = Path(out_dir) / "report_capacity.png"
+    try:
+        with browser() as b:
+            page = b.new_page(viewport={"width": 1440, "height": 1000})
+            login(page, base_url, admin, password)
+            page.get_by_role("tab", name="Evaluate").click()
+            page.get_by_role("tab", name="Report").click()
+            page.locator("#wl-report-campaign input").click()
+            page.get_by_role("option", name=re.compile("Vicuna-13B vs ChatGPT")).first.click()
+            page.locator("#wl-report .wl-cap").wait_for(timeout=120_000)
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(out), full_page=True)
+    finally:
+        stop_app(ctx)
+    return str(out)
+
+
 if __name__ == "__main__":
     import sys
 
     from tests.conftest import SHARED_DATA
 
-    print(take_screenshot(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots", Path(SHARED_DATA)))
+    target = sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots"
+    print(take_screenshot(target, Path(SHARED_DATA)))
+    print(take_report_screenshot(target, Path(SHARED_DATA)))
 
 
 def test_vicuna_answer_files_import_with_their_question_file(app, shared_data):
