@@ -38,6 +38,7 @@ from wizardlab import evaluation as ev
 from wizardlab import jobs
 from wizardlab.errors import UserError
 from wizardlab.evaluation import report as rp
+from wizardlab.evaluation import trust
 from wizardlab.evaluation.judge import start_judging
 from wizardlab.training.base_models import resolve_model
 from wizardlab.config import default_cache_dir
@@ -334,6 +335,16 @@ class Evaluate:
         n = len(self.ctx.store().campaign_items(cid, include_attention=True))
         return render.note(f"Campaign {cid} created with {n} items. Annotators find it in the Judge tab.", "ok")
 
+    def plan(self, margin, tie_rate, k, icc, power, request: gr.Request):
+        """`python -m pipeline campaign plan --margin M --tie-rate T --k K --icc I --power P`."""
+        self.ctx.require_admin(request)
+        try:
+            p = trust.plan(float(margin or 0), float(tie_rate or 0), int(k or 1), icc=float(icc or 0),
+                           power=float(power or 0.8))
+        except ValueError as exc:
+            raise UserError(f"planner: {exc}") from None
+        return report_sections.plan_html(p, int(k or 1), float(margin), float(power or 0.8))
+
     def status(self, campaign_id, request: gr.Request):
         """A campaign's fill and per-annotator progress (the Campaigns sub-tab)."""
         if not self.ctx.is_admin(request) or not campaign_id:
@@ -477,6 +488,12 @@ class EvalWidgets:
     rationale: gr.Checkbox = None
     guidelines: gr.Textbox = None
     create: gr.Button = None
+    pmargin: gr.Number = None
+    ptie: gr.Number = None
+    picc: gr.Number = None
+    ppower: gr.Number = None
+    plan: gr.Button = None
+    plan_out: gr.HTML = None
     camp_msg: gr.HTML = None
     campaign: gr.Dropdown = None
     status: gr.HTML = None
@@ -599,6 +616,7 @@ def _campaigns_tab(w: EvalWidgets) -> None:
             w.both_bad = gr.Checkbox(label="Offer 'both bad'")
             w.rationale = gr.Checkbox(label="Ask for a rationale")
         w.guidelines = gr.Textbox(value=ev.DEFAULT_GUIDELINES, lines=4, label="Guidelines (Markdown)")
+        _planner(w)
         w.create = gr.Button("Create campaign", variant="primary")
     w.camp_msg = gr.HTML(elem_id="wl-camp-msg")
     gr.Markdown("**Manage a campaign**")
@@ -619,6 +637,19 @@ def _campaigns_tab(w: EvalWidgets) -> None:
         w.release = gr.Button("Release idle assignments", scale=1, elem_id="wl-release")
         w.release_msg = gr.HTML(elem_id="wl-release-msg")
     w.status = gr.HTML(elem_id="wl-camp-status")
+
+
+def _planner(w: EvalWidgets) -> None:
+    """How many items and judgments the campaign needs (uses the form's annotators per item)."""
+    with gr.Accordion("How many judgments are enough?", open=False, elem_id="wl-planner"):
+        with gr.Row(equal_height=True):
+            w.pmargin = gr.Number(value=0.1, minimum=-1, maximum=1, step=0.01,
+                                  label="Expected margin P(first) - P(second)")
+            w.ptie = gr.Number(value=0.3, minimum=0, maximum=0.99, step=0.05, label="Expected tie rate")
+            w.picc = gr.Number(value=0.2, minimum=0, maximum=1, step=0.05, label="Correlation of votes on one item")
+            w.ppower = gr.Number(value=0.8, minimum=0.5, maximum=0.99, step=0.05, label="Power")
+            w.plan = gr.Button("Plan", scale=0, elem_id="wl-plan-btn")
+        w.plan_out = gr.HTML(elem_id="wl-plan-out")
 
 
 def _report_tab(w: EvalWidgets) -> None:
@@ -711,6 +742,7 @@ def _wire_campaigns(e: Evaluate, w: EvalWidgets) -> None:
                    api_name="eval_assign")
     w.release.click(ui_errors(e.release), [w.campaign, w.minutes], [w.release_msg, w.status],
                     api_name="eval_release")
+    w.plan.click(ui_errors(e.plan), [w.pmargin, w.ptie, w.k, w.picc, w.ppower], w.plan_out, api_name="eval_plan")
 
 
 def _wire_report(e: Evaluate, w: EvalWidgets) -> None:

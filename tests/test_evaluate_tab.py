@@ -221,6 +221,7 @@ def test_annotator_is_refused_on_every_new_endpoint(app, small_csv, shared_data)
         "eval_agreement": [upload(ann, small_csv), "auto"],
         "eval_release": [cid, 0],
         "eval_generate": ["", None, "sneaky set", "dir", str(tmp)],
+        "eval_plan": [0.1, 0.3, 3, 0.2, 0.8],
     }
     for api, data in calls.items():
         event, payload = call_api(ann, api, data)
@@ -289,6 +290,18 @@ def take_screenshot(out_dir: str, shared: Path) -> str:
     finally:
         stop_app(ctx)
     return str(out)
+
+
+def test_planner_on_the_campaign_form(app):
+    from wizardlab.evaluation import trust
+
+    _, adm, _, _ = app
+    event, data = call_api(adm, "eval_plan", [0.12, 0.3, 3, 0.3, 0.8])
+    assert event == "complete", data
+    want = trust.plan(0.12, 0.3, 3, icc=0.3, power=0.8)
+    assert rows(data[0])[0][-2:] == [str(want["n_items"]), str(want["n_judgments"])]
+    event, data = call_api(adm, "eval_plan", [0, 0.3, 3, 0.3, 0.8])
+    assert event == "error" and "planner" in json.dumps(data)
 
 
 def _reviewer(body):
@@ -365,6 +378,27 @@ def take_report_screenshot(out_dir: str, shared: Path) -> str:
     return str(out)
 
 
+def take_planner_screenshot(out_dir: str) -> str:
+    """docs/screenshots/planner.png: the campaign form's "How many judgments are enough?" planner."""
+    import tempfile
+
+    base_url, admin, password, ctx = start_app(Path(tempfile.mkdtemp()))
+    out = Path(out_dir) / "planner.png"
+    try:
+        with browser() as b:
+            page = b.new_page(viewport={"width": 1440, "height": 1000})
+            login(page, base_url, admin, password)
+            page.get_by_role("tab", name="Evaluate").click()
+            page.get_by_role("tab", name="Campaigns").click()
+            page.get_by_text("How many judgments are enough?").click()
+            page.locator("#wl-plan-btn").click()
+            page.locator("#wl-plan-out table").wait_for(timeout=60_000)
+            page.locator("#wl-planner").screenshot(path=str(out))
+    finally:
+        stop_app(ctx)
+    return str(out)
+
+
 if __name__ == "__main__":
     import sys
 
@@ -373,6 +407,7 @@ if __name__ == "__main__":
     target = sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots"
     print(take_screenshot(target, Path(SHARED_DATA)))
     print(take_report_screenshot(target, Path(SHARED_DATA)))
+    print(take_planner_screenshot(target))
 
 
 def test_vicuna_answer_files_import_with_their_question_file(app, shared_data):
