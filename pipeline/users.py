@@ -17,7 +17,7 @@ from wizardlab import auth
 from wizardlab.errors import UserError
 from wizardlab.store.users import ROLES
 
-HELP = "Manage accounts: add, disable, list users and set passwords."
+HELP = "Manage accounts: add, disable, list users, change roles and set passwords."
 
 
 DB_HELP = "SQLite database (default: settings / WIZARDLAB_DB)"
