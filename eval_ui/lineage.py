@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from eval_ui import render
+from eval_ui import review as review_ui
 from eval_ui.context import AppContext, on_show, parse_id, ui_errors
 from wizardlab import curation
 from wizardlab.errors import UserError
@@ -79,6 +80,18 @@ def run_choices(store) -> list[tuple[str, int]]:
 
 
 def build_tab(ctx: AppContext) -> None:
+    """Trees (search, overrides), the curator's review queue, and the admins' review tasks."""
+    with gr.Tabs(elem_id="wl-lin-tabs"):
+        with gr.Tab("Trees", id="trees", elem_id="wl-lin-trees"):
+            _build_trees(ctx)
+        with gr.Tab("Review queue", id="review", elem_id="wl-lin-review"):
+            review_ui.build_queue(ctx)
+        with gr.Tab("Review tasks", id="review-tasks", visible=False, elem_id="wl-lin-review-tasks") as tasks_tab:
+            review_ui.build_tasks(ctx)
+    on_show(_admin_only(ctx), [tasks_tab])
+
+
+def _build_trees(ctx: AppContext) -> None:
     gr.Markdown("Find seeds by text or filters, open a tree, and restore or eliminate nodes. "
                 "Every decision is audited; exports and training use the effective status.")
     with gr.Row(equal_height=True):
@@ -137,7 +150,7 @@ def _wire(ctx: AppContext, w: SimpleNamespace) -> None:
 
 def _admin_only(ctx: AppContext):
     def show(request: gr.Request):
-        """Admin-only widgets (bulk overrides) appear for admins; curators never see them."""
+        """Admin-only widgets (bulk overrides, review tasks) appear for admins; curators never see them."""
         return gr.update(visible=True) if ctx.is_admin(request) else gr.skip()
 
     return show

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO
+from tests.test_judging_http import call
 from tests.uihelpers import call_api, http_login, make_forest, make_user, start_app, stop_app
 from wizardlab import auth
 from wizardlab.errors import UserError
@@ -21,7 +22,7 @@ CURATE_PREFIXES = ("review_",)
 ANYONE_PREFIXES = ("judge_",)
 # background refreshes that answer non-admins with empty updates (no data) instead of an error
 SILENT = {"evolve_progress", "train_progress", "admin_refresh"}
-ADMIN_ONLY_REVIEW = {"review_create", "review_apply", "review_report", "review_tasks"}
+ADMIN_ONLY_REVIEW_PREFIX = "review_task_"
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def _kind(api: str) -> str:
         return "any"
     if api in SILENT:
         return "silent"
-    if api in CURATE or (api.startswith(CURATE_PREFIXES) and api not in ADMIN_ONLY_REVIEW):
+    if api in CURATE or (api.startswith(CURATE_PREFIXES) and not api.startswith(ADMIN_ONLY_REVIEW_PREFIX)):
         return "curate"
     return "admin"
 
@@ -59,7 +60,8 @@ def test_every_endpoint_enforces_the_curator_and_annotator_roles(app):
     base_url, _, _, ctx = app
     cur, ann = http_login(base_url, "cur", "cur-pass-123"), http_login(base_url, "ann", "ann-pass-123")
     endpoints = _public_endpoints(cur)
-    assert {"lineage_override", "admin_set_role", "data_export_hf", "train_launch"} <= set(endpoints)
+    assert {"lineage_override", "admin_set_role", "data_export_hf", "train_launch", "review_keep",
+            "review_undo", "review_task_create", "review_task_apply"} <= set(endpoints)
     users_before = [dict(u) for u in ctx.store().list_users()]
     for api, n_inputs in endpoints.items():
         kind, data = _kind(api), [None] * n_inputs
@@ -158,3 +160,35 @@ def test_migration_keeps_existing_accounts(tmp_path):
     assert store.get_user("old")["role"] == "annotator" and store.password_hash("old") == "h"
     auth.add_user(store, "newcur", "newcur-pass-1", "curator")
     assert store.get_user("newcur")["role"] == "curator"
+
+
+def test_review_queue_over_http_two_curators_then_admin_applies(app):
+    base_url, admin, password, ctx = app
+    store = ctx.store()
+    run = make_forest(store, [{"instruction": f"seed {i}", "input": "", "response": "r"} for i in range(3)],
+                      [[{"status": "eliminated", "instruction": f"evolved {i} <script>x</script>", "response": "r",
+                         "rules": ["no_information_gain"]} for i in range(3)]])
+    adm = http_login(base_url, admin, password)
+    event, data = call_api(adm, "review_task_create", [run, "http task", "1", "no_information_gain", "any", "any",
+                                                       "", None, 2, 0])
+    assert event == "complete" and "3 nodes, k=2" in data[0], data
+    tid = int(data[2])
+    verdicts = {"cur": ["keep", "keep", "eliminate"], "cur2": ["keep", "eliminate", "eliminate"]}
+    for name, pw in (("cur", "cur-pass-123"), ("cur2", "cur2-pass-123")):
+        client, session = http_login(base_url, name, pw), f"s-{name}"
+        event, data = call(client, "review_start", [tid], session)
+        assert event == "complete" and "Parent instruction" in data[0] and "&lt;script&gt;" in data[0], data
+        for verdict in verdicts[name]:
+            event, data = call(client, f"review_{verdict}", [None, data[3]], session)
+            assert event == "complete", data
+        assert "Nothing left for you" in data[0]
+    event, data = call(http_login(base_url, "cur", "cur-pass-123"), "review_undo", [None], "s-cur")
+    assert event == "complete" and "evolved 2" in data[0]  # cur's last verdict reopened
+    event, data = call(http_login(base_url, "cur", "cur-pass-123"), "review_eliminate", [None, data[3]], "s-cur")
+    assert event == "complete"
+    event, data = call_api(adm, "review_task_report", [str(tid), "majority"])
+    assert event == "complete" and "Fleiss" in data[0] and "no_information_gain" in data[0]
+    event, data = call_api(adm, "review_task_apply", [str(tid), "majority"])
+    assert event == "complete" and "wrote 1 overrides (1 restore" in data[0], data
+    restored = [n for n in store.iter_nodes(run) if n["round"] == 1 and n["effective_status"] == "kept"]
+    assert [n["instruction"] for n in restored] == ["evolved 0 <script>x</script>"]
