@@ -142,8 +142,8 @@ def build_queue(ctx: AppContext) -> None:
         progress = gr.HTML(progress_html(None), elem_id="wl-rev-progress")
     item = gr.HTML(elem_id="wl-rev-item")
     with gr.Row():
-        buttons = {v: gr.Button(label, variant="primary" if v != "unsure" else "secondary", elem_id=eid)
-                   for v, (label, eid) in BUTTONS.items()}
+        variants = {"keep": "primary", "eliminate": "stop", "unsure": "secondary"}
+        buttons = {v: gr.Button(label, variant=variants[v], elem_id=eid) for v, (label, eid) in BUTTONS.items()}
     with gr.Row():
         skip = gr.Button("Skip  [s]", size="sm", elem_id="wl-rev-skip")
         undo = gr.Button("Undo last  [u]", size="sm", elem_id="wl-rev-undo")
@@ -207,17 +207,18 @@ def build_tasks(ctx: AppContext) -> None:
     gr.Markdown("Create a review task over a filter of one run's evolutions; each node goes to k curators. "
                 "Apply writes the decided verdicts as audited overrides (once per task).")
     with gr.Row(equal_height=True):
-        run = gr.Dropdown(label="Run", choices=[], allow_custom_value=True, scale=2, elem_id="wl-rt-run")
+        run = gr.Dropdown(label="Evolution run to review", choices=[], allow_custom_value=True, scale=2,
+                          elem_id="wl-rt-run")
         name = gr.Textbox(label="Task name", max_lines=1, scale=2, elem_id="wl-rt-name")
-        rnd = gr.Dropdown([ANY] + [str(i) for i in range(1, 11)], value=ANY, label="Round", scale=1)
-        rule = gr.Dropdown([ANY, *curation.RULES], value=ANY, label="Rule", scale=2, elem_id="wl-rt-rule")
-        op = gr.Dropdown([ANY, *curation.OPERATIONS], value=ANY, label="Operation", scale=2)
-        status = gr.Dropdown([ANY, "kept", "eliminated"], value=ANY, label="Status", scale=1)
+        rnd = gr.Dropdown([ANY] + [str(i) for i in range(1, 11)], value=ANY, label="Only round", scale=1)
+        rule = gr.Dropdown([ANY, *curation.RULES], value=ANY, label="Only rule", scale=2, elem_id="wl-rt-rule")
+        op = gr.Dropdown([ANY, *curation.OPERATIONS], value=ANY, label="Only operation", scale=2)
+        status = gr.Dropdown([ANY, "kept", "eliminated"], value=ANY, label="Only status", scale=1)
     with gr.Row(equal_height=True):
-        text = gr.Textbox(label="Text contains", max_lines=1, scale=3)
+        text = gr.Textbox(label="Only text containing", max_lines=1, scale=3)
         sample = gr.Number(label="Sample (blank: all)", precision=0, scale=1, elem_id="wl-rt-sample")
         k = gr.Number(value=2, label="Curators per node (k)", precision=0, minimum=1, scale=1, elem_id="wl-rt-k")
-        seed = gr.Number(value=0, label="Sample seed", precision=0, scale=1)
+        seed = gr.Number(value=0, label="Sampling seed", precision=0, scale=1)
         create = gr.Button("Create task", variant="primary", scale=1, elem_id="wl-rt-create")
     table = gr.Dataframe(headers=TASK_HEADERS, interactive=False, wrap=True, elem_id="wl-rt-table")
     with gr.Row(equal_height=True):
