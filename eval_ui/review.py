@@ -59,7 +59,8 @@ def item_html(item: dict) -> str:
     if item.get("error"):
         parts.append(render.note(f"Why: {item['error']}", "warn"))
     cls = render.STATUS_CLASS.get(item["status"], "pending")
-    return f'<div class="wl-node wl-node-{cls} wl-review-item" id="wl-rev-node-{item["node_id"]}">{"".join(parts)}</div>'
+    node_id = item["node_id"]
+    return f'<div class="wl-node wl-node-{cls} wl-review-item" id="wl-rev-node-{node_id}">{"".join(parts)}</div>'
 
 
 def progress_html(p: dict | None, note: str = "") -> str:
@@ -185,9 +186,10 @@ def _num(x) -> str:
 def report_html(rep: dict) -> str:
     """Agreement between curators and per-rule precision, as two small tables."""
     ag = rep["agreement"] or {}
+    votes = " · ".join(f"{v} {n}" for v, n in sorted(rep["verdicts"].items())) or "none"
     head = render.note(f"Task #{rep['task']['id']} {rep['task']['name']}: {rep['n_items']} nodes, "
                        f"{rep['n_complete']} with k={rep['task']['k']} verdicts, {rep['n_decided']} decided "
-                       f"({rep['policy']}); verdicts {rep['verdicts']}", "info")
+                       f"({rep['policy']}); verdicts: {votes}", "info")
     agree = render.table(["Percent agreement", "Cohen κ (mean of pairs)", "Fleiss κ", "Krippendorff α", "Curators"],
                          [[_pct(ag.get("percent_agreement")), _num(ag.get("cohen_kappa_mean")),
                            _num(ag.get("fleiss_kappa")), _num(ag.get("krippendorff_alpha")),
@@ -216,7 +218,7 @@ def build_tasks(ctx: AppContext) -> None:
         status = gr.Dropdown([ANY, "kept", "eliminated"], value=ANY, label="Only status", scale=1)
     with gr.Row(equal_height=True):
         text = gr.Textbox(label="Only text containing", max_lines=1, scale=3)
-        sample = gr.Number(label="Sample (blank: all)", precision=0, scale=1, elem_id="wl-rt-sample")
+        sample = gr.Number(label="Sample size (0: all)", precision=0, scale=1, elem_id="wl-rt-sample")
         k = gr.Number(value=2, label="Curators per node (k)", precision=0, minimum=1, scale=1, elem_id="wl-rt-k")
         seed = gr.Number(value=0, label="Sampling seed", precision=0, scale=1)
         create = gr.Button("Create task", variant="primary", scale=1, elem_id="wl-rt-create")

@@ -85,3 +85,36 @@ def test_curator_sees_lineage_data_judge_overrides_and_reviews_from_the_keyboard
         page.locator("#wl-data-summary", has_text="round").first.wait_for()
         assert not page.locator("#wl-score").is_visible() and not page.locator("#wl-build-map").is_visible()
         assert page.locator(".toast-body").all_inner_texts() == []
+
+
+def test_admin_reads_the_review_report_and_applies_it(app):
+    base_url, ctx, run, task = app
+    store = ctx.store()
+    nodes = [n for n in store.iter_nodes(run) if n["round"] == 1]
+    for node, (a, b) in zip(nodes, [("keep", "keep"), ("keep", "eliminate"), ("eliminate", "eliminate"),
+                                    ("keep", "keep")]):
+        for who, verdict in (("cora", a), ("ben", b)):
+            if who not in next(v["verdicts"] for v in store.review_verdicts(task["id"]) if v["node_id"] == node["id"]):
+                review.answer_node(store, task["id"], who, node["id"], verdict)
+    from tests.uihelpers import ADMIN_PASSWORD
+
+    with browser() as b:
+        page = b.new_page(viewport={"width": 1400, "height": 1100})
+        page.set_default_timeout(30_000)
+        login(page, base_url, "admin", ADMIN_PASSWORD)
+        page.get_by_role("tab", name="Lineage", exact=True).click()
+        page.get_by_role("tab", name="Review tasks").click()
+        page.locator("#wl-rt-table [data-testid='cell-0-0']").wait_for()
+        page.locator("#wl-rt-id input").fill(str(task["id"]))
+        page.locator("#wl-rt-report").click()
+        page.locator("#wl-rev-report", has_text="Fleiss").wait_for()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "review_report.png"), full_page=True)
+        text = page.locator("#wl-rev-report").inner_text()
+        page.locator("#wl-rt-apply").click()
+        page.locator("#wl-rt-msg", has_text="wrote").wait_for()
+    rep = review.report(store, task["id"])
+    assert f"{rep['agreement']['fleiss_kappa']:.3f}" in text and "no_information_gain" in text
+    assert store.review_task(task["id"])["status"] == "applied"
+    # node 0 was restored by cora by hand already; node 3 (keep, keep) gets the only new override
+    assert [len(store.node_overrides(n["id"])) for n in nodes] == [1, 0, 0, 1]

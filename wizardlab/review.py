@@ -221,7 +221,8 @@ def render_text(rep: dict) -> str:
              + (f" ({t['policy']} by {t['applied_by']})" if t["policy"] else ""),
              f"items {rep['n_items']}, complete {rep['n_complete']}, decided ({rep['policy']}) {rep['n_decided']}; "
              f"verdicts {rep['verdicts']}",
-             f"agreement: percent {_fmt(ag.get('percent_agreement'), True)}, Cohen mean {_fmt(ag.get('cohen_kappa_mean'))}, "
+             f"agreement: percent {_fmt(ag.get('percent_agreement'), True)}, "
+             f"Cohen mean {_fmt(ag.get('cohen_kappa_mean'))}, "
              f"Fleiss {_fmt(ag.get('fleiss_kappa'))}, Krippendorff {_fmt(ag.get('krippendorff_alpha'))}"]
     for p in ag.get("cohen_kappa_pairs") or []:
         lines.append(f"  Cohen {p['a']} ~ {p['b']}: {_fmt(p['kappa'])} on {p['n']} nodes")

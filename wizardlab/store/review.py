@@ -95,8 +95,8 @@ class ReviewQueries:
     def answer_review(self, assignment_id: int, curator: str, verdict: str, seconds: float | None) -> bool:
         """Store a verdict on the caller's open assignment; False when it is not open (a repeat)."""
         with self.tx() as conn:
-            cur = conn.execute("UPDATE review_assignments SET status = 'done', verdict = ?, seconds = ?, answered_at = ? "
-                               "WHERE id = ? AND curator = ? AND status = 'open'",
+            cur = conn.execute("UPDATE review_assignments SET status = 'done', verdict = ?, seconds = ?, "
+                               "answered_at = ? WHERE id = ? AND curator = ? AND status = 'open'",
                                (verdict, seconds, now_iso(), assignment_id, curator))
             return cur.rowcount == 1
 
@@ -108,8 +108,8 @@ class ReviewQueries:
     def undo_review(self, task_id: int, curator: str) -> int | None:
         """Reopen the caller's latest verdict in the task (their other open item is released)."""
         with self.tx() as conn:
-            last = conn.execute("SELECT id FROM review_assignments WHERE task_id = ? AND curator = ? AND status = 'done' "
-                                "ORDER BY answered_at DESC, id DESC LIMIT 1", (task_id, curator)).fetchone()
+            last = conn.execute("SELECT id FROM review_assignments WHERE task_id = ? AND curator = ? "
+                                "AND status = 'done' ORDER BY answered_at DESC, id DESC LIMIT 1", (task_id, curator)).fetchone()
             if last is None:
                 return None
             conn.execute("DELETE FROM review_assignments WHERE task_id = ? AND curator = ? AND status = 'open'",
