@@ -229,6 +229,12 @@ def build_tasks(ctx: AppContext) -> None:
         report = gr.Button("Report", scale=1, elem_id="wl-rt-report")
         count = gr.Button("Count overrides", scale=1, elem_id="wl-rt-count")
         apply = gr.Button("Apply as overrides", variant="stop", scale=1, elem_id="wl-rt-apply")
+    with gr.Accordion("Blinding check: judges who also curated an arm's data", open=False):
+        with gr.Row(equal_height=True):
+            campaign = gr.Textbox(label="Campaign (name or id)", max_lines=1, scale=2, elem_id="wl-rt-campaign")
+            arm_runs = gr.Textbox(label="Evolution runs behind its arms (ids, comma-separated)", max_lines=1,
+                                  scale=2, elem_id="wl-rt-arm-runs")
+            check = gr.Button("Check", scale=1, elem_id="wl-rt-check")
     msg = gr.HTML(elem_id="wl-rt-msg")
     _wire_tasks(ctx, SimpleNamespace(**locals()))
 
@@ -270,6 +276,18 @@ def _wire_tasks(ctx: AppContext, w: SimpleNamespace) -> None:
                                 f"nodes.", "info" if dry_run else "ok"), tasks_rows(ctx.store()))
         return on_apply
 
+    @ui_errors
+    def conflicts(campaign, arm_runs, request: gr.Request):
+        ctx.require_admin(request)
+        runs = [parse_id(r, "evolution run id") for r in str(arm_runs or "").replace(",", " ").split()]
+        rows = review.campaign_conflicts(ctx.store(), (campaign or "").strip(), runs)
+        if not rows:
+            return render.note("No judge of this campaign curated those runs.", "ok")
+        return render.note(f"{len(rows)} judge(s) also curated an arm's data: read their votes with care.", "warn") \
+            + render.table(["Annotator", "Judgments", "Overrides", "Review verdicts"],
+                           [[r["annotator"], r["judgments"], r["overrides"], r["verdicts"]] for r in rows])
+
+    w.check.click(conflicts, [w.campaign, w.arm_runs], w.msg, api_name="review_task_conflicts")
     filt = [w.run, w.name, w.rnd, w.rule, w.op, w.status, w.text, w.sample, w.k, w.seed]
     w.create.click(create, filt, [w.msg, w.table, w.task_id], api_name="review_task_create")
     w.report.click(show_report, [w.task_id, w.policy], w.msg, api_name="review_task_report")

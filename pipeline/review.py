@@ -5,6 +5,7 @@
     review answer --task r2-nig --curator cora --node 128 --verdict keep     # scripted answers
     review report --task r2-nig [--policy majority] [--json]
     review apply  --task r2-nig --policy majority|unanimous [--dry-run]
+    review conflicts --campaign 2 --runs 3 4     # judges who also curated an arm's data
 
 Curators answer in the app (Lineage tab, Review queue). `apply` writes audited overrides,
 once per task; the report gives curator agreement and per-rule precision (`wizardlab.review`).
@@ -53,6 +54,10 @@ def add_arguments(parser) -> None:
     app.add_argument("--policy", choices=POLICIES, required=True)
     app.add_argument("--user", default=None, help="who applies (default: the login name)")
     app.add_argument("--dry-run", action="store_true", help="only count")
+    con = sub.add_parser("conflicts", help="annotators of a campaign who also curated its arms' evolution runs")
+    con.add_argument("--campaign", required=True, help="campaign name or id")
+    con.add_argument("--runs", type=int, nargs="+", required=True, metavar="RUN",
+                     help="the evolution runs the campaign's arms were trained on")
     for action_parser in sub.choices.values():
         action_parser.add_argument("--db", default=argparse.SUPPRESS, help=DB_HELP)
 
@@ -79,6 +84,12 @@ def main(args) -> int:
     elif args.action == "report":
         rep = review.report(store, args.task, args.policy)
         print(json.dumps(rep, ensure_ascii=False, default=str) if args.json else review.render_text(rep))
+    elif args.action == "conflicts":
+        rows = review.campaign_conflicts(store, args.campaign, args.runs)
+        for r in rows:
+            print(f"FLAG {r['annotator']}: {r['judgments']} judgments; curated runs {args.runs}: "
+                  f"{r['overrides']} overrides, {r['verdicts']} review verdicts")
+        print(f"{len(rows)} annotator(s) flagged")
     elif args.action == "apply":
         s = review.apply(store, args.task, args.policy, args.user or getpass.getuser(), dry_run=args.dry_run)
         verb = "would write" if args.dry_run else "wrote"

@@ -164,3 +164,29 @@ def test_review_cli_creates_answers_reports_json_and_applies(tmp_path):
     assert "Fleiss" in cli("report", "--task", "nig") and "nig" in cli("list")
     assert "wrote 1 override(s) (1 restore, 0 eliminate)" in cli("apply", "--task", "nig", "--policy", "majority",
                                                                    "--user", "lead")
+
+
+def test_campaign_conflicts_flag_judges_who_curated_an_arms_data(store, tmp_path):
+    from wizardlab import evaluation as ev
+
+    run, nodes = forest(store)
+    other, _ = forest(store)
+    rows = [{"prompt_id": i, "prompt": f"Prompt {i}", "model": m, "output": f"reply {i} {m}"}
+            for m in ("model-a", "model-b") for i in range(2)]
+    path = tmp_path / "outputs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sets = ev.import_outputs(store, path, testset="toy")
+    campaign = store.campaign(ev.create_campaign(store, "a vs b", [s["id"] for s in sets], k=2))
+    for name in ("ana", "ben"):
+        item = ev.next_item(store, campaign, name)
+        ev.submit(store, campaign, name, item["assignment_id"], "1", request_id=f"{name}-1")
+    task = review.create_task(store, run, "t", {"round": 1}, k=1)
+    review.answer_node(store, task["id"], "ana", nodes[0], "keep")  # ana reviewed run's data
+    review.apply(store, task["id"], "majority", "lead")
+    store.add_overrides([nodes[1]], "restore", "by hand", "ana")
+    store.add_overrides([nodes[2]], "restore", "by hand", "cy")  # cy curated but never judged
+    flagged = review.campaign_conflicts(store, "a vs b", [run])
+    assert flagged == [{"annotator": "ana", "judgments": 1, "overrides": 1, "verdicts": 1}]
+    assert review.campaign_conflicts(store, "a vs b", [other]) == []
+    with pytest.raises(UserError, match="no evolution run 99"):
+        review.campaign_conflicts(store, "a vs b", [99])

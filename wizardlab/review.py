@@ -11,6 +11,9 @@
   `unsure`). Applying writes one audited override per decided node whose effective status
   differs from the decision (restore / eliminate), naming the task, policy and votes; never
   silently, and only once per task.
+- `campaign_conflicts`: judges of a campaign who also curated (overrides, review verdicts) the
+  evolution runs behind its arms, named by the admin (the store does not record which
+  evolution run a trained model came from).
 - `report`: agreement between curators (`wizardlab.evaluation.stats.agreement`: percent,
   Cohen pairs, Fleiss, Krippendorff) and between the humans and each rule (per rule: of the
   decided nodes it eliminated, how many the humans would also eliminate: its precision with
@@ -167,6 +170,26 @@ def apply(store, task_key, policy: str, user: str, *, dry_run: bool = False) -> 
 def _reason(t: dict, policy: str, row: dict) -> str:
     votes = ", ".join(f"{c}: {v}" for c, v in sorted(row["verdicts"].items()))
     return f"review task #{t['id']} {t['name']!r} ({policy}): {row['decision']} ({votes})"
+
+
+# -- blinding -------------------------------------------------------------------------------------
+def campaign_conflicts(store, campaign_ref, evolve_runs: list[int]) -> list[dict]:
+    """Annotators who judged the campaign and also curated (overrides, review verdicts) the data
+    of one of its arms, given as the evolution runs the arms were trained on. Returns
+    [{annotator, judgments, overrides, verdicts}]: judge these annotators' votes with care."""
+    from wizardlab.evaluation.campaigns import require_campaign
+
+    campaign = require_campaign(store, campaign_ref)
+    runs = sorted({int(r) for r in evolve_runs})
+    if not runs:
+        raise UserError("name the evolution runs the campaign's arms were trained on")
+    for r in runs:
+        run = store.get_run(r)
+        if run is None or run["kind"] != "evolve":
+            raise UserError(f"there is no evolution run {r}")
+    judged = Counter(j["annotator"] for j in store.campaign_judgments(campaign["id"]) if j["source"] == "ui")
+    curated = store.curators_of_runs(runs)
+    return [{"annotator": a, "judgments": judged[a], **curated[a]} for a in sorted(judged) if a in curated]
 
 
 # -- agreement -----------------------------------------------------------------------------------

@@ -142,6 +142,20 @@ class ReviewQueries:
             by_item[v["item_id"]]["verdicts"][v["curator"]] = v["verdict"]
         return list(by_item.values())
 
+    def curators_of_runs(self, run_ids: list[int]) -> dict[str, dict]:
+        """user -> {overrides, verdicts}: live overrides on the runs' nodes and review verdicts on them."""
+        marks = ",".join("?" * len(run_ids))
+        out: dict[str, dict] = {}
+        for key, sql in (
+                ("overrides", f"SELECT o.user AS who, count(*) AS n FROM overrides o JOIN nodes n ON n.id = o.node_id "
+                              f"WHERE n.run_id IN ({marks}) AND o.undone_at IS NULL GROUP BY o.user"),
+                ("verdicts", f"SELECT a.curator AS who, count(*) AS n FROM review_assignments a JOIN review_tasks t "
+                             f"ON t.id = a.task_id WHERE t.run_id IN ({marks}) AND a.status = 'done' "
+                             f"GROUP BY a.curator")):
+            for row in self.query(sql, tuple(run_ids)):
+                out.setdefault(row["who"], {"overrides": 0, "verdicts": 0})[key] = row["n"]
+        return out
+
     def apply_review(self, task_id: int, policy: str, user: str, overrides: list[tuple[int, int, str, str]]) -> int:
         """Write `overrides` [(item_id, node_id, action, reason)] and mark the task applied; all or nothing."""
         with self.tx() as conn:
