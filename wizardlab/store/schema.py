@@ -221,7 +221,22 @@ def m004_job_process(conn: sqlite3.Connection) -> None:
     )
 
 
-def m005_curators(conn: sqlite3.Connection) -> None:
+def m005_call_outcomes(conn: sqlite3.Connection) -> None:
+    """Why an answer ended (finish_reason "length" = cut off at max_tokens) for cached calls and for
+    a node's response; and failed calls kept retryable: a node whose call failed after all retries
+    stays pending with its attempts and last error (`evolve` retries it; giving up makes it malformed)."""
+    conn.executescript(
+        """
+        ALTER TABLE llm_calls ADD COLUMN finish_reason TEXT;
+        ALTER TABLE nodes ADD COLUMN finish_reason TEXT;
+        ALTER TABLE nodes ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE nodes ADD COLUMN last_error TEXT;
+        CREATE INDEX nodes_failed_calls ON nodes(run_id, round) WHERE status = 'pending' AND attempts > 0;
+        """
+    )
+
+
+def m006_curators(conn: sqlite3.Connection) -> None:
     """The `curator` role (SQLite cannot alter a CHECK: the users table is rebuilt, ids kept), and
     review tasks: k curators per node answer keep | eliminate | unsure; applying a task writes
     audited overrides (`review_items.override_id` links each to the override it produced)."""
@@ -280,4 +295,4 @@ def m005_curators(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = [m001_core, m002_users, m003_evaluation, m004_job_process, m005_curators]
+MIGRATIONS = [m001_core, m002_users, m003_evaluation, m004_job_process, m005_call_outcomes, m006_curators]
