@@ -327,7 +327,7 @@ def _wire(ctx: AppContext, w: dict) -> None:
     _read_only_for_curators(ctx, w)
 
 
-WRITES = ("score", "score_cancel", "score_all", "build_map", "data_only", "ref_box", "export_tab")
+WRITES = ("score", "score_cancel", "build_map", "map_all", "ref_box", "export_tab")
 
 
 def _read_only_for_curators(ctx: AppContext, w: dict) -> None:
