@@ -143,7 +143,7 @@ def build_queue(ctx: AppContext) -> None:
         progress = gr.HTML(progress_html(None), elem_id="wl-rev-progress")
     item = gr.HTML(elem_id="wl-rev-item")
     with gr.Row():
-        variants = {"keep": "primary", "eliminate": "stop", "unsure": "secondary"}
+        variants = {"keep": "primary", "eliminate": "primary", "unsure": "secondary"}
         buttons = {v: gr.Button(label, variant=variants[v], elem_id=eid) for v, (label, eid) in BUTTONS.items()}
     with gr.Row():
         skip = gr.Button("Skip  [s]", size="sm", elem_id="wl-rev-skip")
