@@ -1,16 +1,19 @@
 """A curator in headless Chromium: sees Lineage, Data and Judge only; overrides a node with a reason
-(the audit log names them); works a review queue from the keyboard; the Data tab is read-only."""
+(the audit log names them); works a review queue from the keyboard; the Data tab is read-only.
+
+Screenshots go to a temporary directory; `WIZARDLAB_SHOTS=docs/screenshots` keeps them
+(review_queue.png, review_report.png)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from tests.uihelpers import REPO, browser, login, make_forest, make_user, start_app, stop_app
+from tests.uihelpers import browser, login, make_forest, make_user, start_app, stop_app
 from wizardlab import review
 
-SHOTS = Path(REPO) / "docs" / "screenshots"
 SEEDS = ["Give three tips for staying healthy.", "Explain why the sky is blue.", "Write a haiku about autumn.",
          "Summarise the plot of Hamlet in two sentences."]
 EVOLVED = ["Give three tips for staying healthy, each backed by a study published after 2015.",
@@ -35,7 +38,13 @@ def app(tmp_path_factory):
     stop_app(ctx)
 
 
-def test_curator_sees_lineage_data_judge_overrides_and_reviews_from_the_keyboard(app):
+def shots_dir(tmp_path) -> Path:
+    out = Path(os.environ.get("WIZARDLAB_SHOTS", str(tmp_path)))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def test_curator_sees_lineage_data_judge_overrides_and_reviews_from_the_keyboard(app, tmp_path):
     base_url, ctx, run, task = app
     store = ctx.store()
     nodes = [n for n in store.iter_nodes(run) if n["round"] == 1]
@@ -76,8 +85,7 @@ def test_curator_sees_lineage_data_judge_overrides_and_reviews_from_the_keyboard
         page.locator("#wl-rev-progress", has_text="2 answered of 4").wait_for()
         page.locator("#wl-rev-item", has_text="in Japanese").wait_for()  # literal text, not HTML
         assert page.locator("#wl-rev-item b").count() == 1  # the operation; the evolved <b> is text
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / "review_queue.png"), full_page=True)
+        page.screenshot(path=str(shots_dir(tmp_path) / "review_queue.png"), full_page=True)
         verdicts = {v["node_id"]: v["verdicts"] for v in store.review_verdicts(task["id"])}
         assert [verdicts[n["id"]] for n in nodes[:2]] == [{"cora": "keep"}, {"cora": "keep"}]
 
@@ -87,7 +95,7 @@ def test_curator_sees_lineage_data_judge_overrides_and_reviews_from_the_keyboard
         assert page.locator(".toast-body").all_inner_texts() == []
 
 
-def test_admin_reads_the_review_report_and_applies_it(app):
+def test_admin_reads_the_review_report_and_applies_it(app, tmp_path):
     base_url, ctx, run, task = app
     store = ctx.store()
     nodes = [n for n in store.iter_nodes(run) if n["round"] == 1]
@@ -108,8 +116,7 @@ def test_admin_reads_the_review_report_and_applies_it(app):
         page.locator("#wl-rt-id input").fill(str(task["id"]))
         page.locator("#wl-rt-report").click()
         page.locator("#wl-rev-report", has_text="Fleiss").wait_for()
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / "review_report.png"), full_page=True)
+        page.screenshot(path=str(shots_dir(tmp_path) / "review_report.png"), full_page=True)
         text = page.locator("#wl-rev-report").inner_text()
         page.locator("#wl-rt-apply").click()
         page.locator("#wl-rt-msg", has_text="wrote").wait_for()
