@@ -190,3 +190,11 @@ def test_campaign_conflicts_flag_judges_who_curated_an_arms_data(store, tmp_path
     assert review.campaign_conflicts(store, "a vs b", [other]) == []
     with pytest.raises(UserError, match="no evolution run 99"):
         review.campaign_conflicts(store, "a vs b", [99])
+
+
+def test_sample_is_seeded_and_skips_seeds_and_pending(store):
+    run, nodes = forest(store)
+    picks = [[i["node_id"] for i in store.review_verdicts(review.create_task(store, run, f"s{n}", {}, k=1, sample=3,
+                                                                             seed=7)["id"])] for n in range(2)]
+    assert picks[0] == picks[1] and len(picks[0]) == 3 and set(picks[0]) <= set(nodes)
+    assert review.create_task(store, run, "all", {}, k=1)["n_items"] == len(nodes)  # no seeds (round 0)

@@ -58,16 +58,13 @@ def create_task(store, run_id: int, name: str, filters: Filters | dict, *, k: in
     if run is None or run["kind"] != "evolve":
         raise UserError(f"there is no evolution run {run_id}")
     filters = filters if isinstance(filters, Filters) else Filters.parse(**filters)
-    ids = store.select_node_ids(run["id"], filters.as_dict())
-    nodes = [store.get_node(i) for i in ids]
-    nodes = [n for n in nodes if n["round"] > 0]
+    nodes = store.review_candidates(run["id"], filters.as_dict())
     if sample is not None and sample < len(nodes):
-        nodes = sorted(random.Random(seed).sample(nodes, sample), key=lambda n: n["id"])
+        nodes = sorted(random.Random(seed).sample(nodes, sample))
     if not nodes:
         raise UserError(f"no finished evolution of run {run['id']} matches ({filters.describe()})")
     config = {**filters.as_dict(), **({"sample": sample, "seed": seed} if sample else {})}
-    tid = store.create_review_task(name, run["id"], config, k, [(n["id"], n["effective_status"]) for n in nodes],
-                                   user)
+    tid = store.create_review_task(name, run["id"], config, k, nodes, user)
     return store.review_task(tid)
 
 

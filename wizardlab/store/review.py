@@ -14,6 +14,7 @@ import sqlite3
 
 from wizardlab.errors import UserError
 from wizardlab.store.base import now_iso
+from wizardlab.store.lineage import _where
 
 _TASK_COUNTS = """
     (SELECT count(*) FROM review_items i WHERE i.task_id = t.id) AS n_items,
@@ -35,6 +36,13 @@ class ReviewQueries:
                 return cur.lastrowid
         except sqlite3.IntegrityError:
             raise UserError(f"a review task named {name!r} already exists") from None
+
+    def review_candidates(self, run_id: int, filters: dict) -> list[tuple[int, str]]:
+        """(id, effective status) of the run's finished evolutions (round >= 1) matching `filters`."""
+        where, params = _where(run_id, filters)
+        rows = self.query(f"SELECT e.id, e.effective_status FROM nodes_effective e WHERE {where} AND e.round > 0 "
+                          f"AND e.status != 'pending' ORDER BY e.id", tuple(params))
+        return [(r["id"], r["effective_status"]) for r in rows]
 
     def review_task(self, key) -> dict | None:
         """A task by id or name, with its filters decoded and its counts."""
