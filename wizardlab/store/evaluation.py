@@ -228,8 +228,9 @@ class EvalQueries:
                         rationale: str | None = None, seconds: float | None = None) -> dict:
         """Store the judgment of one assignment, once. `choice` is what was clicked: 1 | 2 | tie | both_bad.
 
-        Returns {"judgment_id", "label", "duplicate"}; a repeated request or assignment returns the
-        judgment already stored with duplicate=True.
+        Returns {"judgment_id", "label", "duplicate", "elsewhere"}; a repeated request or assignment
+        returns the judgment already stored with duplicate=True; elsewhere=True when that judgment
+        came from another request (the same annotator in another browser tab), so nothing was stored.
         """
         if choice not in ("1", "2", "tie", "both_bad"):
             raise UserError(f"unknown choice {choice!r}; expected 1, 2, tie or both_bad")
@@ -238,7 +239,7 @@ class EvalQueries:
             if old is not None:
                 if old["annotator"] != annotator:
                     raise PermissionDenied("request id belongs to another annotator")
-                return {"judgment_id": old["id"], "label": old["label"], "duplicate": True}
+                return {"judgment_id": old["id"], "label": old["label"], "duplicate": True, "elsewhere": False}
             s = c.execute("SELECT s.*, c.allow_both_bad FROM assignments s JOIN campaigns c ON c.id = s.campaign_id"
                           " WHERE s.id = ?", (assignment_id,)).fetchone()
             if s is None or s["annotator"] != annotator:
@@ -246,7 +247,7 @@ class EvalQueries:
             if s["status"] == "done":
                 old = c.execute("SELECT id, label FROM judgments WHERE item_id = ? AND annotator = ?",
                                 (s["item_id"], annotator)).fetchone()
-                return {"judgment_id": old["id"], "label": old["label"], "duplicate": True}
+                return {"judgment_id": old["id"], "label": old["label"], "duplicate": True, "elsewhere": True}
             if s["status"] != "open":
                 raise UserError("this item was skipped; fetch the next one")
             if choice == "both_bad" and not s["allow_both_bad"]:
@@ -257,7 +258,7 @@ class EvalQueries:
                             (s["campaign_id"], s["item_id"], annotator, label, s["a_on_left"], rationale or None,
                              seconds, request_id)).lastrowid
             c.execute("UPDATE assignments SET status = 'done' WHERE id = ?", (assignment_id,))
-            return {"judgment_id": jid, "label": label, "duplicate": False}
+            return {"judgment_id": jid, "label": label, "duplicate": False, "elsewhere": False}
 
     def skip_assignment(self, assignment_id: int, annotator: str) -> None:
         """Give an open item back: it is never shown to this annotator again and frees its slot."""
