@@ -8,6 +8,7 @@ from wizardlab.store.base import BatchWriter, StoreBase, now_iso
 from wizardlab.store.analysis import AnalysisQueries
 from wizardlab.store.evaluation import EvalQueries
 from wizardlab.store.evol import EvolQueries
+from wizardlab.store.experiments import ExperimentQueries
 from wizardlab.store.lineage import LineageQueries
 from wizardlab.store.review import ReviewQueries
 from wizardlab.store.runs import RunQueries
@@ -15,7 +16,7 @@ from wizardlab.store.users import UserQueries
 
 
 class Store(StoreBase, RunQueries, EvolQueries, LineageQueries, AnalysisQueries, UserQueries, EvalQueries,
-            ReviewQueries):
+            ExperimentQueries, ReviewQueries):
     """Open (and migrate) the database at `path`."""
 
 
