@@ -23,7 +23,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "import-judgments": ("pipeline.import_judgments", "Import external human judgments (PandaLM, llmfao, open-instruct, CSV)."),
     "agreement": ("pipeline.agreement", "Inter-annotator agreement of a judgments CSV: percent, Cohen, Fleiss, Krippendorff."),
     "report": ("pipeline.report", "Win rates (per item and per judgment), capacity ratios, ratings and agreement for a campaign."),
+    "review": ("pipeline.review", "Review tasks: curators check eliminations; agreement and per-rule precision; apply as overrides."),
     "backup": ("pipeline.backup", "Back up the database consistently while the app runs (SQLite online backup)."),
     "restore": ("pipeline.restore", "Restore the database from a backup (checked: a WizardLab file, not a newer schema)."),
-    "review": ("pipeline.review", "Review tasks: curators check eliminations; agreement and per-rule precision; apply as overrides."),
 }
