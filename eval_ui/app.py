@@ -14,9 +14,11 @@ import os
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from eval_ui import render
 from eval_ui.context import AppContext
+from eval_ui.login_guard import LoginGuard
 
 TABS: list[tuple[str, str, str]] = [
     ("Evolve", "eval_ui.evolve", "admin"),
@@ -110,6 +112,7 @@ def launch(demo: gr.Blocks, ctx: AppContext, **kwargs):
     """Serve `demo` with the login and stylesheet; kwargs go to `gr.Blocks.launch`."""
     kwargs.setdefault("server_name", ctx.settings.host)
     kwargs.setdefault("server_port", ctx.settings.port)
+    kwargs.setdefault("app_kwargs", {})["middleware"] = [Middleware(LoginGuard, limiter=ctx.login_limiter)]
     return demo.launch(
         auth=ctx.authenticate,
         auth_message="Sign in to WizardLab. Ask an admin for an account.",

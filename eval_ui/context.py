@@ -14,15 +14,19 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import gradio as gr
 
 from eval_ui import render
+from eval_ui.login_guard import LOGIN
 from wizardlab import auth
 from wizardlab.config import Settings
 from wizardlab.errors import UserError
+from wizardlab.login_limits import LoginLimiter
 from wizardlab.store import Store
 
 log = logging.getLogger("wizardlab.ui")
+_SCRYPT_SLOTS = None  # anyio.CapacityLimiter(1), made in the event loop on the first login
 
 
 @dataclass
@@ -46,10 +50,31 @@ class AppContext:
         """Where background jobs write their logs (`<data dir>/logs`)."""
         return self.data_dir.resolve() / "logs"
 
+    # -- login (issue 12: limits live in eval_ui/login_guard.py and wizardlab/login_limits.py) ----------
+    @property
+    def login_limiter(self) -> LoginLimiter:
+        """Failed-login limits of this app process (the login guard and the Admin tab share it)."""
+        if not hasattr(self, "_login_limiter"):
+            self._login_limiter = LoginLimiter()
+        return self._login_limiter
+
+    async def authenticate(self, username: str, password: str) -> bool:
+        """The `auth=` callable of `launch()`: enabled account and matching password.
+
+        Gradio awaits it inside its event loop, so the scrypt check runs in a worker thread, one
+        at a time (a flood of logins takes one core at most, never the event loop). The outcome
+        goes to the login guard (`LOGIN`), which counts failures per account and address."""
+        global _SCRYPT_SLOTS
+        if _SCRYPT_SLOTS is None:
+            _SCRYPT_SLOTS = anyio.CapacityLimiter(1)
+        result = await anyio.to_thread.run_sync(auth.check_login, self.store(), username, password,
+                                                limiter=_SCRYPT_SLOTS)
+        outcome = LOGIN.get()
+        if outcome is not None:
+            outcome["result"] = result
+        return result == "ok"
+
     # -- accounts ---------------------------------------------------------------------
-    def authenticate(self, username: str, password: str) -> bool:
-        """The `auth=` callable of `launch()`: enabled account and matching password."""
-        return auth.authenticate(self.store(), username, password)
 
     def user_or_none(self, request: gr.Request | None) -> dict | None:
         """The signed-in, enabled user (id, username, role), or None."""

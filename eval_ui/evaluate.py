@@ -514,6 +514,7 @@ class EvalWidgets:
                 self.jobs, self.jcampaign, self.gmodel]
 
 
+UPLOAD_HEIGHT = 120
 SUBTABS = ("Output sets", "Campaigns", "Report", "LLM judge", "Tools")
 
 
@@ -548,10 +549,10 @@ def _sets_tab(w: EvalWidgets) -> None:
             gr.Markdown("**Import outputs**: JSONL/CSV with prompt id, prompt, model, output; or Vicuna answer "
                         "files (`answer_*.jsonl`, several at once) with their `question.jsonl`")
             w.file = gr.File(label="Output file(s)", type="filepath", file_count="multiple", elem_id="wl-out-file",
-                             file_types=[".jsonl", ".json", ".csv"])
+                             file_types=[".jsonl", ".json", ".csv"], height=UPLOAD_HEIGHT)
             w.tfile = gr.File(label="Test set file the ids refer to (e.g. question.jsonl; optional when the "
                                     "outputs carry the prompt)", type="filepath", elem_id="wl-out-tfile",
-                              file_types=[".jsonl", ".json", ".csv"])
+                              file_types=[".jsonl", ".json", ".csv"], height=UPLOAD_HEIGHT)
             with gr.Row():
                 w.model = gr.Textbox(label="Model (optional)", max_lines=1)
                 w.name = gr.Textbox(label="Output set name (optional)", max_lines=1)
@@ -560,7 +561,7 @@ def _sets_tab(w: EvalWidgets) -> None:
             gr.Markdown("**Generate outputs** with the app's LLM or a trained checkpoint, as a background job")
             w.testset = gr.Dropdown(label="Stored test set", choices=[], allow_custom_value=True)
             w.gfile = gr.File(label="…or a test set file (WizardLM, Vicuna or seed format)", type="filepath",
-                              file_types=[".jsonl", ".json", ".csv"])
+                              file_types=[".jsonl", ".json", ".csv"], height=UPLOAD_HEIGHT)
             with gr.Row():
                 w.gmodel = gr.Dropdown(label="Model", value=APP_LLM, elem_id="wl-gen-model", allow_custom_value=True,
                                        choices=[("The app's LLM (named in the header)", APP_LLM),

@@ -261,7 +261,8 @@ def test_browser_imports_and_computes_agreement(app, small_csv, shared_data):
 
 
 def take_screenshot(out_dir: str, shared: Path) -> str:
-    """docs/screenshots/evaluate_tools.png: the Evaluate tab with the import and agreement sections in use."""
+    """docs/screenshots/evaluate_tools.png: the Evaluate tab's Tools (import judgments, agreement of a file)
+    in use; evaluate.png: its Output sets sub-tab with generation from a training run's checkpoint."""
     import tempfile
 
     tmp = Path(tempfile.mkdtemp())
@@ -281,11 +282,15 @@ def take_screenshot(out_dir: str, shared: Path) -> str:
         with browser() as b:
             page = b.new_page(viewport={"width": 1440, "height": 1000})
             evaluate_tools_page(page, base_url, admin, password, shared / PANDALM, sample)
+            page.wait_for_timeout(800)
+            page.screenshot(path=str(out), full_page=True)
             page.get_by_role("tab", name="Output sets").click()
             page.locator("#wl-gen-model input").click()
             page.get_by_role("option", name="Training run").first.click()
+            page.get_by_role("tab", name="Campaigns").click()
+            page.get_by_role("tab", name="Output sets").click()
             page.wait_for_timeout(800)
-            page.screenshot(path=str(out), full_page=True)
+            page.screenshot(path=str(Path(out_dir) / "evaluate.png"), full_page=True)
     finally:
         stop_app(ctx)
     return str(out)

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.fakellm import FakeLLM
-from tests.uihelpers import browser, login, make_forest, make_user, start_app, stop_app
+from tests.uihelpers import UI_TIMEOUT_MS, browser, login, make_forest, make_user, start_app, stop_app
 from wizardlab import jobs
 
 HOSTILE = [
@@ -31,7 +31,7 @@ def app(tmp_path_factory):
 
 def _page(b):
     page = b.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(30_000)
+    page.set_default_timeout(UI_TIMEOUT_MS)
     return page
 
 
