@@ -222,6 +222,8 @@ def test_failed_calls_retry_and_give_up_in_the_evolve_tab(tmp_path):
                 run_id = store.list_runs("evolve")[0]["id"]
                 assert store.get_run(run_id)["status"] == "failed" and store.count_failed_calls(run_id, 1) == 3
                 assert "503" in page.locator("#wl-failed-calls").inner_text()
+                settings = page.locator("#wl-progress .wl-run-settings").inner_text()
+                assert "rules: paper" in settings and "evolve T=1 top-p=0.95 max 2048" in settings
                 page.screenshot(path=os.path.join(os.environ.get("WIZARDLAB_SHOTS", str(tmp_path)),
                                                   "evolve_failed_calls.png"), full_page=True)
                 page.locator("#wl-retry-failed").click()  # still down: attempts grow, nothing eliminated
