@@ -66,12 +66,12 @@ def _node_html(node: dict) -> str:
 def _audit_html(overrides: list[dict]) -> str:
     items = []
     for o in overrides:
-        undone = (f' <span class="wl-muted">(undone by {render.esc(o["undone_by"])} {render.when(o["undone_at"])})'
+        undone = (f' <span class="wl-muted">(undone by {render.inline(o["undone_by"])} {render.when(o["undone_at"])})'
                   f'</span>') if o["undone_at"] else ""
         cls = "wl-undone" if o["undone_at"] else ""
         items.append(f'<li class="{cls}">override #{o["id"]}: {render.badge(o["action"])} by '
-                     f'<b>{render.esc(o["user"])}</b> {render.when(o["created_at"])} · '
-                     f'“{render.esc(o["reason"])}”{undone}</li>')
+                     f'<b>{render.inline(o["user"])}</b> {render.when(o["created_at"])} · '
+                     f'“{render.inline(o["reason"])}”{undone}</li>')
     return f'<div class="wl-label">Audit log</div><ul class="wl-audit">{"".join(items)}</ul>'
 
 
