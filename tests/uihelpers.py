@@ -263,7 +263,7 @@ if __name__ == "__main__":
     print("\n".join(take_screenshots(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots")))
 
 
-def upload(page, elem_id: str, path) -> None:
+def upload_file(page, elem_id: str, path) -> None:
     """Put a file into the gr.File `#elem_id` and wait until it shows the file's name.
 
     The component is waited for first (a tab's content may still be rendering after its click,
