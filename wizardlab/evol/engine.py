@@ -120,7 +120,9 @@ class Engine:
                 max_tokens=self.max_tokens["respond"], temperature=self.temperature, salt=f"node:{nid}:respond")
         except LLMError as exc:
             return fail("malformed", f"response call failed: {exc}", instruction)
-        response = raw["respond"] = res.text.strip()
+        response = res.text.strip()
+        if res.text != response:  # the response is stored once; raw keeps the text only when it differs
+            raw["respond"] = res.text
         verdicts = evol.response_rules(response)
         if verdicts:
             return NodeOutcome("eliminated", instruction, response, [v.rule for v in verdicts],

@@ -7,18 +7,11 @@ do not change. Nothing here computes embeddings or calls an LLM (see wizardlab.a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 
-from wizardlab.store.base import now_iso
+from wizardlab.store.base import count_words, now_iso  # noqa: F401 (count_words: part of this module's API)
 
-_WORD = re.compile(r"\S+")
 _IN_CHUNK = 500  # placeholders per IN (...) query
-
-
-def count_words(text: str | None) -> int:
-    """Words of a text, split on any whitespace: count_words("a  b\\nc") == 3."""
-    return len(_WORD.findall(text or ""))
 
 
 class AnalysisQueries:
@@ -56,23 +49,22 @@ class AnalysisQueries:
                       (SELECT count(*) FROM nodes f WHERE f.run_id = ? AND f.round > 0 AND f.status != 'pending')
                         AS finished
                FROM nodes_effective n, json_each(n.fail_rules) r
-               WHERE n.run_id = ? GROUP BY r.value ORDER BY n DESC, rule""", (run_id, run_id))
+               WHERE n.run_id = ? AND n.fail_rules != '[]' GROUP BY r.value ORDER BY n DESC, rule""", (run_id, run_id))
 
     def length_histogram(self, run_id: int, *, kept_only: bool = False) -> list[dict]:
         """(round, words, n): instruction length in words per round, as a compact histogram."""
-        self.conn.create_function("wl_words", 1, count_words, deterministic=True)
         cond = "AND effective_status IN ('seed', 'kept')" if kept_only else "AND effective_status != 'pending'"
         return self.query(
-            f"SELECT round, wl_words(instruction) AS words, count(*) AS n FROM nodes_effective "
+            f"SELECT round, words, count(*) AS n FROM nodes_effective "
             f"WHERE run_id = ? {cond} GROUP BY round, words ORDER BY round, words", (run_id,))
 
     # -- difficulty ---------------------------------------------------------------------
     def _unscored_cond(self, *, data_only: bool, retry_unparsable: bool) -> str:
-        cond = "difficulty IS NULL AND effective_status != 'pending' AND trim(instruction) != ''"
+        cond = "difficulty IS NULL AND effective_status != 'pending' AND words > 0"
         if data_only:
             cond += " AND effective_status IN ('seed', 'kept')"
         if not retry_unparsable:
-            cond += " AND json_extract(raw, '$.difficulty_raw') IS NULL"
+            cond += " AND difficulty_answered = 0"
         return cond
 
     def count_unscored(self, run_id: int, *, data_only: bool = True, retry_unparsable: bool = False) -> int:
@@ -100,7 +92,7 @@ class AnalysisQueries:
             for node_id, difficulty, raw_text in items:
                 conn.execute(
                     "UPDATE nodes SET difficulty = ?, raw = json_set(coalesce(raw, '{}'), '$.difficulty_raw', ?), "
-                    "updated_at = ? WHERE id = ?", (difficulty, raw_text, now_iso(), node_id))
+                    "difficulty_answered = 1, updated_at = ? WHERE id = ?", (difficulty, raw_text, now_iso(), node_id))
                 n += 1
         return n
 
@@ -110,8 +102,8 @@ class AnalysisQueries:
         return self.query_one(
             """SELECT sum(difficulty IS NOT NULL) AS scored,
                       avg(CASE WHEN effective_status IN ('seed', 'kept') THEN difficulty END) AS mean_data,
-                      sum(difficulty IS NULL AND json_extract(raw, '$.difficulty_raw') IS NOT NULL) AS unparsable,
-                      sum(difficulty IS NULL AND json_extract(raw, '$.difficulty_raw') IS NULL) AS unscored
+                      sum(difficulty IS NULL AND difficulty_answered) AS unparsable,
+                      sum(difficulty IS NULL AND NOT difficulty_answered) AS unscored
                FROM nodes_effective WHERE run_id = ? AND effective_status != 'pending'""", (run_id,))
 
     def difficulty_histogram(self, run_id: int) -> list[dict]:
@@ -132,7 +124,7 @@ class AnalysisQueries:
         cond = "effective_status IN ('seed', 'kept')" if data_only else "effective_status != 'pending'"
         return self.query(
             f"SELECT id, round, coalesce(operation, 'seed') AS operation, effective_status AS status, instruction, "
-            f"difficulty FROM nodes_effective WHERE run_id = ? AND {cond} AND trim(instruction) != '' ORDER BY id",
+            f"difficulty FROM nodes_effective WHERE run_id = ? AND {cond} AND words > 0 ORDER BY id",
             (run_id,))
 
     # -- embeddings cache -------------------------------------------------------------------

@@ -221,4 +221,51 @@ def m004_job_process(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = [m001_core, m002_users, m003_evaluation, m004_job_process]
+_OVERRIDE_STATUS = """(SELECT CASE o.action WHEN 'restore' THEN (CASE WHEN nodes.round = 0 THEN 'seed' ELSE 'kept' END)
+                              ELSE 'eliminated' END
+         FROM overrides o WHERE o.node_id = nodes.id AND o.undone_at IS NULL ORDER BY o.id DESC LIMIT 1)"""
+
+
+def m005_scale(conn: sqlite3.Connection) -> None:
+    """A 250,000-node forest stays interactive.
+
+    - `override_status`: the status the newest live override sets (NULL: none), kept by triggers
+      on `overrides` in the same transaction; the effective status is coalesce(override_status,
+      status), a plain column read instead of a lookup per row. The audit log stays the source of
+      truth (`Store.check_override_status` recomputes it).
+    - `words` (instruction length, `wl_words`) and `difficulty_answered` (a difficulty answer is
+      stored, parsable or not) are written with the node, so statistics never parse text or JSON.
+    - `nodes_stats` covers every Data tab query (no read of the large rows); `nodes_run_id` serves
+      the keyset paging of exports and the scoring job (run_id = ? AND id > ? ORDER BY id).
+    """
+    conn.executescript(
+        f"""
+        ALTER TABLE nodes ADD COLUMN override_status TEXT;
+        ALTER TABLE nodes ADD COLUMN words INTEGER;
+        ALTER TABLE nodes ADD COLUMN difficulty_answered INTEGER NOT NULL DEFAULT 0;
+        UPDATE nodes SET words = wl_words(instruction),
+                         difficulty_answered = (json_extract(raw, '$.difficulty_raw') IS NOT NULL);
+        UPDATE nodes SET override_status = {_OVERRIDE_STATUS} WHERE id IN (SELECT node_id FROM overrides);
+
+        DROP VIEW nodes_effective;
+        CREATE VIEW nodes_effective AS
+        SELECT n.*, coalesce(n.override_status, n.status) AS effective_status FROM nodes n;
+
+        CREATE TRIGGER overrides_status_insert AFTER INSERT ON overrides BEGIN
+          UPDATE nodes SET override_status = {_OVERRIDE_STATUS} WHERE id = NEW.node_id;
+        END;
+        CREATE TRIGGER overrides_status_update AFTER UPDATE ON overrides BEGIN
+          UPDATE nodes SET override_status = {_OVERRIDE_STATUS} WHERE id IN (NEW.node_id, OLD.node_id);
+        END;
+        CREATE TRIGGER overrides_status_delete AFTER DELETE ON overrides BEGIN
+          UPDATE nodes SET override_status = {_OVERRIDE_STATUS} WHERE id = OLD.node_id;
+        END;
+
+        CREATE INDEX nodes_run_id ON nodes(run_id, id);
+        CREATE INDEX nodes_stats ON nodes(run_id, round, status, override_status, operation, words, difficulty,
+                                          difficulty_answered, fail_rules);
+        """
+    )
+
+
+MIGRATIONS = [m001_core, m002_users, m003_evaluation, m004_job_process, m005_scale]
