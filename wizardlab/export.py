@@ -63,7 +63,7 @@ def export_dataset(store: Store, run_id: int | None, out_path: str | Path, fmt: 
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "hf":
-        return _write_hf(training_records(store, run_id), out)
+        return _write_hf(store, run_id, out)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
@@ -87,17 +87,28 @@ def _write_json_list(fh, items) -> None:
     fh.write("\n]\n")
 
 
-def _write_hf(records, out: Path) -> Path:
+HF_FEATURES = {k: "int64" if k in ("id", "root_id", "round") else "string"
+               for k in ("id", "root_id", "round", "operation", "instruction", "input", "output")}
+
+
+def _hf_rows(db: str, run_id: int) -> Iterator[dict]:
+    """The training records, read by the `datasets` writer in its own pass (a generator: constant memory)."""
+    yield from training_records(Store(db), run_id)
+
+
+def _write_hf(store: Store, run_id: int, out: Path) -> Path:
     import datasets
 
-    rows = list(records)
-    features = datasets.Features({k: datasets.Value("int64") if k in ("id", "root_id", "round") else
-                                  datasets.Value("string") for k in
-                                  ("id", "root_id", "round", "operation", "instruction", "input", "output")})
-    ds = datasets.Dataset.from_list(rows, features=features)
+    features = datasets.Features({k: datasets.Value(v) for k, v in HF_FEATURES.items()})
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    try:  # a fresh cache dir: a generator's cached result is never reused for changed data
+        if next(training_records(store, run_id), None) is None:  # a generator must yield at least one row
+            ds = datasets.Dataset.from_dict({k: [] for k in HF_FEATURES}, features=features)
+        else:
+            ds = datasets.Dataset.from_generator(_hf_rows, features=features, cache_dir=str(tmp / "cache"),
+                                                 gen_kwargs={"db": store.path, "run_id": run_id})
         ds.save_to_disk(str(tmp / "ds"))
+        del ds
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp / "ds", out)

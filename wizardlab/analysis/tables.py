@@ -6,11 +6,44 @@ the rows into pandas frames for the Data tab, the command line and reports.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
+
 import numpy as np
 import pandas as pd
 
+
 OPERATION_ORDER = ["seed", "add_constraints", "deepening", "concretizing", "increase_reasoning",
                    "complicate_input", "in_breadth"]
+
+
+_STATS: OrderedDict = OrderedDict()  # (db path, run id) -> (change stamp, figures)
+_STATS_LOCK = threading.Lock()
+_STATS_MAX = 16
+SETTLE_S = 2.0  # a stamp younger than this may still gain writes within its millisecond: not cached
+
+
+def run_stats(store, run_id: int) -> dict:
+    """Every figure of a run's Data tab, each computed by one query, and cached until a node of the
+    run changes (its change stamp moves): rounds, ops, rules, lengths, diff_summary, diff_hist, diff_table."""
+    stamp, key = store.change_stamp(run_id), (store.path, int(run_id))
+    with _STATS_LOCK:
+        hit = _STATS.get(key)
+        if hit is not None and stamp is not None and hit[0] == stamp:
+            _STATS.move_to_end(key)
+            return hit[1]
+    stats = {"rounds": round_table(store, run_id), "ops": operation_table(store, run_id),
+             "rules": rule_table(store, run_id), "lengths": length_table(store, run_id),
+             "diff_summary": store.difficulty_summary(run_id) or {}, "diff_hist": difficulty_histogram(store, run_id),
+             "diff_table": difficulty_table(store, run_id)}
+    settled = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - SETTLE_S))
+    if stamp is not None and stamp < settled:
+        with _STATS_LOCK:
+            _STATS[key] = (stamp, stats)
+            while len(_STATS) > _STATS_MAX:
+                _STATS.popitem(last=False)
+    return stats
 
 
 def _rate(num, den) -> float | None:

@@ -22,6 +22,10 @@ class AnalysisQueries:
             "SELECT r.id, r.name, r.status, r.created_at, (SELECT count(*) FROM nodes n WHERE n.run_id = r.id) AS nodes "
             "FROM runs r WHERE r.kind = 'evolve' ORDER BY r.id DESC")
 
+    def change_stamp(self, run_id: int) -> str | None:
+        """When a node of the run last changed (written, scored or overridden): the key of cached figures."""
+        return self.scalar("SELECT max(updated_at) FROM nodes WHERE run_id = ?", (run_id,))
+
     def counts_by_round(self, run_id: int) -> list[dict]:
         """Per round: total nodes and how many are seed / kept / eliminated / pending (effective)."""
         return self.query(

@@ -192,8 +192,10 @@ class EvolQueries:
     def latest_run_id(self, kind: str = "evolve") -> int | None:
         return self.scalar("SELECT max(id) FROM runs WHERE kind = ?", (kind,))
 
-    def iter_nodes(self, run_id: int, *, training_only: bool = False, chunk: int = CHUNK) -> Iterator[dict]:
-        """All nodes of a run in id order, with effective status; or only the training set."""
+    def iter_nodes(self, run_id: int, *, training_only: bool = False, with_raw: bool = False,
+                   chunk: int = CHUNK) -> Iterator[dict]:
+        """All nodes of a run in id order (keyset paging on index nodes_run_id), with effective status;
+        or only the training set. `raw` (the LLM texts) is decoded only `with_raw`."""
         cond = "AND effective_status IN ('seed', 'kept')" if training_only else ""
         last = 0
         while True:
@@ -201,7 +203,13 @@ class EvolQueries:
                               (run_id, last, chunk))
             if not rows:
                 return
-            yield from (_decode_node(r) for r in rows)
+            for r in rows:
+                if with_raw:
+                    yield _decode_node(r)
+                else:
+                    r.pop("raw", None)
+                    r["fail_rules"] = json.loads(r.get("fail_rules") or "[]")
+                    yield r
             last = rows[-1]["id"]
 
 

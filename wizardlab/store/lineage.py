@@ -1,7 +1,8 @@
 """Lineage and curation queries: root search with filters, trees, bulk selections.
 
 Every filter reads the effective status (view `nodes_effective`: newest live override,
-else the rules' verdict). Filters are plain keyword arguments; `wizardlab.curation`
+else the rules' verdict). Text is searched in instructions and inputs (the trigram index
+`nodes_fts`; responses are not searched). Filters are plain keyword arguments; `wizardlab.curation`
 validates them before they get here.
 """
 
@@ -22,10 +23,13 @@ def _where(run_id: int | None, filters: dict) -> tuple[str, list]:
     if run_id is not None:
         conds.append("e.run_id = ?")
         params.append(run_id)
-    if filters.get("text"):
-        conds.append("(e.instruction LIKE ? ESCAPE '\\' OR e.input LIKE ? ESCAPE '\\' "
-                     "OR coalesce(e.response, '') LIKE ? ESCAPE '\\')")
-        params += [_like(filters["text"])] * 3
+    text = filters.get("text")
+    if text and len(text) >= 3:  # the trigram index finds any substring of 3+ characters
+        conds.append("e.id IN (SELECT rowid FROM nodes_fts WHERE nodes_fts MATCH ?)")
+        params.append('"' + text.replace('"', '""') + '"')
+    elif text:  # shorter: a scan
+        conds.append("(e.instruction LIKE ? ESCAPE '\\' OR e.input LIKE ? ESCAPE '\\')")
+        params += [_like(text)] * 2
     if filters.get("round") is not None:
         conds.append("e.round = ?")
         params.append(int(filters["round"]))
@@ -35,34 +39,45 @@ def _where(run_id: int | None, filters: dict) -> tuple[str, list]:
     if filters.get("status"):
         conds.append("e.effective_status = ?")
         params.append(filters["status"])
-    if filters.get("rule"):
-        conds.append("EXISTS (SELECT 1 FROM json_each(e.fail_rules) r WHERE r.value = ?)")
-        params.append(filters["rule"])
+    if filters.get("rule"):  # rule codes are plain identifiers: their quoted form is exact in the JSON list
+        conds.append("instr(e.fail_rules, ?) > 0")
+        params.append(f'"{filters["rule"]}"')
     return " AND ".join(conds), params
 
 
 class LineageQueries:
     def find_roots(self, run_id: int | None, filters: dict, *, limit: int = 100, offset: int = 0) -> list[dict]:
-        """Roots with at least one node matching `filters`, newest run first, with tree counts."""
+        """Roots with at least one node matching `filters`, newest run first then by root id, with tree
+        counts. The page of root ids is picked first (in index order, so it stops after `offset + limit`
+        roots when a run is given); the tree counts are computed for that page only."""
         where, params = _where(run_id, filters)
-        return self.query(
-            f"""WITH hits AS (SELECT e.root_id, count(*) AS matches FROM nodes_effective e
-                              WHERE {where} GROUP BY e.root_id)
-                SELECT s.id AS root_id, s.run_id, s.instruction, s.input, h.matches,
-                       (SELECT count(*) FROM nodes t WHERE t.root_id = s.id AND t.round > 0) AS evolutions,
-                       (SELECT count(*) FROM nodes_effective t WHERE t.root_id = s.id AND t.round > 0
-                          AND t.effective_status = 'kept') AS kept,
-                       (SELECT count(*) FROM nodes_effective t WHERE t.root_id = s.id
-                          AND t.effective_status = 'eliminated') AS eliminated,
-                       (SELECT count(*) FROM overrides o JOIN nodes t ON t.id = o.node_id
-                          WHERE t.root_id = s.id AND o.undone_at IS NULL) AS overrides
-                FROM hits h JOIN nodes s ON s.id = h.root_id
-                ORDER BY s.run_id DESC, s.id LIMIT ? OFFSET ?""",
-            (*params, limit, offset))
+        order = "e.root_id" if run_id is not None else "e.run_id DESC, e.root_id"
+        page = self.query(f"SELECT e.root_id, count(*) AS matches FROM nodes_effective e WHERE {where} "
+                          f"GROUP BY e.run_id, e.root_id ORDER BY {order} LIMIT ? OFFSET ?", (*params, limit, offset))
+        if not page:
+            return []
+        ids = [r["root_id"] for r in page]
+        marks = ",".join("?" * len(ids))
+        trees = {r["root_id"]: r for r in self.query(
+            f"""SELECT t.root_id, sum(t.round > 0) AS evolutions,
+                       sum(t.round > 0 AND t.effective_status = 'kept') AS kept,
+                       sum(t.effective_status = 'eliminated') AS eliminated
+                FROM nodes_effective t WHERE t.root_id IN ({marks}) GROUP BY t.root_id""", ids)}
+        overrides = {r["root_id"]: r["n"] for r in self.query(
+            f"SELECT t.root_id, count(*) AS n FROM overrides o JOIN nodes t ON t.id = o.node_id "
+            f"WHERE t.root_id IN ({marks}) AND o.undone_at IS NULL GROUP BY t.root_id", ids)}
+        seeds = {r["id"]: r for r in self.query(
+            f"SELECT id, run_id, instruction, input FROM nodes WHERE id IN ({marks})", ids)}
+        return [{"root_id": r["root_id"], "run_id": seeds[r["root_id"]]["run_id"],
+                 "instruction": seeds[r["root_id"]]["instruction"], "input": seeds[r["root_id"]]["input"],
+                 "matches": r["matches"], "evolutions": trees[r["root_id"]]["evolutions"],
+                 "kept": trees[r["root_id"]]["kept"], "eliminated": trees[r["root_id"]]["eliminated"],
+                 "overrides": overrides.get(r["root_id"], 0)} for r in page]
 
     def count_roots(self, run_id: int | None, filters: dict) -> int:
         where, params = _where(run_id, filters)
-        return self.scalar(f"SELECT count(DISTINCT e.root_id) FROM nodes_effective e WHERE {where}", tuple(params))
+        return self.scalar(f"SELECT count(*) FROM (SELECT 1 FROM nodes_effective e WHERE {where} "
+                           f"GROUP BY e.run_id, e.root_id)", tuple(params))
 
     def select_node_ids(self, run_id: int, filters: dict, *, exclude_status: tuple[str, ...] = ()) -> list[int]:
         """Ids of the finished nodes of a run matching `filters` (pending nodes never match)."""

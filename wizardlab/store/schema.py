@@ -226,17 +226,24 @@ _OVERRIDE_STATUS = """(SELECT CASE o.action WHEN 'restore' THEN (CASE WHEN nodes
          FROM overrides o WHERE o.node_id = nodes.id AND o.undone_at IS NULL ORDER BY o.id DESC LIMIT 1)"""
 
 
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+
+
 def m005_scale(conn: sqlite3.Connection) -> None:
     """A 250,000-node forest stays interactive.
 
     - `override_status`: the status the newest live override sets (NULL: none), kept by triggers
       on `overrides` in the same transaction; the effective status is coalesce(override_status,
       status), a plain column read instead of a lookup per row. The audit log stays the source of
-      truth (`Store.check_override_status` recomputes it).
+      truth (`Store.check_override_status` recomputes it). An override also stamps the node's
+      `updated_at`, so max(updated_at) of a run (index `nodes_run_updated`) is its change stamp.
     - `words` (instruction length, `wl_words`) and `difficulty_answered` (a difficulty answer is
       stored, parsable or not) are written with the node, so statistics never parse text or JSON.
     - `nodes_stats` covers every Data tab query (no read of the large rows); `nodes_run_id` serves
-      the keyset paging of exports and the scoring job (run_id = ? AND id > ? ORDER BY id).
+      the keyset paging of exports and the scoring job (run_id = ? AND id > ? ORDER BY id);
+      `nodes_search` lets the Lineage search walk a run's roots in order and stop after one page.
+    - `nodes_fts`: a trigram full-text index of instruction and input (substring search of 3+
+      characters, case-insensitive like LIKE), kept in sync by triggers on `nodes`.
     """
     conn.executescript(
         f"""
@@ -252,16 +259,32 @@ def m005_scale(conn: sqlite3.Connection) -> None:
         SELECT n.*, coalesce(n.override_status, n.status) AS effective_status FROM nodes n;
 
         CREATE TRIGGER overrides_status_insert AFTER INSERT ON overrides BEGIN
-          UPDATE nodes SET override_status = {_OVERRIDE_STATUS} WHERE id = NEW.node_id;
+          UPDATE nodes SET override_status = {_OVERRIDE_STATUS}, updated_at = {_NOW} WHERE id = NEW.node_id;
         END;
         CREATE TRIGGER overrides_status_update AFTER UPDATE ON overrides BEGIN
-          UPDATE nodes SET override_status = {_OVERRIDE_STATUS} WHERE id IN (NEW.node_id, OLD.node_id);
+          UPDATE nodes SET override_status = {_OVERRIDE_STATUS}, updated_at = {_NOW} WHERE id IN (NEW.node_id, OLD.node_id);
         END;
         CREATE TRIGGER overrides_status_delete AFTER DELETE ON overrides BEGIN
-          UPDATE nodes SET override_status = {_OVERRIDE_STATUS} WHERE id = OLD.node_id;
+          UPDATE nodes SET override_status = {_OVERRIDE_STATUS}, updated_at = {_NOW} WHERE id = OLD.node_id;
         END;
 
         CREATE INDEX nodes_run_id ON nodes(run_id, id);
+        CREATE INDEX nodes_run_updated ON nodes(run_id, updated_at);
+        CREATE INDEX nodes_search ON nodes(run_id, root_id, round, status, override_status, operation, fail_rules);
+
+        CREATE VIRTUAL TABLE nodes_fts USING fts5(instruction, input, content='nodes', content_rowid='id',
+                                                  tokenize='trigram');
+        INSERT INTO nodes_fts(nodes_fts) VALUES ('rebuild');
+        CREATE TRIGGER nodes_fts_insert AFTER INSERT ON nodes BEGIN
+          INSERT INTO nodes_fts(rowid, instruction, input) VALUES (NEW.id, NEW.instruction, NEW.input);
+        END;
+        CREATE TRIGGER nodes_fts_delete AFTER DELETE ON nodes BEGIN
+          INSERT INTO nodes_fts(nodes_fts, rowid, instruction, input) VALUES ('delete', OLD.id, OLD.instruction, OLD.input);
+        END;
+        CREATE TRIGGER nodes_fts_update AFTER UPDATE OF instruction, input ON nodes BEGIN
+          INSERT INTO nodes_fts(nodes_fts, rowid, instruction, input) VALUES ('delete', OLD.id, OLD.instruction, OLD.input);
+          INSERT INTO nodes_fts(rowid, instruction, input) VALUES (NEW.id, NEW.instruction, NEW.input);
+        END;
         CREATE INDEX nodes_stats ON nodes(run_id, round, status, override_status, operation, words, difficulty,
                                           difficulty_answered, fail_rules);
         """
