@@ -170,7 +170,7 @@ def measure(db: Path, out: dict) -> None:
 
 
 EXPORT_CHILD = r"""
-import json, os, resource, sys, time, tempfile
+import json, os, resource, sys, threading, time, tempfile
 from pathlib import Path
 from wizardlab.store import Store
 from wizardlab.export import export_dataset
@@ -179,11 +179,19 @@ store = Store(db)
 if fmt == "hf":
     import datasets  # imported before the baseline: the library's own size is not the export's
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+anon = [0]
+def sample():  # RssAnon: the process's own memory, without file pages it maps (an Arrow file it writes)
+    while True:
+        for line in open("/proc/self/status"):
+            if line.startswith("RssAnon:"):
+                anon[0] = max(anon[0], int(line.split()[1]) * 1024)
+        time.sleep(0.05)
+threading.Thread(target=sample, daemon=True).start()
 t = time.perf_counter()
 export_dataset(store, None, Path(out) / f"x.{fmt}", fmt)
 s = time.perf_counter() - t
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"s": round(s, 3), "peak_bytes": peak, "base_bytes": base}))
+print(json.dumps({"s": round(s, 3), "peak_bytes": peak, "peak_anon_bytes": anon[0], "base_bytes": base}))
 """
 
 
@@ -198,8 +206,8 @@ def measure_exports(db: Path, code: Path, out: dict) -> None:
             continue
         out[f"export_{fmt}"] = {**json.loads(res.stdout.strip().splitlines()[-1]), "load": load()}
         r = out[f"export_{fmt}"]
-        print(f"    {'export_' + fmt:28s} {r['s']:9.3f} s   peak {r['peak_bytes'] / 1e6:7.0f} MB "
-              f"(base {r['base_bytes'] / 1e6:.0f} MB, load {load()})", flush=True)
+        print(f"    {'export_' + fmt:28s} {r['s']:9.3f} s   peak {r['peak_bytes'] / 1e6:7.0f} MB, anon "
+              f"{r['peak_anon_bytes'] / 1e6:.0f} MB (base {r['base_bytes'] / 1e6:.0f} MB, load {load()})", flush=True)
 
 
 def _env(code: Path) -> dict:
@@ -319,6 +327,8 @@ def report(results: dict[str, dict]) -> None:
             cell = "-" if f is None else f"{f:.3f} s"
             if v and v.get("peak_bytes"):
                 cell += f", peak {v['peak_bytes'] / 1e6:.0f} MB"
+            if v and v.get("peak_anon_bytes"):
+                cell += f" (anon {v['peak_anon_bytes'] / 1e6:.0f} MB)"
             cells.append(cell)
         ratio = ""
         if len(names) == 2:

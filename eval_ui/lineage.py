@@ -21,28 +21,37 @@ ROOT_HEADERS = ["Root", "Run", "Seed instruction", "Matching nodes", "Evolutions
 PAGE = 50
 
 
-def roots_rows(store, run_id, filters: curation.Filters, page: int = 1) -> list[list]:
-    rows = store.find_roots(int(run_id) if run_id else None, filters.as_dict(), limit=PAGE,
-                            offset=(max(1, page) - 1) * PAGE)
+SORTS = {"root id": "root", "most matches": "matches", "newest root": "newest"}
+
+
+def _rows(found: list[dict]) -> list[list]:
     return [[r["root_id"], r["run_id"], render.short(r["instruction"], 140), r["matches"], r["evolutions"],
-             r["kept"], r["eliminated"], r["overrides"]] for r in rows]
+             r["kept"], r["eliminated"], r["overrides"]] for r in found]
 
 
-def search_page(store, run_id, filters: curation.Filters, page=1) -> tuple[str, list[list], int]:
-    """One page of the roots matching `filters`: (a line saying how many match and which page this
-    is, the table rows, the page number, clamped to the pages there are)."""
-    n = store.count_roots(int(run_id) if run_id else None, filters.as_dict())
-    pages = max(1, -(-n // PAGE))
+def roots_rows(store, run_id, filters: curation.Filters, page: int = 1, sort: str = "root id") -> list[list]:
+    return _rows(store.find_roots(int(run_id) if run_id else None, filters.as_dict(), limit=PAGE,
+                                  offset=(max(1, page) - 1) * PAGE, sort=SORTS.get(sort, "root")))
+
+
+def search_page(store, run_id, filters: curation.Filters, page=1, sort: str = "root id") -> tuple[str, list[list], int]:
+    """One page of the roots matching `filters` (one search pass; tree counts for this page only):
+    (a line saying how many match and which page this is, the rows, the page, clamped to the pages there are)."""
     try:
-        page = min(max(1, int(page or 1)), pages)
+        page = max(1, int(page or 1))
     except (TypeError, ValueError):
         raise UserError(f"page must be a whole number, got {page!r}") from None
-    rows = roots_rows(store, run_id, filters, page) if n else []
-    if not n:
-        return render.note(f"No root matches ({filters.describe()}).", "info"), rows, 1
-    first = (page - 1) * PAGE + 1
-    return (render.note(f"{n} roots match ({filters.describe()}) · page {page} of {pages} "
-                        f"(roots {first}–{first + len(rows) - 1})", "info"), rows, page)
+    if sort not in SORTS:
+        raise UserError(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
+    matches = store.match_roots(int(run_id) if run_id else None, filters.as_dict(), SORTS[sort])
+    if not matches:
+        return render.note(f"No root matches ({filters.describe()}).", "info"), [], 1
+    pages = -(-len(matches) // PAGE)
+    page = min(page, pages)
+    first = (page - 1) * PAGE
+    rows = _rows(store.root_rows(matches[first:first + PAGE]))
+    return (render.note(f"{len(matches)} roots match ({filters.describe()}) · page {page} of {pages} "
+                        f"(roots {first + 1}–{first + len(rows)}, by {sort})", "info"), rows, page)
 
 
 def tree_html(store, root_id: int) -> str:
@@ -110,6 +119,8 @@ def build_tab(ctx: AppContext) -> None:
         found = gr.HTML(elem_id="wl-lin-found")
         prev_page = gr.Button("‹ Previous", scale=0, min_width=110, size="sm", elem_id="wl-lin-prev")
         page = gr.Number(value=1, label="Page", precision=0, minimum=1, scale=0, min_width=90, elem_id="wl-lin-page")
+        sort = gr.Dropdown(list(SORTS), value="root id", label="Sort by", scale=0, min_width=150,
+                           elem_id="wl-lin-sort")
         next_page = gr.Button("Next ›", scale=0, min_width=110, size="sm", elem_id="wl-lin-next")
     roots = gr.Dataframe(headers=ROOT_HEADERS, interactive=False, wrap=True, max_height=320,
                          column_widths=["7%", "6%", "43%", "10%", "9%", "7%", "9%", "9%"], elem_id="wl-lin-roots")
@@ -168,18 +179,17 @@ def _pick(ctx: AppContext):
 
 def _wire_search(ctx: AppContext, w: SimpleNamespace):
     @ui_errors
-    def search(run_id, text, rnd, op, status, rule, page, request: gr.Request):
+    def search(run_id, text, rnd, op, status, rule, sort, page, request: gr.Request):
         """A page of matching roots (Find starts at page 1; Previous/Next and the page box move)."""
         ctx.require_admin(request)
-        found, rows, page = search_page(ctx.store(), run_id, _filters(text, rnd, op, status, rule), page)
-        return found, rows, page
+        return search_page(ctx.store(), run_id, _filters(text, rnd, op, status, rule), page, sort or "root id")
 
-    def first_page(run_id, text, rnd, op, status, rule, request: gr.Request):
-        return search(run_id, text, rnd, op, status, rule, 1, request)
+    def first_page(run_id, text, rnd, op, status, rule, sort, request: gr.Request):
+        return search(run_id, text, rnd, op, status, rule, sort, 1, request)
 
     def step(delta):
-        def go(run_id, text, rnd, op, status, rule, page, request: gr.Request):
-            return search(run_id, text, rnd, op, status, rule, int(page or 1) + delta, request)
+        def go(run_id, text, rnd, op, status, rule, sort, page, request: gr.Request):
+            return search(run_id, text, rnd, op, status, rule, sort, int(page or 1) + delta, request)
         return go
 
     @ui_errors
@@ -195,9 +205,10 @@ def _wire_search(ctx: AppContext, w: SimpleNamespace):
         done = [r["id"] for r in runs if r["status"] == "done"]
         return gr.Dropdown(choices=run_choices(store), value=(done or [r["id"] for r in runs] or [None])[0])
 
-    filt, out = [w.run, w.text, w.rnd, w.op, w.status, w.rule], [w.found, w.roots, w.page]
+    filt, out = [w.run, w.text, w.rnd, w.op, w.status, w.rule, w.sort], [w.found, w.roots, w.page]
     w.find.click(first_page, filt, out, api_name="lineage_search")
     w.text.submit(first_page, filt, out, api_visibility="private")
+    w.sort.input(first_page, filt, out, api_visibility="private")
     w.page.submit(search, [*filt, w.page], out, api_name="lineage_search_page")
     w.prev_page.click(step(-1), [*filt, w.page], out, api_visibility="private")
     w.next_page.click(step(1), [*filt, w.page], out, api_visibility="private")

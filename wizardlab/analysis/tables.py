@@ -33,10 +33,11 @@ def run_stats(store, run_id: int) -> dict:
         if hit is not None and stamp is not None and hit[0] == stamp:
             _STATS.move_to_end(key)
             return hit[1]
-    stats = {"rounds": round_table(store, run_id), "ops": operation_table(store, run_id),
-             "rules": rule_table(store, run_id), "lengths": length_table(store, run_id),
-             "diff_summary": store.difficulty_summary(run_id) or {}, "diff_hist": difficulty_histogram(store, run_id),
-             "diff_table": difficulty_table(store, run_id)}
+    groups = store.status_groups(run_id)  # one pass for rounds, operations and the difficulty figures
+    stats = {"rounds": round_table(store, run_id, groups), "ops": operation_table(store, run_id, groups),
+             "rules": rule_table(store, run_id, groups), "lengths": length_table(store, run_id),
+             "diff_summary": store.difficulty_summary(run_id, groups), "diff_hist": difficulty_histogram(store, run_id),
+             "diff_table": difficulty_table(store, run_id, groups)}
     settled = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - SETTLE_S))
     if stamp is not None and stamp < settled:
         with _STATS_LOCK:
@@ -50,17 +51,17 @@ def _rate(num, den) -> float | None:
     return round(num / den, 4) if den else None
 
 
-def round_table(store, run_id: int) -> pd.DataFrame:
+def round_table(store, run_id: int, groups: list[dict] | None = None) -> pd.DataFrame:
     """round, total, seed, kept, eliminated, pending, elimination_rate (effective status)."""
-    rows = store.counts_by_round(run_id)
+    rows = store.counts_by_round(run_id, groups)
     for r in rows:
         r["elimination_rate"] = _rate(r["eliminated"], r["kept"] + r["eliminated"]) if r["round"] > 0 else None
     cols = ["round", "total", "seed", "kept", "eliminated", "pending", "eliminated_by_rules", "elimination_rate"]
     return pd.DataFrame(rows, columns=cols)
 
 
-def operation_table(store, run_id: int) -> pd.DataFrame:
-    rows = store.counts_by_operation(run_id)
+def operation_table(store, run_id: int, groups: list[dict] | None = None) -> pd.DataFrame:
+    rows = store.counts_by_operation(run_id, groups)
     for r in rows:
         r["elimination_rate"] = _rate(r["eliminated"], r["kept"] + r["eliminated"])
         r["rules_elimination_rate"] = _rate(r["eliminated_by_rules"], r["total"] - r["pending"])
@@ -69,9 +70,9 @@ def operation_table(store, run_id: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def rule_table(store, run_id: int) -> pd.DataFrame:
+def rule_table(store, run_id: int, groups: list[dict] | None = None) -> pd.DataFrame:
     """rule, n (nodes failing it), rate (n / evolved nodes with a verdict), restored by curators."""
-    rows = store.counts_by_rule(run_id)
+    rows = store.counts_by_rule(run_id, groups)
     for r in rows:
         r["rate"] = _rate(r["n"], r["finished"])
     return pd.DataFrame(rows, columns=["rule", "n", "rate", "restored", "finished"])
@@ -89,8 +90,8 @@ def length_table(store, run_id: int, *, kept_only: bool = False) -> pd.DataFrame
     return pd.DataFrame(out, columns=["round", "n", "mean_words", "median_words", "p90_words", "max_words"])
 
 
-def difficulty_table(store, run_id: int) -> pd.DataFrame:
-    rows = store.difficulty_by_round(run_id)
+def difficulty_table(store, run_id: int, groups: list[dict] | None = None) -> pd.DataFrame:
+    rows = store.difficulty_by_round(run_id, groups)
     for r in rows:
         r["mean"] = round(r["mean"], 2) if r["mean"] is not None else None
     return pd.DataFrame(rows, columns=["round", "scored", "mean", "min", "max"])

@@ -7,11 +7,28 @@ do not change. Nothing here computes embeddings or calls an LLM (see wizardlab.a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 
 from wizardlab.store.base import count_words, now_iso  # noqa: F401 (count_words: part of this module's API)
 
 _IN_CHUNK = 500  # placeholders per IN (...) query
+
+
+def _counts(groups: list[dict], key: str, keep) -> list[dict]:
+    """Sum status groups by `key` (round or operation), ordered as SQL would (NULL first)."""
+    out: dict = {}
+    for g in groups:
+        if not keep(g):
+            continue
+        r = out.setdefault(g[key], {key: g[key], "total": 0, "seed": 0, "kept": 0, "eliminated": 0, "pending": 0,
+                                    "eliminated_by_rules": 0})
+        r["total"] += g["n"]
+        if g["eff"] in ("seed", "kept", "eliminated", "pending"):
+            r[g["eff"]] += g["n"]
+        if g["status"] == "eliminated":
+            r["eliminated_by_rules"] += g["n"]
+    return [out[k] for k in sorted(out, key=lambda k: (k is not None, k if k is not None else 0))]
 
 
 class AnalysisQueries:
@@ -26,34 +43,43 @@ class AnalysisQueries:
         """When a node of the run last changed (written, scored or overridden): the key of cached figures."""
         return self.scalar("SELECT max(updated_at) FROM nodes WHERE run_id = ?", (run_id,))
 
-    def counts_by_round(self, run_id: int) -> list[dict]:
-        """Per round: total nodes and how many are seed / kept / eliminated / pending (effective)."""
+    def status_groups(self, run_id: int) -> list[dict]:
+        """One pass over the run (covering index nodes_stats): node counts and difficulty aggregates per
+        (round, operation, verdict, effective status, difficulty answered, failed rules). The per-round,
+        per-operation, per-rule and difficulty figures are all derived from these rows (pass them as
+        `groups=` to reuse them)."""
         return self.query(
-            """SELECT round, count(*) AS total,
-                      sum(effective_status = 'seed') AS seed, sum(effective_status = 'kept') AS kept,
-                      sum(effective_status = 'eliminated') AS eliminated, sum(effective_status = 'pending') AS pending,
-                      sum(status = 'eliminated') AS eliminated_by_rules
-               FROM nodes_effective WHERE run_id = ? GROUP BY round ORDER BY round""", (run_id,))
+            """SELECT round, operation, status, coalesce(override_status, status) AS eff,
+                      difficulty_answered AS answered, fail_rules, count(*) AS n, count(difficulty) AS scored,
+                      total(difficulty) AS dsum, min(difficulty) AS dmin, max(difficulty) AS dmax
+               FROM nodes WHERE run_id = ?
+               GROUP BY round, status, override_status, operation, difficulty_answered, fail_rules""", (run_id,))
 
-    def counts_by_operation(self, run_id: int) -> list[dict]:
+    def counts_by_round(self, run_id: int, groups: list[dict] | None = None) -> list[dict]:
+        """Per round: total nodes and how many are seed / kept / eliminated / pending (effective), and
+        eliminated_by_rules (the verdict)."""
+        return _counts(groups if groups is not None else self.status_groups(run_id), "round", lambda g: True)
+
+    def counts_by_operation(self, run_id: int, groups: list[dict] | None = None) -> list[dict]:
         """Per operation (evolved nodes only): kept / eliminated (effective) and the rules' verdict."""
-        return self.query(
-            """SELECT operation, count(*) AS total,
-                      sum(effective_status = 'kept') AS kept, sum(effective_status = 'eliminated') AS eliminated,
-                      sum(effective_status = 'pending') AS pending, sum(status = 'eliminated') AS eliminated_by_rules
-               FROM nodes_effective WHERE run_id = ? AND round > 0 GROUP BY operation ORDER BY operation""",
-            (run_id,))
+        rows = _counts(groups if groups is not None else self.status_groups(run_id), "operation",
+                       lambda g: g["round"] > 0)
+        for r in rows:
+            del r["seed"]
+        return rows
 
-    def counts_by_rule(self, run_id: int) -> list[dict]:
+    def counts_by_rule(self, run_id: int, groups: list[dict] | None = None) -> list[dict]:
         """Per elimination rule: nodes it failed, how many of them are now kept (restored), and
         `finished`, the number of evolved nodes with a verdict (the denominator of its rate)."""
-        return self.query(
-            """SELECT r.value AS rule, count(DISTINCT n.id) AS n,
-                      count(DISTINCT CASE WHEN n.effective_status = 'kept' THEN n.id END) AS restored,
-                      (SELECT count(*) FROM nodes f WHERE f.run_id = ? AND f.round > 0 AND f.status != 'pending')
-                        AS finished
-               FROM nodes_effective n, json_each(n.fail_rules) r
-               WHERE n.run_id = ? AND n.fail_rules != '[]' GROUP BY r.value ORDER BY n DESC, rule""", (run_id, run_id))
+        groups = groups if groups is not None else self.status_groups(run_id)
+        finished = sum(g["n"] for g in groups if g["round"] > 0 and g["status"] != "pending")
+        out: dict[str, dict] = {}
+        for g in groups:
+            for rule in set(json.loads(g["fail_rules"] or "[]")):
+                r = out.setdefault(rule, {"rule": rule, "n": 0, "restored": 0, "finished": finished})
+                r["n"] += g["n"]
+                r["restored"] += g["n"] if g["eff"] == "kept" else 0
+        return sorted(out.values(), key=lambda r: (-r["n"], r["rule"]))
 
     def length_histogram(self, run_id: int, *, kept_only: bool = False) -> list[dict]:
         """(round, words, n): instruction length in words per round, as a compact histogram."""
@@ -100,15 +126,18 @@ class AnalysisQueries:
                 n += 1
         return n
 
-    def difficulty_summary(self, run_id: int) -> dict:
+    def difficulty_summary(self, run_id: int, groups: list[dict] | None = None) -> dict:
         """Scored, unparsable and unscored counts of a run's finished nodes, and the mean difficulty
-        of its data set (seeds and kept nodes, effective status)."""
-        return self.query_one(
-            """SELECT sum(difficulty IS NOT NULL) AS scored,
-                      avg(CASE WHEN effective_status IN ('seed', 'kept') THEN difficulty END) AS mean_data,
-                      sum(difficulty IS NULL AND difficulty_answered) AS unparsable,
-                      sum(difficulty IS NULL AND NOT difficulty_answered) AS unscored
-               FROM nodes_effective WHERE run_id = ? AND effective_status != 'pending'""", (run_id,))
+        of its data set (seeds and kept nodes, effective status); all None when nothing is finished."""
+        rows = [g for g in (groups if groups is not None else self.status_groups(run_id)) if g["eff"] != "pending"]
+        if not rows:
+            return {"scored": None, "mean_data": None, "unparsable": None, "unscored": None}
+        data = [g for g in rows if g["eff"] in ("seed", "kept")]
+        data_scored = sum(g["scored"] for g in data)
+        return {"scored": sum(g["scored"] for g in rows),
+                "mean_data": sum(g["dsum"] for g in data) / data_scored if data_scored else None,
+                "unparsable": sum(g["n"] - g["scored"] for g in rows if g["answered"]),
+                "unscored": sum(g["n"] - g["scored"] for g in rows if not g["answered"])}
 
     def difficulty_histogram(self, run_id: int) -> list[dict]:
         """(round, difficulty rounded to an integer, n) over scored nodes."""
@@ -116,11 +145,21 @@ class AnalysisQueries:
             "SELECT round, CAST(round(difficulty) AS INTEGER) AS difficulty, count(*) AS n FROM nodes_effective "
             "WHERE run_id = ? AND difficulty IS NOT NULL GROUP BY round, 2 ORDER BY round, 2", (run_id,))
 
-    def difficulty_by_round(self, run_id: int) -> list[dict]:
-        return self.query(
-            "SELECT round, count(difficulty) AS scored, avg(difficulty) AS mean, min(difficulty) AS min, "
-            "max(difficulty) AS max FROM nodes_effective WHERE run_id = ? AND effective_status != 'pending' "
-            "GROUP BY round ORDER BY round", (run_id,))
+    def difficulty_by_round(self, run_id: int, groups: list[dict] | None = None) -> list[dict]:
+        """Per round with finished nodes: scored, mean, min, max difficulty."""
+        out: dict[int, list[dict]] = {}
+        for g in groups if groups is not None else self.status_groups(run_id):
+            if g["eff"] != "pending":
+                out.setdefault(g["round"], []).append(g)
+        rows = []
+        for rnd in sorted(out):
+            gs, scored = out[rnd], sum(g["scored"] for g in out[rnd])
+            lows = [g["dmin"] for g in gs if g["dmin"] is not None]
+            highs = [g["dmax"] for g in gs if g["dmax"] is not None]
+            rows.append({"round": rnd, "scored": scored,
+                         "mean": sum(g["dsum"] for g in gs) / scored if scored else None,
+                         "min": min(lows) if lows else None, "max": max(highs) if highs else None})
+        return rows
 
     # -- texts for maps -------------------------------------------------------------------
     def map_nodes(self, run_id: int, *, data_only: bool = False) -> list[dict]:

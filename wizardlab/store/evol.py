@@ -109,8 +109,8 @@ class EvolQueries:
     def write_node_result(conn: sqlite3.Connection, node_id: int, *, status: str, instruction: str,
                           response: str | None, fail_rules: list[str], error: str | None, raw: dict) -> None:
         conn.execute(
-            "UPDATE nodes SET status = ?, instruction = ?, words = ?, response = ?, fail_rules = ?, error = ?, raw = ?, "
-            "updated_at = ? WHERE id = ?",
+            "UPDATE nodes SET status = ?, instruction = ?, words = ?, response = ?, fail_rules = ?, error = ?, "
+            "raw = ?, updated_at = ? WHERE id = ?",
             (status, instruction, count_words(instruction), response, dumps(fail_rules), error, dumps(raw), now_iso(),
              node_id),
         )

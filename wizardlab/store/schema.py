@@ -241,7 +241,8 @@ def m005_scale(conn: sqlite3.Connection) -> None:
       stored, parsable or not) are written with the node, so statistics never parse text or JSON.
     - `nodes_stats` covers every Data tab query (no read of the large rows); `nodes_run_id` serves
       the keyset paging of exports and the scoring job (run_id = ? AND id > ? ORDER BY id);
-      `nodes_search` lets the Lineage search walk a run's roots in order and stop after one page.
+      `nodes_search` serves the Lineage filters; `nodes_by_id` the same columns for the ids a text
+      search finds (no read of the wide rows).
     - `nodes_fts`: a trigram full-text index of instruction and input (substring search of 3+
       characters, case-insensitive like LIKE), kept in sync by triggers on `nodes`.
     """
@@ -262,7 +263,8 @@ def m005_scale(conn: sqlite3.Connection) -> None:
           UPDATE nodes SET override_status = {_OVERRIDE_STATUS}, updated_at = {_NOW} WHERE id = NEW.node_id;
         END;
         CREATE TRIGGER overrides_status_update AFTER UPDATE ON overrides BEGIN
-          UPDATE nodes SET override_status = {_OVERRIDE_STATUS}, updated_at = {_NOW} WHERE id IN (NEW.node_id, OLD.node_id);
+          UPDATE nodes SET override_status = {_OVERRIDE_STATUS}, updated_at = {_NOW}
+          WHERE id IN (NEW.node_id, OLD.node_id);
         END;
         CREATE TRIGGER overrides_status_delete AFTER DELETE ON overrides BEGIN
           UPDATE nodes SET override_status = {_OVERRIDE_STATUS}, updated_at = {_NOW} WHERE id = OLD.node_id;
@@ -271,6 +273,8 @@ def m005_scale(conn: sqlite3.Connection) -> None:
         CREATE INDEX nodes_run_id ON nodes(run_id, id);
         CREATE INDEX nodes_run_updated ON nodes(run_id, updated_at);
         CREATE INDEX nodes_search ON nodes(run_id, root_id, round, status, override_status, operation, fail_rules);
+        CREATE INDEX nodes_by_id ON nodes(id, run_id, root_id, round, status, override_status, operation,
+                                          fail_rules);
 
         CREATE VIRTUAL TABLE nodes_fts USING fts5(instruction, input, content='nodes', content_rowid='id',
                                                   tokenize='trigram');
@@ -279,14 +283,16 @@ def m005_scale(conn: sqlite3.Connection) -> None:
           INSERT INTO nodes_fts(rowid, instruction, input) VALUES (NEW.id, NEW.instruction, NEW.input);
         END;
         CREATE TRIGGER nodes_fts_delete AFTER DELETE ON nodes BEGIN
-          INSERT INTO nodes_fts(nodes_fts, rowid, instruction, input) VALUES ('delete', OLD.id, OLD.instruction, OLD.input);
+          INSERT INTO nodes_fts(nodes_fts, rowid, instruction, input)
+          VALUES ('delete', OLD.id, OLD.instruction, OLD.input);
         END;
         CREATE TRIGGER nodes_fts_update AFTER UPDATE OF instruction, input ON nodes BEGIN
-          INSERT INTO nodes_fts(nodes_fts, rowid, instruction, input) VALUES ('delete', OLD.id, OLD.instruction, OLD.input);
+          INSERT INTO nodes_fts(nodes_fts, rowid, instruction, input)
+          VALUES ('delete', OLD.id, OLD.instruction, OLD.input);
           INSERT INTO nodes_fts(rowid, instruction, input) VALUES (NEW.id, NEW.instruction, NEW.input);
         END;
-        CREATE INDEX nodes_stats ON nodes(run_id, round, status, override_status, operation, words, difficulty,
-                                          difficulty_answered, fail_rules);
+        CREATE INDEX nodes_stats ON nodes(run_id, round, status, override_status, operation, difficulty_answered,
+                                          fail_rules, words, difficulty);
         """
     )
 
