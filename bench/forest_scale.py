@@ -149,10 +149,11 @@ def measure(db: Path, out: dict) -> None:
     n_roots = store.count_nodes(run_id, 0)
     root = store.scalar("SELECT id FROM nodes WHERE run_id = ? AND round = 0 ORDER BY id LIMIT 1 OFFSET ?",
                         (run_id, n_roots * 3 // 7))
-    word = store.scalar("SELECT instruction FROM nodes WHERE id = ?", (root,)).split()[-1]
+    word = max(store.scalar("SELECT instruction FROM nodes WHERE id = ?", (root,)).split(), key=len)
     timed(out, "tree", lambda: lineage.tree_html(store, root), repeat=3)
-    timed(out, "search_text", lambda: _search(store, run_id, {"text": word}))
-    timed(out, "search_text_common", lambda: _search(store, run_id, {"text": "ka"}))
+    timed(out, "search_text", lambda: _search(store, run_id, {"text": word}))  # a long (rarer) word
+    timed(out, "search_text_common", lambda: _search(store, run_id, {"text": "tor"}))  # in ~all instructions
+    timed(out, "search_text_2chars", lambda: _search(store, run_id, {"text": "ka"}))  # too short to index
     timed(out, "search_none", lambda: _search(store, run_id, {}))
     for key, value in (("round", 2), ("operation", "deepening"), ("status", "eliminated"),
                        ("rule", "no_information_gain")):
@@ -166,6 +167,8 @@ def measure(db: Path, out: dict) -> None:
         store, run_id, {"round": 3, "rule": "no_information_gain"}, "restore", "bench", "bench"))
     out["bulk_override"]["nodes"] = n
     timed(out, "data_show_after_bulk", lambda: _data_show(ctx, run_id))
+    if hasattr(store, "check_override_status"):
+        timed(out, "check_override_status", lambda: store.check_override_status(run_id))
     store.close()
 
 
