@@ -170,6 +170,12 @@ class AnalysisQueries:
             f"difficulty FROM nodes_effective WHERE run_id = ? AND {cond} AND words > 0 ORDER BY id",
             (run_id,))
 
+    def count_map_nodes(self, run_id: int, *, data_only: bool = False) -> int:
+        """How many points `map_nodes` would return (a count on the covering index, no text read)."""
+        cond = "effective_status IN ('seed', 'kept')" if data_only else "effective_status != 'pending'"
+        return self.scalar(f"SELECT count(*) FROM nodes_effective WHERE run_id = ? AND {cond} AND words > 0",
+                           (run_id,))
+
     # -- embeddings cache -------------------------------------------------------------------
     def get_embeddings(self, text_hashes: list[str], model: str) -> dict[str, bytes]:
         """Cached vectors (float32 blobs) for the hashes that have one."""
