@@ -51,7 +51,17 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             return _on_load(ctx, tabs, request)
 
         demo.load(on_load, inputs=None, outputs=[header, tab_group, *[t for t, _ in tabs]], api_visibility="private")
+        hide_api_description(demo)
     return demo
+
+
+def hide_api_description(demo: gr.Blocks) -> None:
+    """Named endpoints stay callable (the CLI-like HTTP API, tests) but are left out of the API
+    description: Gradio puts that description into the page served at `/` even before login, and it
+    would list every admin endpoint (`admin_add_user`, `train_launch`, ...) to anyone."""
+    for fn in demo.fns.values():
+        if fn.api_visibility == "public":
+            fn.api_visibility = "undocumented"
 
 
 def _build_tab(module_name: str, ctx: AppContext) -> None:

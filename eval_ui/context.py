@@ -10,15 +10,19 @@ Per-user state lives in `gr.State` or the store, never in module globals.
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
+from eval_ui import render
 from wizardlab import auth
 from wizardlab.config import Settings
 from wizardlab.errors import UserError
 from wizardlab.store import Store
+
+log = logging.getLogger("wizardlab.ui")
 
 
 @dataclass
@@ -55,13 +59,13 @@ class AppContext:
     def current_user(self, request: gr.Request | None) -> dict:
         user = self.user_or_none(request)
         if user is None:
-            raise gr.Error("Please log in again: your session has ended or your account is disabled.")
+            raise popup_error("Please log in again: your session has ended or your account is disabled.")
         return user
 
     def require_admin(self, request: gr.Request | None) -> dict:
         user = self.current_user(request)
         if user["role"] != "admin":
-            raise gr.Error("Only admins may do this.")
+            raise popup_error("Only admins may do this.", user["username"])
         return user
 
     def is_admin(self, request: gr.Request | None) -> bool:
@@ -69,15 +73,29 @@ class AppContext:
         return bool(user and user["role"] == "admin")
 
 
+def popup_error(message, who: str | None = None) -> gr.Error:
+    """THE way to build an error pop-up: the text escaped (`render.message`: it may hold a user name or
+    a file's field), one log line (an expected error, no traceback), raised by the caller."""
+    line = " ".join(str(message).split())
+    log.warning("user error%s: %s", f" ({who})" if who else "", line)
+    return gr.Error(render.message(line), print_exception=False)
+
+
+def popup_info(message) -> None:
+    """An info pop-up (escaped like `popup_error`)."""
+    gr.Info(render.message(message))
+
+
 def ui_errors(fn):
-    """Decorator for callbacks: a `UserError` becomes `gr.Error` with its one line."""
+    """Decorator for callbacks: a `UserError` becomes an escaped one-line pop-up (`popup_error`);
+    any other exception keeps its traceback in the server log."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
-            raise gr.Error(str(exc)) from None
+            raise popup_error(str(exc), getattr(fn, "__name__", None)) from None
 
     return wrapper
 

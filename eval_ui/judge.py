@@ -55,8 +55,6 @@ STYLE = """<style>
 .wl-resp-h { font-weight: 700; color: var(--color-accent); margin-bottom: 6px; font-size: 0.95rem; }
 .wl-prompt { border-left: 4px solid var(--color-accent); padding: 8px 14px; background: #eef2ff33;
   border-radius: 6px; margin-bottom: 4px; }
-.wl-md pre { background: #0f172a; color: #e2e8f0; padding: 8px 10px; border-radius: 6px; overflow-x: auto; }
-.wl-md code { font-family: var(--font-mono); font-size: 0.85em; }
 .wl-md p { margin: 0 0 0.6em; }
 .wl-kbd { display: inline-block; border: 1px solid #cbd5e1; border-bottom-width: 2px; border-radius: 4px;
   padding: 0 5px; font-family: var(--font-mono); font-size: 0.75rem; margin: 0 2px; background: #f8fafc; }

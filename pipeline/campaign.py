@@ -99,18 +99,11 @@ def _status(store, args) -> int:
 
 
 def _assign(store, args) -> int:
-    import secrets
-
-    from wizardlab import auth
-
-    evaluation.require_campaign(store, args.campaign)
-    for name in [n.strip() for n in args.annotators.split(",") if n.strip()]:
-        if store.get_user(name):
-            print(f"{name}: account exists")
-            continue
-        password = args.password or secrets.token_urlsafe(9)
-        auth.add_user(store, name, password, "annotator")
-        print(f"{name}: created" + ("" if args.password else f" with password {password}"))
+    for row in evaluation.assign_annotators(store, args.campaign, args.annotators, args.password):
+        if not row["created"]:
+            print(f"{row['username']}: account exists")
+        else:
+            print(f"{row['username']}: created" + ("" if args.password else f" with password {row['password']}"))
     return 0
 
 
@@ -122,7 +115,6 @@ def _release(store, args) -> int:
 
 
 def _set_status(store, args) -> int:
-    c = evaluation.require_campaign(store, args.campaign)
-    store.set_campaign_status(c["id"], "closed" if args.action == "close" else "open")
-    print(f"campaign {c['id']} is now {'closed' if args.action == 'close' else 'open'}")
+    c = evaluation.set_status(store, args.campaign, "closed" if args.action == "close" else "open")
+    print(f"campaign {c['id']} is now {c['status']}")
     return 0

@@ -16,6 +16,8 @@ import time
 
 from tqdm import tqdm
 
+from wizardlab.llm import params
+
 HELP = "Run the pairwise LLM judge on a campaign, in both orders."
 
 
@@ -26,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="endpoint model name, or a local checkpoint directory")
     parser.add_argument("--concurrency", type=int, default=None, help="parallel requests (default 16)")
     parser.add_argument("--limit", type=int, default=None, help="judge at most N items in this pass")
+    params.add_arguments(parser, ("judge",))
 
 
 def main(args) -> int:
@@ -37,13 +40,15 @@ def main(args) -> int:
     settings = Settings.from_env(db=args.db, base_url=args.base_url, model=args.model, concurrency=args.concurrency)
     store = Store(settings.db)
     campaign = evaluation.require_campaign(store, args.campaign)
+    sampling = params.from_arguments(args, ("judge",))
     run_id = current_job_id() or store.create_run(
         "judge", {"campaign": campaign["id"], "base_url": settings.base_url, "model": settings.model,
-                  "concurrency": settings.concurrency, "limit": args.limit}, name=f"LLM judge on {campaign['name']}")
-    return run(store, settings, campaign, run_id, args.limit)
+                  "concurrency": settings.concurrency, "limit": args.limit, "sampling": sampling},
+        name=f"LLM judge on {campaign['name']}")
+    return run(store, settings, campaign, run_id, args.limit, sampling)
 
 
-def run(store, settings, campaign: dict, run_id: int, limit: int | None) -> int:
+def run(store, settings, campaign: dict, run_id: int, limit: int | None, sampling: dict | None = None) -> int:
     from wizardlab.evaluation.judge import judge_campaign
     from wizardlab.jobs import job_run
     from wizardlab.llm import LLMClient, make_backend
@@ -62,7 +67,7 @@ def run(store, settings, campaign: dict, run_id: int, limit: int | None) -> int:
         async def go():
             try:
                 return await judge_campaign(store, client, campaign, stop=job.stop, on_progress=progress,
-                                            limit=limit, grace_s=settings.stop_grace_s)
+                                            limit=limit, grace_s=settings.stop_grace_s, sampling=sampling)
             finally:
                 await client.aclose()
 

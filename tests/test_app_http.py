@@ -36,7 +36,8 @@ def test_annotator_is_refused_admin_endpoints_on_the_server(app):
     assert (event, refused[1] in str(payload)) == (refused[0], True) and store.get_user("mallory") is None
     event, payload = call_api(ann, "lineage_override", [str(node["id"]), "restore", "sneaky"])
     assert (event, refused[1] in str(payload)) == (refused[0], True) and store.node_overrides(node["id"]) == []
-    event, payload = call_api(ann, "evolve_start", ["Built-in demo seeds (24)", None, 1, 1, "", "", 0, 2])
+    event, payload = call_api(ann, "evolve_start", ["Built-in demo seeds (24)", None, 1, 1, "", "", 0, 2,
+                                                    None, None, None, "", "paper"])
     assert (event, refused[1] in str(payload)) == (refused[0], True)
     assert store.list_runs("evolve")[0]["id"] == run
     event, payload = call_api(ann, "lineage_tree", [str(node["root_id"])])

@@ -204,7 +204,7 @@ def take_screenshots(out_dir: str) -> list[str]:
         shot("evolve.png")
         page.get_by_role("tab", name="Lineage").click()
         page.locator("#wl-lin-run input").wait_for()
-        page.get_by_label("Rule").click()
+        page.get_by_label("Rule or flag").click()
         page.get_by_role("option", name="no_information_gain").click()
         page.locator("#wl-lin-find").click()
         page.locator("#wl-lin-roots [data-testid='cell-0-0']").wait_for()

@@ -71,27 +71,57 @@ def knn_cosine(x: np.ndarray, k: int, block_floats: int = 16_000_000) -> tuple[n
     return idx, dist
 
 
+# numba versions whose private `Dispatcher._cache` / `NullCache` layout `_enable_kernel_cache` relies on;
+# on any other version the kernels are compiled as umap-learn ships them (slower first call, same result)
+_NUMBA_CACHE_TESTED = ((0, 59), (0, 68))
+_KERNEL_MODULES = ("umap.umap_", "umap.layouts", "umap.utils", "umap.distances", "umap.spectral", "umap.sparse",
+                   "pynndescent.pynndescent_", "pynndescent.distances", "pynndescent.utils", "pynndescent.rp_trees",
+                   "pynndescent.sparse")
+
+
 @functools.lru_cache(maxsize=1)
 def _umap():
-    """Import umap-learn and switch on numba's on-disk cache for its kernels and pynndescent's:
-    they are compiled once per machine instead of once per process (about 20 s each time on
-    2 cores). Kernels numba cannot cache are simply compiled as before."""
+    """Import umap-learn, with numba's on-disk kernel cache switched on where that is known to work."""
+    import umap
+
+    _enable_kernel_cache()
+    return umap
+
+
+def _numba_supported(version: str) -> bool:
+    try:
+        major_minor = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return False
+    low, high = _NUMBA_CACHE_TESTED
+    return low <= major_minor <= high
+
+
+def _enable_kernel_cache() -> int:
+    """Switch on numba's on-disk cache for umap's and pynndescent's kernels, so they are compiled once per
+    machine instead of once per process (about 20 s each time on 2 cores). This touches numba internals
+    (`Dispatcher._cache`), so it runs only on the numba versions in `_NUMBA_CACHE_TESTED` and falls back to
+    plain in-memory compilation on anything unexpected. Returns how many kernels now cache to disk."""
     import importlib
 
-    import umap
-    from numba.core.caching import NullCache
-    from numba.core.dispatcher import Dispatcher
-
-    for name in ("umap.umap_", "umap.layouts", "umap.utils", "umap.distances", "umap.spectral", "umap.sparse",
-                 "pynndescent.pynndescent_", "pynndescent.distances", "pynndescent.utils", "pynndescent.rp_trees",
-                 "pynndescent.sparse"):
+    import numba
+    if not _numba_supported(numba.__version__):
+        return 0
+    try:
+        from numba.core.caching import NullCache
+        from numba.core.dispatcher import Dispatcher
+    except ImportError:
+        return 0
+    enabled = 0
+    for name in _KERNEL_MODULES:
         for obj in vars(importlib.import_module(name)).values():
-            if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache):
+            if isinstance(obj, Dispatcher) and isinstance(getattr(obj, "_cache", None), NullCache):
                 try:
                     obj.enable_caching()
-                except RuntimeError:  # no writable cache location: compile in memory as usual
-                    return umap
-    return umap
+                except (RuntimeError, AttributeError):  # no writable cache location, or internals moved
+                    return enabled
+                enabled += 1
+    return enabled
 
 
 def _pca_2d(vectors: np.ndarray) -> np.ndarray:
@@ -206,7 +236,7 @@ class DiversityMap:
         return cls.from_json(json.loads(path.read_text())) if path.exists() else None
 
 
-def _map_points(store, run_id: int, reference: str | None, data_only: bool) -> pd.DataFrame:
+def _map_points(store, run_id: int, reference: str | None, data_only: bool = True) -> pd.DataFrame:
     nodes = store.map_nodes(run_id, data_only=data_only)
     frame = pd.DataFrame(nodes, columns=["id", "round", "operation", "status", "instruction", "difficulty"])
     frame["group"] = frame["round"].map(lambda r: f"round {r}")
@@ -220,16 +250,17 @@ def _map_points(store, run_id: int, reference: str | None, data_only: bool) -> p
     return frame.rename(columns={"instruction": "text"})
 
 
-def map_workload(store, run_id: int, *, reference: str | None = None, data_only: bool = False) -> tuple[int, int]:
+def map_workload(store, run_id: int, *, reference: str | None = None, data_only: bool = True) -> tuple[int, int]:
     """(points a map of this run would have, texts among them not embedded yet): what it would cost."""
     texts = _map_points(store, run_id, reference, data_only)["text"].tolist()
     hashes = list(dict.fromkeys(text_hash(t) for t in texts))
     return len(texts), len(hashes) - len(store.get_embeddings(hashes, EMBED_MODEL))
 
 
-def build_map(store, run_id: int, *, reference: str | None = None, data_only: bool = False, seed: int = 0,
+def build_map(store, run_id: int, *, reference: str | None = None, data_only: bool = True, seed: int = 0,
               stop=None, on_progress: Callable[[str, int, int], None] | None = None) -> DiversityMap:
-    """Embed (cached) the run's finished nodes and a reference set, project them together with
+    """Embed (cached) the run's data set (seeds + kept after overrides, as the paper compares data
+    sets; `data_only=False`: every finished node) and a reference set, project them together with
     UMAP, and measure dispersion per round and for the reference set."""
     points = _map_points(store, run_id, reference, data_only)
     if points.empty:
@@ -303,7 +334,7 @@ IN_PROCESS_MAX = 10_000  # points projected inside a request (UMAP: about 1 min 
 IN_PROCESS_EMBED_MAX = 1_500  # texts embedded inside a request (about 40 texts/s on 2 shared cores)
 
 
-def build_or_launch_map(store, run_id: int, *, out: str | Path, reference: str | None = None, data_only: bool = False,
+def build_or_launch_map(store, run_id: int, *, out: str | Path, reference: str | None = None, data_only: bool = True,
                         created_by: str | None = None, log_dir, progress=None) -> "DiversityMap | None":
     """Build the map in this process when it is small (and save it to `out`), else start a
     background `embed` job writing `out` and return None."""
@@ -322,8 +353,8 @@ def build_or_launch_map(store, run_id: int, *, out: str | Path, reference: str |
     args = ["--run", run_id, "--out", out.resolve()]
     if reference:
         args += ["--reference-name", reference]
-    if data_only:
-        args.append("--data-only")
+    if not data_only:
+        args.append("--include-eliminated")
     job_id = store.create_run("embed", {"target_run": run_id}, name=f"diversity map of run {run_id}",
                               created_by=created_by)
     jobs.launch(store, job_id, "embed", args, log_dir=log_dir, queue="embed")

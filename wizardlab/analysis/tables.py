@@ -24,20 +24,22 @@ _STATS_MAX = 16
 SETTLE_S = 2.0  # a stamp younger than this may still gain writes within its millisecond: not cached
 
 
-def run_stats(store, run_id: int) -> dict:
+def run_stats(store, run_id: int, include_eliminated: bool = False) -> dict:
     """Every figure of a run's Data tab, each computed by one query, and cached until a node of the
-    run changes (its change stamp moves): rounds, ops, rules, lengths, diff_summary, diff_hist, diff_table."""
-    stamp, key = store.change_stamp(run_id), (store.path, int(run_id))
+    run changes (its change stamp moves): rounds, ops, rules, lengths, diff_summary, and diff_hist and
+    diff_table over the data set (seeds + kept) or, `include_eliminated`, every finished node."""
+    stamp, key = store.change_stamp(run_id), (store.path, int(run_id), bool(include_eliminated))
     with _STATS_LOCK:
         hit = _STATS.get(key)
         if hit is not None and stamp is not None and hit[0] == stamp:
             _STATS.move_to_end(key)
             return hit[1]
-    groups = store.status_groups(run_id)  # one pass for rounds, operations and the difficulty figures
+    groups = store.status_groups(run_id)  # one pass for rounds, operations, rules and the difficulty figures
     stats = {"rounds": round_table(store, run_id, groups), "ops": operation_table(store, run_id, groups),
              "rules": rule_table(store, run_id, groups), "lengths": length_table(store, run_id),
-             "diff_summary": store.difficulty_summary(run_id, groups), "diff_hist": difficulty_histogram(store, run_id),
-             "diff_table": difficulty_table(store, run_id, groups)}
+             "diff_summary": store.difficulty_summary(run_id, groups),
+             "diff_hist": difficulty_histogram(store, run_id, include_eliminated),
+             "diff_table": difficulty_table(store, run_id, include_eliminated, groups)}
     settled = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - SETTLE_S))
     if stamp is not None and stamp < settled:
         with _STATS_LOCK:
@@ -90,16 +92,18 @@ def length_table(store, run_id: int, *, kept_only: bool = False) -> pd.DataFrame
     return pd.DataFrame(out, columns=["round", "n", "mean_words", "median_words", "p90_words", "max_words"])
 
 
-def difficulty_table(store, run_id: int, groups: list[dict] | None = None) -> pd.DataFrame:
-    rows = store.difficulty_by_round(run_id, groups)
+def difficulty_table(store, run_id: int, include_eliminated: bool = False,
+                     groups: list[dict] | None = None) -> pd.DataFrame:
+    """Per round over the data set (seeds + kept after overrides), or every finished node."""
+    rows = store.difficulty_by_round(run_id, data_only=not include_eliminated, groups=groups)
     for r in rows:
         r["mean"] = round(r["mean"], 2) if r["mean"] is not None else None
     return pd.DataFrame(rows, columns=["round", "scored", "mean", "min", "max"])
 
 
-def difficulty_histogram(store, run_id: int) -> pd.DataFrame:
-    """difficulty (1..10), round (as a label), n: ready for a stacked bar chart."""
-    rows = store.difficulty_histogram(run_id)
+def difficulty_histogram(store, run_id: int, include_eliminated: bool = False) -> pd.DataFrame:
+    """difficulty (1..10), round (as a label), n: ready for a stacked bar chart (data set by default)."""
+    rows = store.difficulty_histogram(run_id, data_only=not include_eliminated)
     frame = pd.DataFrame(rows, columns=["round", "difficulty", "n"])
     frame["round"] = frame["round"].map(lambda r: f"round {r}")
     return frame

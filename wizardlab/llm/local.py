@@ -72,6 +72,7 @@ class LocalBackend:
     """A transformers causal LM running in this process."""
 
     max_concurrency = 1
+    in_process = True
 
     def __init__(self, model_dir: str | Path, *, cache_dir: str | Path | None = None):
         self.model_dir = str(model_dir)
@@ -137,19 +138,21 @@ class LocalBackend:
             raise PermanentError(f"model {self.model_dir}: {_one_line(exc)}") from exc
 
     # -- generation ------------------------------------------------------------
-    async def chat(self, messages, *, max_tokens, temperature, stop, timeout) -> Completion:
-        return await asyncio.to_thread(self._chat_sync, messages, max_tokens, temperature, stop, timeout)
+    async def chat(self, messages, *, max_tokens, temperature, stop, timeout, top_p=None) -> Completion:
+        return await asyncio.to_thread(self._chat_sync, messages, max_tokens, temperature, stop, timeout, top_p)
 
-    def _chat_sync(self, messages, max_tokens, temperature, stop, timeout) -> Completion:
+    def _chat_sync(self, messages, max_tokens, temperature, stop, timeout, top_p=None) -> Completion:
         deadline = time.monotonic() + timeout
         tokenizer, model = self._loaded()
         with self._generate_lock:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TransientError("timeout: the model was still loading or busy")
-            return self._generate(tokenizer, model, messages, max_tokens, temperature, list(stop or []), remaining)
+            return self._generate(tokenizer, model, messages, max_tokens, temperature, list(stop or []), remaining,
+                                  top_p)
 
-    def _generate(self, tokenizer, model, messages, max_tokens, temperature, stops, max_time) -> Completion:
+    def _generate(self, tokenizer, model, messages, max_tokens, temperature, stops, max_time,
+                  top_p=None) -> Completion:
         import torch
         from transformers import StoppingCriteriaList
 
@@ -159,6 +162,8 @@ class LocalBackend:
         input_ids = _encode(tokenizer, messages, few_shot)
         prompt_len = input_ids.shape[1]
         sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+        if temperature > 0 and top_p is not None:
+            sampling["top_p"] = top_p
         criteria = StoppingCriteriaList([_StopOnText(tokenizer, prompt_len, stops)]) if stops else None
         try:
             with torch.inference_mode():
@@ -169,8 +174,10 @@ class LocalBackend:
             raise PermanentError(f"local model {self.model}: generation failed: {_one_line(exc)}") from exc
         self.generations += 1
         new_ids = output[0, prompt_len:]
-        text, _ = cut_at_stop(tokenizer.decode(new_ids, skip_special_tokens=True), stops)
-        return Completion(text.strip() if few_shot else text, prompt_len, int(new_ids.shape[0]))
+        text, stopped = cut_at_stop(tokenizer.decode(new_ids, skip_special_tokens=True), stops)
+        n_new = int(new_ids.shape[0])
+        finish = "length" if n_new >= max_tokens and not stopped and new_ids[-1] != tokenizer.eos_token_id else "stop"
+        return Completion(text.strip() if few_shot else text, prompt_len, n_new, finish)
 
     async def aclose(self) -> None:
         with self._load_lock:

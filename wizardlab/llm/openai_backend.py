@@ -14,6 +14,7 @@ from wizardlab.llm.base import Completion, PermanentError, TransientError
 class OpenAIBackend:
     few_shot = False
     max_concurrency = None
+    in_process = False
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, max_connections: int = 256):
         import httpx
@@ -25,11 +26,12 @@ class OpenAIBackend:
         self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=api_key or "not-needed", max_retries=0,
                                           http_client=openai.DefaultAsyncHttpxClient(limits=limits))
 
-    async def chat(self, messages, *, max_tokens, temperature, stop, timeout) -> Completion:
+    async def chat(self, messages, *, max_tokens, temperature, stop, timeout, top_p=None) -> Completion:
+        extra = {"top_p": top_p} if top_p is not None else {}
         try:
             resp = await self._client.chat.completions.create(
                 model=self.model, messages=messages, max_tokens=max_tokens, temperature=temperature,
-                stop=stop or None, timeout=timeout)
+                stop=stop or None, timeout=timeout, **extra)
         except openai.RateLimitError as exc:
             raise TransientError(f"429 rate limited: {_short(exc)}", _retry_after(exc)) from exc
         except openai.InternalServerError as exc:
@@ -53,7 +55,8 @@ class OpenAIBackend:
         if text is None:
             text = ""
         usage = getattr(resp, "usage", None)
-        return Completion(text, getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0)
+        return Completion(text, getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0,
+                          getattr(resp.choices[0], "finish_reason", None))
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -139,17 +139,25 @@ class AnalysisQueries:
                 "unparsable": sum(g["n"] - g["scored"] for g in rows if g["answered"]),
                 "unscored": sum(g["n"] - g["scored"] for g in rows if not g["answered"])}
 
-    def difficulty_histogram(self, run_id: int) -> list[dict]:
-        """(round, difficulty rounded to an integer, n) over scored nodes."""
+    @staticmethod
+    def _data_cond(data_only: bool) -> str:
+        return "effective_status IN ('seed', 'kept')" if data_only else "effective_status != 'pending'"
+
+    def difficulty_histogram(self, run_id: int, *, data_only: bool = True) -> list[dict]:
+        """(round, difficulty rounded to an integer, n) over scored nodes of the data set
+        (seeds + kept, effective status), or every finished node."""
         return self.query(
             "SELECT round, CAST(round(difficulty) AS INTEGER) AS difficulty, count(*) AS n FROM nodes_effective "
-            "WHERE run_id = ? AND difficulty IS NOT NULL GROUP BY round, 2 ORDER BY round, 2", (run_id,))
+            f"WHERE run_id = ? AND difficulty IS NOT NULL AND {self._data_cond(data_only)} "
+            "GROUP BY round, 2 ORDER BY round, 2", (run_id,))
 
-    def difficulty_by_round(self, run_id: int, groups: list[dict] | None = None) -> list[dict]:
-        """Per round with finished nodes: scored, mean, min, max difficulty."""
+    def difficulty_by_round(self, run_id: int, *, data_only: bool = True,
+                            groups: list[dict] | None = None) -> list[dict]:
+        """Per round: scored, mean, min, max difficulty of the data set (seeds + kept, effective
+        status), or of every finished node."""
         out: dict[int, list[dict]] = {}
         for g in groups if groups is not None else self.status_groups(run_id):
-            if g["eff"] != "pending":
+            if g["eff"] in ("seed", "kept") or (not data_only and g["eff"] != "pending"):
                 out.setdefault(g["round"], []).append(g)
         rows = []
         for rnd in sorted(out):
@@ -162,7 +170,7 @@ class AnalysisQueries:
         return rows
 
     # -- texts for maps -------------------------------------------------------------------
-    def map_nodes(self, run_id: int, *, data_only: bool = False) -> list[dict]:
+    def map_nodes(self, run_id: int, *, data_only: bool = True) -> list[dict]:
         """Finished nodes of a run with what a diversity map colours by."""
         cond = "effective_status IN ('seed', 'kept')" if data_only else "effective_status != 'pending'"
         return self.query(
@@ -170,7 +178,7 @@ class AnalysisQueries:
             f"difficulty FROM nodes_effective WHERE run_id = ? AND {cond} AND words > 0 ORDER BY id",
             (run_id,))
 
-    def count_map_nodes(self, run_id: int, *, data_only: bool = False) -> int:
+    def count_map_nodes(self, run_id: int, *, data_only: bool = True) -> int:
         """How many points `map_nodes` would return (a count on the covering index, no text read)."""
         cond = "effective_status IN ('seed', 'kept')" if data_only else "effective_status != 'pending'"
         return self.scalar(f"SELECT count(*) FROM nodes_effective WHERE run_id = ? AND {cond} AND words > 0",

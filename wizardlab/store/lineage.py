@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-FILTER_KEYS = ("text", "round", "operation", "status", "rule")
+FILTER_KEYS = ("text", "round", "operation", "status", "rule", "truncated")
 
 
 def _like(text: str) -> str:
@@ -55,6 +55,8 @@ def _where(run_id: int | None, filters: dict) -> tuple[str, list]:
     if filters.get("rule"):  # rule codes are plain identifiers: their quoted form is exact in the JSON list
         conds.append("instr(e.fail_rules, ?) > 0")
         params.append(f'"{filters["rule"]}"')
+    if filters.get("truncated"):
+        conds.append("e.finish_reason = 'length'")
     return " AND ".join(conds), params
 
 

@@ -221,6 +221,21 @@ def m004_job_process(conn: sqlite3.Connection) -> None:
     )
 
 
+def m005_call_outcomes(conn: sqlite3.Connection) -> None:
+    """Why an answer ended (finish_reason "length" = cut off at max_tokens) for cached calls and for
+    a node's response; and failed calls kept retryable: a node whose call failed after all retries
+    stays pending with its attempts and last error (`evolve` retries it; giving up makes it malformed)."""
+    conn.executescript(
+        """
+        ALTER TABLE llm_calls ADD COLUMN finish_reason TEXT;
+        ALTER TABLE nodes ADD COLUMN finish_reason TEXT;
+        ALTER TABLE nodes ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE nodes ADD COLUMN last_error TEXT;
+        CREATE INDEX nodes_failed_calls ON nodes(run_id, round) WHERE status = 'pending' AND attempts > 0;
+        """
+    )
+
+
 _OVERRIDE_STATUS = """(SELECT CASE o.action WHEN 'restore' THEN (CASE WHEN nodes.round = 0 THEN 'seed' ELSE 'kept' END)
                               ELSE 'eliminated' END
          FROM overrides o WHERE o.node_id = nodes.id AND o.undone_at IS NULL ORDER BY o.id DESC LIMIT 1)"""
@@ -229,7 +244,7 @@ _OVERRIDE_STATUS = """(SELECT CASE o.action WHEN 'restore' THEN (CASE WHEN nodes
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 
 
-def m005_scale(conn: sqlite3.Connection) -> None:
+def m006_scale(conn: sqlite3.Connection) -> None:
     """A 250,000-node forest stays interactive.
 
     - `override_status`: the status the newest live override sets (NULL: none), kept by triggers
@@ -272,9 +287,10 @@ def m005_scale(conn: sqlite3.Connection) -> None:
 
         CREATE INDEX nodes_run_id ON nodes(run_id, id);
         CREATE INDEX nodes_run_updated ON nodes(run_id, updated_at);
-        CREATE INDEX nodes_search ON nodes(run_id, root_id, round, status, override_status, operation, fail_rules);
+        CREATE INDEX nodes_search ON nodes(run_id, root_id, round, status, override_status, operation, fail_rules,
+                                           finish_reason);
         CREATE INDEX nodes_by_id ON nodes(id, run_id, root_id, round, status, override_status, operation,
-                                          fail_rules);
+                                          fail_rules, finish_reason);
 
         CREATE VIRTUAL TABLE nodes_fts USING fts5(instruction, input, content='nodes', content_rowid='id',
                                                   tokenize='trigram');
@@ -297,4 +313,4 @@ def m005_scale(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = [m001_core, m002_users, m003_evaluation, m004_job_process, m005_scale]
+MIGRATIONS = [m001_core, m002_users, m003_evaluation, m004_job_process, m005_call_outcomes, m006_scale]
