@@ -10,10 +10,10 @@ from wizardlab.store.schema import MIGRATIONS
 
 
 def _old_release_db(path, monkeypatch):
-    """A file as the release before m006_scale wrote it: old schema, raw SQL of that release."""
+    """A file as the release before m009_scale wrote it: old schema, raw SQL of that release."""
     monkeypatch.setattr(base, "MIGRATIONS", MIGRATIONS[:-1])
     s = Store(path)
-    assert "m006_scale" not in s.applied_migrations()
+    assert "m009_scale" not in s.applied_migrations()
     run = s.create_run("evolve", {})
     with s.tx() as c:
         for i in range(4):
@@ -40,7 +40,7 @@ def _old_release_db(path, monkeypatch):
 def test_database_of_the_previous_release_migrates_without_loss(tmp_path, monkeypatch):
     run, before = _old_release_db(tmp_path / "old.db", monkeypatch)
     s = Store(tmp_path / "old.db")
-    assert "m006_scale" in s.applied_migrations()
+    assert "m009_scale" in s.applied_migrations()
     after = s.query("SELECT * FROM nodes_effective ORDER BY id")
     for old, new in zip(before, after, strict=True):
         assert {k: new[k] for k in old} == old  # every column and the effective status unchanged

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.fakellm import FakeLLM
-from tests.uihelpers import browser, login, make_forest, make_user, start_app, stop_app
+from tests.uihelpers import UI_TIMEOUT_MS, browser, login, make_forest, make_user, start_app, stop_app
 from wizardlab import jobs
 
 HOSTILE = [
@@ -31,7 +31,7 @@ def app(tmp_path_factory):
 
 def _page(b):
     page = b.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(30_000)
+    page.set_default_timeout(UI_TIMEOUT_MS)
     return page
 
 
@@ -222,6 +222,8 @@ def test_failed_calls_retry_and_give_up_in_the_evolve_tab(tmp_path):
                 run_id = store.list_runs("evolve")[0]["id"]
                 assert store.get_run(run_id)["status"] == "failed" and store.count_failed_calls(run_id, 1) == 3
                 assert "503" in page.locator("#wl-failed-calls").inner_text()
+                settings = page.locator("#wl-progress .wl-run-settings").inner_text()
+                assert "rules: paper" in settings and "evolve T=1 top-p=0.95 max 2048" in settings
                 page.screenshot(path=os.path.join(os.environ.get("WIZARDLAB_SHOTS", str(tmp_path)),
                                                   "evolve_failed_calls.png"), full_page=True)
                 page.locator("#wl-retry-failed").click()  # still down: attempts grow, nothing eliminated

@@ -236,6 +236,130 @@ def m005_call_outcomes(conn: sqlite3.Connection) -> None:
     )
 
 
+def m006_experiments(conn: sqlite3.Connection) -> None:
+    """Data recipes (named stored filters over the forest), their exports (row count, content hash,
+    profile), and experiments: arms (recipe + base model + preset) whose steps are runs."""
+    conn.executescript(
+        """
+        CREATE TABLE recipes (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            spec TEXT NOT NULL,              -- JSON of wizardlab.recipes.Recipe
+            created_by TEXT,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+        );
+        CREATE TABLE recipe_exports (
+            id INTEGER PRIMARY KEY,
+            recipe_id INTEGER NOT NULL REFERENCES recipes(id) ON DELETE CASCADE,
+            spec TEXT NOT NULL,              -- the recipe as it was when exported
+            path TEXT NOT NULL,
+            format TEXT NOT NULL,
+            n_rows INTEGER NOT NULL,
+            content_hash TEXT NOT NULL,      -- sha256 of the written file
+            profile TEXT NOT NULL,           -- JSON: counts per round and operation, difficulty, dispersion
+            run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+        );
+        CREATE INDEX recipe_exports_r ON recipe_exports(recipe_id);
+        CREATE TABLE experiments (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            config TEXT NOT NULL,            -- JSON of wizardlab.experiments.ExperimentConfig
+            status TEXT NOT NULL DEFAULT 'draft', -- draft | running | done | failed | cancelled
+            error TEXT,
+            driver_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            campaign_id INTEGER REFERENCES campaigns(id) ON DELETE SET NULL,
+            judge_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            created_by TEXT,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+        );
+        CREATE TABLE experiment_arms (
+            id INTEGER PRIMARY KEY,
+            experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            recipe_id INTEGER NOT NULL REFERENCES recipes(id),
+            base_model TEXT NOT NULL,
+            preset TEXT NOT NULL,
+            attempt INTEGER NOT NULL DEFAULT 0,  -- bumped by a retry (new output directories)
+            export_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            train_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            generate_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            UNIQUE (experiment_id, name)
+        );
+        """
+    )
+
+
+def m007_judgment_scores(conn: sqlite3.Connection) -> None:
+    """Score-mode judgments (Vicuna's protocol: both answers scored 1-10 in one review): the
+    scores of the item's two outputs in model terms, beside the label they imply."""
+    conn.executescript(
+        """
+        ALTER TABLE judgments ADD COLUMN score_a REAL;
+        ALTER TABLE judgments ADD COLUMN score_b REAL;
+        """
+    )
+
+
+def m008_curators(conn: sqlite3.Connection) -> None:
+    """The `curator` role (SQLite cannot alter a CHECK: the users table is rebuilt, ids kept), and
+    review tasks: k curators per node answer keep | eliminate | unsure; applying a task writes
+    audited overrides (`review_items.override_id` links each to the override it produced)."""
+    conn.executescript(
+        """
+        CREATE TABLE users_new (
+            id INTEGER PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('admin', 'curator', 'annotator')),
+            disabled INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+        );
+        INSERT INTO users_new (id, username, password_hash, role, disabled, created_at)
+            SELECT id, username, password_hash, role, disabled, created_at FROM users;
+        DROP TABLE users;
+        ALTER TABLE users_new RENAME TO users;
+
+        CREATE TABLE review_tasks (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            filters TEXT NOT NULL DEFAULT '{}',  -- JSON of the node filter it was built from
+            k INTEGER NOT NULL DEFAULT 2,        -- curators per node
+            status TEXT NOT NULL DEFAULT 'open', -- open | applied
+            policy TEXT,                          -- majority | unanimous, once applied
+            created_by TEXT,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+            applied_by TEXT,
+            applied_at TEXT
+        );
+
+        CREATE TABLE review_items (
+            id INTEGER PRIMARY KEY,
+            task_id INTEGER NOT NULL REFERENCES review_tasks(id) ON DELETE CASCADE,
+            node_id INTEGER NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+            status_before TEXT NOT NULL,         -- the node's effective status when the task was made
+            override_id INTEGER REFERENCES overrides(id),
+            UNIQUE (task_id, node_id)
+        );
+
+        CREATE TABLE review_assignments (
+            id INTEGER PRIMARY KEY,
+            task_id INTEGER NOT NULL REFERENCES review_tasks(id) ON DELETE CASCADE,
+            item_id INTEGER NOT NULL REFERENCES review_items(id) ON DELETE CASCADE,
+            curator TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'open', -- open | done | skipped
+            verdict TEXT CHECK (verdict IN ('keep', 'eliminate', 'unsure')),
+            seconds REAL,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+            answered_at TEXT,
+            UNIQUE (item_id, curator)
+        );
+        CREATE INDEX review_assignments_t ON review_assignments(task_id, curator, status);
+        """
+    )
+
+
 _OVERRIDE_STATUS = """(SELECT CASE o.action WHEN 'restore' THEN (CASE WHEN nodes.round = 0 THEN 'seed' ELSE 'kept' END)
                               ELSE 'eliminated' END
          FROM overrides o WHERE o.node_id = nodes.id AND o.undone_at IS NULL ORDER BY o.id DESC LIMIT 1)"""
@@ -244,7 +368,7 @@ _OVERRIDE_STATUS = """(SELECT CASE o.action WHEN 'restore' THEN (CASE WHEN nodes
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 
 
-def m006_scale(conn: sqlite3.Connection) -> None:
+def m009_scale(conn: sqlite3.Connection) -> None:
     """A 250,000-node forest stays interactive.
 
     - `override_status`: the status the newest live override sets (NULL: none), kept by triggers
@@ -313,4 +437,5 @@ def m006_scale(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = [m001_core, m002_users, m003_evaluation, m004_job_process, m005_call_outcomes, m006_scale]
+MIGRATIONS = [m001_core, m002_users, m003_evaluation, m004_job_process, m005_call_outcomes, m006_experiments,
+              m007_judgment_scores, m008_curators, m009_scale]
