@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import orjson
+
 from wizardlab.errors import UserError
 from wizardlab.store import Store
 
@@ -145,7 +147,7 @@ def export_dataset(store: Store, run_id: int | None, out_path: str | Path, fmt: 
         with open(tmp, "w", encoding="utf-8") as fh:
             if fmt == "jsonl":
                 for node in store.iter_nodes(run_id):
-                    fh.write(json.dumps(lineage_record(node), ensure_ascii=False) + "\n")
+                    fh.write(_dumps(lineage_record(node)) + "\n")
             else:
                 convert = _sharegpt if fmt == "sharegpt" else (
                     lambda r: {"instruction": r["instruction"], "input": r["input"], "output": r["output"]})
@@ -172,10 +174,15 @@ def _select(store: Store, run_id: int, out: Path, selection: Selection) -> list[
     return ids
 
 
+def _dumps(obj) -> str:
+    """Compact JSON, non-ASCII kept as is (orjson, a gradio dependency: several times faster than json)."""
+    return orjson.dumps(obj).decode("utf-8")
+
+
 def _write_json_list(fh, items) -> None:
     fh.write("[")
     for i, item in enumerate(items):
-        fh.write(("," if i else "") + "\n  " + json.dumps(item, ensure_ascii=False))
+        fh.write(("," if i else "") + "\n  " + _dumps(item))
     fh.write("\n]\n")
 
 
