@@ -44,7 +44,9 @@ def load() -> str:
 # -- building -----------------------------------------------------------------------------------
 def _vocab(rng: random.Random, n: int = 20_000) -> list[str]:
     syl = ["ka", "lo", "mi", "ne", "ru", "ta", "vi", "so", "de", "pa", "qu", "zen", "tor", "lin", "mar", "ex"]
-    return sorted({"".join(rng.choice(syl) for _ in range(rng.randint(1, 4))) for _ in range(n * 2)})[:n]
+    words = sorted({"".join(rng.choice(syl) for _ in range(rng.randint(2, 4))) for _ in range(n * 2)})[:n]
+    rng.shuffle(words)  # Zipf weights go to random words (sorted, the frequent ones shared one prefix)
+    return words
 
 
 def _texts(rng: random.Random, vocab: list[str], weights: list[float], words: int):
@@ -152,7 +154,7 @@ def measure(db: Path, out: dict) -> None:
     word = max(store.scalar("SELECT instruction FROM nodes WHERE id = ?", (root,)).split(), key=len)
     timed(out, "tree", lambda: lineage.tree_html(store, root), repeat=3)
     timed(out, "search_text", lambda: _search(store, run_id, {"text": word}))  # a long (rarer) word
-    timed(out, "search_text_common", lambda: _search(store, run_id, {"text": "tor"}))  # in ~all instructions
+    timed(out, "search_text_common", lambda: _search(store, run_id, {"text": "tor"}))  # in most instructions
     timed(out, "search_text_2chars", lambda: _search(store, run_id, {"text": "ka"}))  # too short to index
     timed(out, "search_none", lambda: _search(store, run_id, {}))
     for key, value in (("round", 2), ("operation", "deepening"), ("status", "eliminated"),
@@ -345,7 +347,7 @@ def main() -> None:
     p.add_argument("--nodes", type=int, help="total nodes (roots = nodes / levels)")
     p.add_argument("--roots", type=int, default=52_000)
     p.add_argument("--levels", type=int, default=5, help="rounds including the seeds (default 5)")
-    p.add_argument("--db", help="the cached forest (default /tmp/wl-forest-<roots>x<levels>.db)")
+    p.add_argument("--db", help="the cached forest (default /tmp/wl-forest-<roots>x<levels>-v2.db)")
     p.add_argument("--compare", help="another checkout to measure first (e.g. main, extracted with git archive)")
     p.add_argument("--json", action="store_true", help="print one JSON object with every figure")
     p.add_argument("--no-login", action="store_true", help="skip the admin login (needs chromium)")
@@ -358,7 +360,7 @@ def main() -> None:
         sys.path.insert(0, args.code)
         return child_main(args)
     roots = args.nodes // args.levels if args.nodes else args.roots
-    cached = Path(args.db or f"/tmp/wl-forest-{roots}x{args.levels}.db")
+    cached = Path(args.db or f"/tmp/wl-forest-{roots}x{args.levels}-v2.db")
     codes = ([Path(args.compare).resolve()] if args.compare else []) + [HERE]
     if not cached.exists():
         print(f"building {roots} roots x {args.levels} levels into {cached} with {codes[0]} (load {load()})")
