@@ -58,7 +58,10 @@ class AnalysisQueries:
     def counts_by_round(self, run_id: int, groups: list[dict] | None = None) -> list[dict]:
         """Per round: total nodes and how many are seed / kept / eliminated / pending (effective), and
         eliminated_by_rules (the verdict)."""
-        return _counts(groups if groups is not None else self.status_groups(run_id), "round", lambda g: True)
+        if groups is None:  # alone (the Evolve tab, every tick of a run): a narrower pass in index order
+            groups = self.query("SELECT round, status, coalesce(override_status, status) AS eff, count(*) AS n "
+                                "FROM nodes WHERE run_id = ? GROUP BY round, status, override_status", (run_id,))
+        return _counts(groups, "round", lambda g: True)
 
     def counts_by_operation(self, run_id: int, groups: list[dict] | None = None) -> list[dict]:
         """Per operation (evolved nodes only): kept / eliminated (effective) and the rules' verdict."""
