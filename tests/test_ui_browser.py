@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.fakellm import FakeLLM
-from tests.uihelpers import UI_TIMEOUT_MS, browser, login, make_forest, make_user, start_app, stop_app
+from tests.uihelpers import UI_TIMEOUT_MS, browser, login, make_forest, make_user, start_app, stop_app, upload_file
 from wizardlab import jobs
 
 HOSTILE = [
@@ -158,8 +158,7 @@ def test_bad_seed_upload_shows_one_line_error_and_writes_nothing(app, tmp_path):
         page = _page(b)
         login(page, base_url, admin, password)
         page.get_by_text("Upload a seed file").click()
-        page.locator("#wl-upload input[type=file]").set_input_files(str(bad))
-        page.locator("#wl-upload").get_by_text("seeds.jsonl").first.wait_for(timeout=90_000)  # uploads are slow on a loaded 2-core box
+        upload_file(page, "wl-upload", bad)
         page.locator("#wl-start").click()
         toast = page.locator(".toast-body", has_text="seeds.jsonl")
         toast.wait_for(timeout=60_000)
