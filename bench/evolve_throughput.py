@@ -185,7 +185,7 @@ def main() -> None:
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--db"), p.add_argument("--seeds-file"), p.add_argument("--n", type=int)
-    p.add_argument("--base-url"), p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--base-url", action="append"), p.add_argument("--rounds", type=int, default=1)
     args = p.parse_args()
     if args.worker:
         return worker(args)
