@@ -98,3 +98,16 @@ def test_one_endpoint_killed_mid_run_loses_nothing(tmp_path):
     assert ea["calls"] + eb["calls"] == 120  # 40 nodes x 3 calls, each answered once
     assert eb["errors"] >= 1 and eb["down"] and ea["calls"] > eb["calls"]
     assert run["progress"]["retries"] == 0 and run["progress"]["errors"] == 0
+    from eval_ui.evolve import progress_html
+
+    html = progress_html(store, run["id"])
+    assert "Endpoints" in html and b.base_url in html and "backing off" in html
+
+
+def test_evolve_tab_takes_one_endpoint_per_line():
+    from eval_ui.evolve import DEMO, BatchForm
+
+    form = BatchForm.parse(DEMO, None, 1, 4, "http://a/v1\n http://b/v1,weight=2\n", "m", 0, 0)
+    assert form.base_url == "http://a/v1 http://b/v1,weight=2"
+    with pytest.raises(UserError, match="weight"):
+        BatchForm.parse(DEMO, None, 1, 4, "http://a/v1\nhttp://b/v1,weight=-1", "m", 0, 0)
