@@ -73,7 +73,7 @@ def bare_openai(args) -> None:
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
 
     async def main() -> int:
-        client = openai.AsyncOpenAI(base_url=args.base_url, api_key="not-needed", max_retries=0,
+        client = openai.AsyncOpenAI(base_url=args.base_url[0], api_key="not-needed", max_retries=0,
                                     http_client=openai.DefaultAsyncHttpxClient(limits=limits))
         todo = iter(range(args.n))
 

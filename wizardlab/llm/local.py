@@ -1,7 +1,12 @@
 """`LocalBackend`: an in-process transformers model (the embedded Gemma or a local checkpoint).
 
 The model loads lazily, once, on the first call (or earlier through `load()` / `warm()`),
-and generates in a worker thread, one request at a time (`max_concurrency = 1`).
+and generates in one worker thread that batches: it gathers the requests waiting for it
+(up to `batch_size`, within `batch_wait_s` of the first, with the same temperature), pads
+them on the left and generates them together, each sequence stopping at its own stop
+string, EOS or token budget. On a CPU with bfloat16 instructions (AVX512-BF16 / AMX) the
+weights run in bfloat16, else in float32 (`WIZARDLAB_LOCAL_DTYPE` overrides).
+`bench/local_generation.py` measures batched against one-at-a-time tokens/s.
 A tokenizer without a chat template means a base model (`few_shot = True`): messages
 are then rendered as plain text in the Alpaca style (see `render_plain`) and generation
 stops where the model starts the next "### Instruction". Caller stop strings end
@@ -13,10 +18,15 @@ It does not retry, cache or count calls: `LLMClient` does that for every backend
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import json
 import logging
+import os
+import queue
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from wizardlab.errors import UserError
@@ -55,34 +65,69 @@ def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     return (text[:min(found)], True) if found else (text, False)
 
 
-class _StopOnText:
-    """A `StoppingCriteria`: stop once the new text contains any of `stops`."""
+@dataclass
+class _Request:
+    messages: list[dict]
+    max_tokens: int
+    temperature: float
+    stops: list[str]
+    deadline: float
+    future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
 
-    def __init__(self, tokenizer, prompt_len: int, stops: list[str]):
-        self.tokenizer, self.prompt_len, self.stops = tokenizer, prompt_len, stops
+
+class _BatchStop:
+    """A `StoppingCriteria` for a batch: row i is done at its own stop string, EOS or token budget.
+
+    Records each row's number of new tokens when it finishes (later positions are padding).
+    Stop strings are looked for in the last `window` new tokens only: a stop appears at the
+    step its last token is generated, so the tail always holds it.
+    """
+
+    window = 32
+
+    def __init__(self, tokenizer, prompt_len: int, stops: list[list[str]], budgets: list[int], eos_ids: set[int]):
+        self.tokenizer, self.prompt_len, self.stops, self.budgets, self.eos_ids = (
+            tokenizer, prompt_len, stops, budgets, eos_ids)
+        self.lengths: list[int | None] = [None] * len(budgets)
 
     def __call__(self, input_ids, scores, **kwargs):
         import torch
 
-        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=True)
-        return torch.tensor([cut_at_stop(t, self.stops)[1] for t in texts], device=input_ids.device)
+        new_len = input_ids.shape[1] - self.prompt_len
+        last = input_ids[:, -1].tolist()
+        for i, length in enumerate(self.lengths):
+            if length is not None:
+                continue
+            if new_len >= self.budgets[i] or last[i] in self.eos_ids or (self.stops[i] and cut_at_stop(
+                    self.tokenizer.decode(input_ids[i, max(self.prompt_len, input_ids.shape[1] - self.window):],
+                                          skip_special_tokens=True), self.stops[i])[1]):
+                self.lengths[i] = new_len
+        return torch.tensor([length is not None for length in self.lengths], device=input_ids.device)
 
 
 class LocalBackend:
-    """A transformers causal LM running in this process."""
+    """A transformers causal LM running in this process, generating in batches."""
 
-    max_concurrency = 1
-
-    def __init__(self, model_dir: str | Path, *, cache_dir: str | Path | None = None):
+    def __init__(self, model_dir: str | Path, *, cache_dir: str | Path | None = None, batch_size: int = 16,
+                 batch_wait_s: float = 0.005):
         self.model_dir = str(model_dir)
         self.cache_dir = cache_dir
         self.model = self.model_dir
         self.identity = f"local|{self.model_dir}" if self.is_embedded else f"local|{_fingerprint(Path(model_dir))}"
-        self.generations = 0  # generate() calls made (a cached answer makes none)
+        self.batch_size, self.batch_wait_s = max(1, batch_size), batch_wait_s
+        self.generations = 0  # requests generated (a cached answer makes none)
+        self.batches: list[int] = []  # the size of each batch generated
         self._model = None
         self._tokenizer = None
         self._load_lock = threading.Lock()
-        self._generate_lock = threading.Lock()
+        self._queue: queue.Queue = queue.Queue()
+        self._backlog: collections.deque = collections.deque()  # gathered, but another temperature
+        self._worker: threading.Thread | None = None
+
+    @property
+    def max_concurrency(self) -> int:
+        """In flight at once: one batch (more would only wait in the queue)."""
+        return self.batch_size
 
     @classmethod
     def embedded(cls, cache_dir: str | Path) -> "LocalBackend":
@@ -138,51 +183,135 @@ class LocalBackend:
 
     # -- generation ------------------------------------------------------------
     async def chat(self, messages, *, max_tokens, temperature, stop, timeout) -> Completion:
-        return await asyncio.to_thread(self._chat_sync, messages, max_tokens, temperature, stop, timeout)
+        request = _Request(messages, max_tokens, temperature, list(stop or []), time.monotonic() + timeout)
+        with self._load_lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._serve, name=f"generate {self.model}", daemon=True)
+                self._worker.start()
+        self._queue.put(request)
+        return await asyncio.wrap_future(request.future)
 
-    def _chat_sync(self, messages, max_tokens, temperature, stop, timeout) -> Completion:
-        deadline = time.monotonic() + timeout
-        tokenizer, model = self._loaded()
-        with self._generate_lock:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TransientError("timeout: the model was still loading or busy")
-            return self._generate(tokenizer, model, messages, max_tokens, temperature, list(stop or []), remaining)
+    def _serve(self) -> None:
+        """The generation thread: gather a batch, generate it, answer each request; None ends it."""
+        while True:
+            first = self._backlog.popleft() if self._backlog else self._queue.get()
+            if first is None:
+                return
+            batch = self._gather(first)
+            live = [r for r in batch if r.future.set_running_or_notify_cancel()]  # drop cancelled calls
+            if live:
+                self._answer(live)
 
-    def _generate(self, tokenizer, model, messages, max_tokens, temperature, stops, max_time) -> Completion:
+    def _gather(self, first: _Request) -> list[_Request]:
+        """`first` and the requests with its temperature that wait now or arrive within batch_wait_s."""
+        batch, kept = [first], collections.deque()
+        while self._backlog and len(batch) < self.batch_size:
+            r = self._backlog.popleft()
+            (batch if r.temperature == first.temperature else kept).append(r)
+        self._backlog.extendleft(reversed(kept))
+        until = time.monotonic() + self.batch_wait_s
+        while len(batch) < self.batch_size:
+            try:
+                r = self._queue.get(timeout=max(0.0, until - time.monotonic()))
+            except queue.Empty:
+                break
+            if r is None:  # closing: answer this batch first
+                self._queue.put(None)
+                break
+            (batch if r.temperature == first.temperature else self._backlog).append(r)
+        return batch
+
+    def _answer(self, batch: list[_Request]) -> None:
+        now = time.monotonic()
+        late = [r for r in batch if r.deadline <= now]
+        for r in late:
+            r.future.set_exception(TransientError("timeout: the model was still loading or busy"))
+        batch = [r for r in batch if r.deadline > now]
+        if not batch:
+            return
+        try:
+            tokenizer, model = self._loaded()
+            completions = self._generate(tokenizer, model, batch)
+        except (PermanentError, TransientError) as exc:
+            for r in batch:
+                r.future.set_exception(exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - an unexpected error must reach the callers, not kill the thread
+            for r in batch:
+                r.future.set_exception(PermanentError(f"local model {self.model}: {_one_line(exc)}"))
+            return
+        for r, completion in zip(batch, completions):
+            r.future.set_result(completion)
+
+    def _generate(self, tokenizer, model, batch: list[_Request]) -> list[Completion]:
         import torch
         from transformers import StoppingCriteriaList
 
         few_shot = not tokenizer.chat_template
-        if few_shot:
-            stops = [FEW_SHOT_STOP, *stops]
-        input_ids = _encode(tokenizer, messages, few_shot)
-        prompt_len = input_ids.shape[1]
+        stops = [[FEW_SHOT_STOP, *r.stops] if few_shot else r.stops for r in batch]
+        prompts = [_encode(tokenizer, r.messages, few_shot) for r in batch]
+        width, pad = max(len(p) for p in prompts), _pad_id(tokenizer)
+        input_ids = torch.tensor([[pad if pad is not None else 0] * (width - len(p)) + p for p in prompts])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        budgets = [r.max_tokens for r in batch]
+        criteria = _BatchStop(tokenizer, width, stops, budgets, _eos_ids(tokenizer, model))
+        temperature = batch[0].temperature
         sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-        criteria = StoppingCriteriaList([_StopOnText(tokenizer, prompt_len, stops)]) if stops else None
         try:
             with torch.inference_mode():
-                output = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
-                                        max_new_tokens=max_tokens, max_time=max_time, stopping_criteria=criteria,
-                                        pad_token_id=_pad_id(tokenizer), **sampling)
+                output = model.generate(input_ids.to(model.device), attention_mask=mask.to(model.device),
+                                        max_new_tokens=max(budgets), stopping_criteria=StoppingCriteriaList([criteria]),
+                                        max_time=min(r.deadline for r in batch) - time.monotonic(),
+                                        pad_token_id=pad, **sampling)
         except (RuntimeError, ValueError) as exc:
             raise PermanentError(f"local model {self.model}: generation failed: {_one_line(exc)}") from exc
-        self.generations += 1
-        new_ids = output[0, prompt_len:]
-        text, _ = cut_at_stop(tokenizer.decode(new_ids, skip_special_tokens=True), stops)
-        return Completion(text.strip() if few_shot else text, prompt_len, int(new_ids.shape[0]))
+        self.generations += len(batch)
+        self.batches.append(len(batch))
+        completions = []
+        for i, prompt in enumerate(prompts):
+            n = criteria.lengths[i] if criteria.lengths[i] is not None else output.shape[1] - width
+            text, _ = cut_at_stop(tokenizer.decode(output[i, width:width + n], skip_special_tokens=True), stops[i])
+            completions.append(Completion(text.strip() if few_shot else text, len(prompt), int(n)))
+        return completions
 
     async def aclose(self) -> None:
         with self._load_lock:
+            if self._worker is not None:
+                self._queue.put(None)  # the worker answers what it holds, then ends
+                self._worker = None
             self._model = self._tokenizer = None
 
 
-def _encode(tokenizer, messages: list[dict], few_shot: bool):
+def _encode(tokenizer, messages: list[dict], few_shot: bool) -> list[int]:
     """Prompt ids: plain text for a base model, else the tokenizer's chat template with a generation prompt."""
     if few_shot:
-        return tokenizer(render_plain(messages), return_tensors="pt").input_ids
+        return tokenizer(render_plain(messages)).input_ids
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+    return tokenizer(text, add_special_tokens=False).input_ids
+
+
+def _eos_ids(tokenizer, model) -> set[int]:
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update(configured if isinstance(configured, (list, tuple)) else [configured])
+    return {i for i in ids if i is not None}
+
+
+def local_dtype():
+    """bfloat16 on a CPU with bfloat16 instructions (AVX512-BF16 or AMX) or a bf16-capable GPU, else float32;
+    `WIZARDLAB_LOCAL_DTYPE=float32|bfloat16` decides instead."""
+    import torch
+
+    forced = os.environ.get("WIZARDLAB_LOCAL_DTYPE", "").strip().lower()
+    if forced in ("float32", "bfloat16"):
+        return getattr(torch, forced)
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return torch.float32
+    return torch.bfloat16 if ("avx512_bf16" in flags or "amx_bf16" in flags) else torch.float32
 
 
 def _load_pretrained(path: Path):
@@ -193,7 +322,9 @@ def _load_pretrained(path: Path):
         raise PermanentError(f"local model {path}: no config.json (not a transformers checkpoint directory)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=local_dtype(), local_files_only=True)
+        if torch.cuda.is_available():
+            model = model.to("cuda")
     except (OSError, ValueError, KeyError) as exc:
         raise PermanentError(f"local model {path}: cannot load: {_one_line(exc)}") from exc
     model.eval()
