@@ -187,16 +187,60 @@ def config_json(run: dict | None) -> dict:
 
 # -- layout ------------------------------------------------------------------------------------
 
+@dataclasses.dataclass
+class TrainWidgets:
+    """The Train tab's components: the launch form, the run monitor and the history table."""
+
+    data_source: gr.Radio
+    evolve_run: gr.Dropdown
+    data_file: gr.Dropdown
+    model_choice: gr.Radio
+    model_path: gr.Textbox
+    preset: gr.Radio
+    scheduler: gr.Dropdown
+    deepspeed: gr.Dropdown
+    precision: gr.Dropdown
+    offload: gr.Checkbox
+    checkpointing: gr.Checkbox
+    numbers: list
+    command: gr.Code
+    launch: gr.Button
+    message: gr.HTML
+    run: gr.Dropdown
+    stop: gr.Button
+    resume: gr.Button
+    delete: gr.Button
+    confirm: gr.Checkbox
+    status: gr.HTML
+    plot: gr.LinePlot
+    log: gr.Textbox
+    config: gr.JSON
+    history: gr.Dataframe = None
+    timer: gr.Timer = None
+
+    @property
+    def form_inputs(self) -> list:
+        """The launch form's values in `TrainForm.parse` order."""
+        return [self.data_source, self.data_file, self.evolve_run, self.model_choice, self.model_path, self.preset,
+                self.scheduler, self.deepspeed, self.offload, self.checkpointing, self.precision, *self.numbers]
+
+    @property
+    def shown(self) -> list:
+        """What `show` fills for the selected run."""
+        return [self.status, self.plot, self.log, self.config, self.history, self.timer]
+
+
 def build_tab(ctx: AppContext) -> None:
     with gr.Row():
         with gr.Column(scale=2, variant="panel", min_width=340):
-            w = _form(ctx)
+            form = _form(ctx)
         with gr.Column(scale=3):
-            w.update(_monitor())
+            w = TrainWidgets(**form, **_monitor())
     gr.Markdown("### All training runs")
-    w["history"] = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, wrap=True, elem_id="wl-train-runs")
-    w["timer"] = gr.Timer(2.0, active=False)
-    _wire(ctx, w)
+    w.history = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, wrap=True, elem_id="wl-train-runs")
+    w.timer = gr.Timer(2.0, active=False)
+    _wire_form(ctx, w)
+    _wire_runs(ctx, w)
 
 
 def _form(ctx: AppContext) -> dict:
@@ -260,11 +304,8 @@ def _monitor() -> dict:
 
 # -- callbacks ---------------------------------------------------------------------------------
 
-def _wire(ctx: AppContext, w: dict) -> None:
-    form_inputs = [w[k] for k in ("data_source", "data_file", "evolve_run", "model_choice", "model_path", "preset",
-                                  "scheduler", "deepspeed", "offload", "checkpointing", "precision")] + w["numbers"]
-    shown = [w["status"], w["plot"], w["log"], w["config"], w["history"], w["timer"]]
-
+def _show(ctx: AppContext):
+    """The callback that fills the monitor for one run (after every action and on each timer tick)."""
     def show(run_id, request: gr.Request):
         if not ctx.is_admin(request):
             return (*[gr.skip()] * 5, gr.Timer(active=False))
@@ -276,17 +317,11 @@ def _wire(ctx: AppContext, w: dict) -> None:
         live = bool(run and run["status"] in ACTIVE)
         return (status_html(run), loss_frame(run), jobs.log_tail(run.get("log_path"), 40) if run else "",
                 config_json(run), history_rows(store), gr.Timer(active=live))
+    return show
 
-    def attach(request: gr.Request):
-        if not ctx.is_admin(request):
-            return gr.skip(), gr.skip(), gr.skip()
-        store = ctx.store()
-        jobs.refresh(store)  # jobs whose process vanished (app restart, crash) become failed
-        evolve = [(f"#{r['id']} · {r.get('name') or ''}", r["id"]) for r in store.list_runs("evolve")]
-        return (gr.Dropdown(choices=run_choices(store), value=default_run(store)),
-                gr.Dropdown(choices=evolve, value=evolve[0][1] if evolve else None),
-                gr.Dropdown(choices=exported_files(ctx)))
 
+def _wire_form(ctx: AppContext, w: TrainWidgets) -> None:
+    """The launch form: live command preview, presets, and the Train button."""
     def on_preview(request: gr.Request, *values):
         if not ctx.is_admin(request):
             return gr.skip()
@@ -309,6 +344,33 @@ def _wire(ctx: AppContext, w: dict) -> None:
         status = ctx.store().get_run(run_id)["status"]
         text = f"Run {run_id} {'started' if status == 'running' else 'queued behind the running one'}."
         return render.note(text, "ok"), gr.Dropdown(choices=run_choices(ctx.store()), value=run_id)
+
+    w.data_source.change(lambda s: (gr.update(visible=s == EXPORTED), gr.update(visible=s == EXPORT_NOW)),
+                         w.data_source, [w.data_file, w.evolve_run], api_visibility="private")
+    w.model_choice.change(lambda m: gr.update(visible=MODELS.get(m) is None), w.model_choice, w.model_path,
+                          api_visibility="private")
+    w.preset.change(on_preset, w.preset, [w.scheduler, w.deepspeed, w.precision, w.checkpointing, *w.numbers],
+                    api_visibility="private")
+    for component in w.form_inputs:
+        component.change(on_preview, w.form_inputs, w.command, api_visibility="private", show_progress="hidden")
+    w.launch.click(on_launch, w.form_inputs, [w.message, w.run], api_name="train_launch").then(
+        _show(ctx), w.run, w.shown, api_visibility="private")
+    on_show(on_preview, [w.command], w.form_inputs)
+
+
+def _wire_runs(ctx: AppContext, w: TrainWidgets) -> None:
+    """The monitor: attach on show, poll while live, stop / resume / delete."""
+    show = _show(ctx)
+
+    def attach(request: gr.Request):
+        if not ctx.is_admin(request):
+            return gr.skip(), gr.skip(), gr.skip()
+        store = ctx.store()
+        jobs.refresh(store)  # jobs whose process vanished (app restart, crash) become failed
+        evolve = [(f"#{r['id']} · {r.get('name') or ''}", r["id"]) for r in store.list_runs("evolve")]
+        return (gr.Dropdown(choices=run_choices(store), value=default_run(store)),
+                gr.Dropdown(choices=evolve, value=evolve[0][1] if evolve else None),
+                gr.Dropdown(choices=exported_files(ctx)))
 
     @ui_errors
     def on_stop(run_id, request: gr.Request):
@@ -333,26 +395,14 @@ def _wire(ctx: AppContext, w: dict) -> None:
         return (render.note(f"Run {run_id} and its files deleted.", "ok"),
                 gr.Dropdown(choices=run_choices(store), value=default_run(store)), False)
 
-    w["data_source"].change(lambda s: (gr.update(visible=s == EXPORTED), gr.update(visible=s == EXPORT_NOW)),
-                            w["data_source"], [w["data_file"], w["evolve_run"]], api_visibility="private")
-    w["model_choice"].change(lambda m: gr.update(visible=MODELS.get(m) is None), w["model_choice"], w["model_path"],
-                             api_visibility="private")
-    w["preset"].change(on_preset, w["preset"], [w["scheduler"], w["deepspeed"], w["precision"], w["checkpointing"],
-                                                *w["numbers"]], api_visibility="private")
-    for component in form_inputs:
-        component.change(on_preview, form_inputs, w["command"], api_visibility="private", show_progress="hidden")
-    w["launch"].click(on_launch, form_inputs, [w["message"], w["run"]], api_name="train_launch").then(
-        show, w["run"], shown, api_visibility="private")
-    w["stop"].click(on_stop, w["run"], w["message"], api_name="train_stop").then(
-        show, w["run"], shown, api_visibility="private")
-    w["resume"].click(on_resume, w["run"], w["message"], api_name="train_resume").then(
-        show, w["run"], shown, api_visibility="private")
-    w["delete"].click(on_delete, [w["run"], w["confirm"]], [w["message"], w["run"], w["confirm"]],
-                      api_name="train_delete").then(show, w["run"], shown, api_visibility="private")
-    w["run"].change(show, w["run"], shown, api_name="train_progress")
-    w["timer"].tick(show, w["run"], shown, api_visibility="private", show_progress="hidden")
-    on_show(attach, [w["run"], w["evolve_run"], w["data_file"]])
-    on_show(on_preview, [w["command"]], form_inputs)
+    w.stop.click(on_stop, w.run, w.message, api_name="train_stop").then(show, w.run, w.shown, api_visibility="private")
+    w.resume.click(on_resume, w.run, w.message, api_name="train_resume").then(
+        show, w.run, w.shown, api_visibility="private")
+    w.delete.click(on_delete, [w.run, w.confirm], [w.message, w.run, w.confirm], api_name="train_delete").then(
+        show, w.run, w.shown, api_visibility="private")
+    w.run.change(show, w.run, w.shown, api_name="train_progress")
+    w.timer.tick(show, w.run, w.shown, api_visibility="private", show_progress="hidden")
+    on_show(attach, [w.run, w.evolve_run, w.data_file])
 
 
 def _need(run_id) -> int:

@@ -92,7 +92,7 @@ def test_table_output_and_any_labels(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ("item,annotator,label\nq1,a1,x\nq1,a2,\n", "judgments.csv line 3: missing field 'label'"),
-    ("", "judgments.csv: empty file"),
+    ("", "judgments.csv: file is empty"),
     ("question,who,verdict\nq1,a1,x\n", "judgments.csv line 1: unknown judgments format"),
     (b"item,annotator,label\nq1,a1,x\nq1,\xff,y\n", "judgments.csv line 3: not UTF-8 text"),
     ("item,annotator,label\nq1,a1,x\nq1,a1,y\n", "judgments.csv line 3: annotator 'a1' already judged item 'q1'"),

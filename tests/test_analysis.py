@@ -284,3 +284,19 @@ def test_score_stage_stops_cleanly_on_sigterm_and_resumes_without_paying_twice(s
         assert store.count_unscored(run_id) == 0 and store.list_runs("score")[0]["status"] == "done"
         asked = [b["messages"][-1]["content"] for b in fake.requests]
         assert len(asked) == len(set(asked)) == 100 and paid < 100
+
+
+def test_numba_kernel_cache_is_guarded_by_version(monkeypatch):
+    import numba
+
+    assert diversity._numba_supported(numba.__version__)  # the pinned numba: caching is on
+    assert not diversity._numba_supported("0.99.0") and not diversity._numba_supported("1.0") \
+        and not diversity._numba_supported("dev")
+    monkeypatch.setattr(numba, "__version__", "0.99.0")  # an untested numba: internals left alone
+    assert diversity._enable_kernel_cache() == 0
+    monkeypatch.undo()
+    diversity._umap()
+    from numba.core.caching import NullCache
+    from umap import layouts
+    kernels = [o for o in vars(layouts).values() if isinstance(o, numba.core.dispatcher.Dispatcher)]
+    assert kernels and not any(isinstance(k._cache, NullCache) for k in kernels)

@@ -71,27 +71,57 @@ def knn_cosine(x: np.ndarray, k: int, block_floats: int = 16_000_000) -> tuple[n
     return idx, dist
 
 
+# numba versions whose private `Dispatcher._cache` / `NullCache` layout `_enable_kernel_cache` relies on;
+# on any other version the kernels are compiled as umap-learn ships them (slower first call, same result)
+_NUMBA_CACHE_TESTED = ((0, 59), (0, 68))
+_KERNEL_MODULES = ("umap.umap_", "umap.layouts", "umap.utils", "umap.distances", "umap.spectral", "umap.sparse",
+                   "pynndescent.pynndescent_", "pynndescent.distances", "pynndescent.utils", "pynndescent.rp_trees",
+                   "pynndescent.sparse")
+
+
 @functools.lru_cache(maxsize=1)
 def _umap():
-    """Import umap-learn and switch on numba's on-disk cache for its kernels and pynndescent's:
-    they are compiled once per machine instead of once per process (about 20 s each time on
-    2 cores). Kernels numba cannot cache are simply compiled as before."""
+    """Import umap-learn, with numba's on-disk kernel cache switched on where that is known to work."""
+    import umap
+
+    _enable_kernel_cache()
+    return umap
+
+
+def _numba_supported(version: str) -> bool:
+    try:
+        major_minor = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return False
+    low, high = _NUMBA_CACHE_TESTED
+    return low <= major_minor <= high
+
+
+def _enable_kernel_cache() -> int:
+    """Switch on numba's on-disk cache for umap's and pynndescent's kernels, so they are compiled once per
+    machine instead of once per process (about 20 s each time on 2 cores). This touches numba internals
+    (`Dispatcher._cache`), so it runs only on the numba versions in `_NUMBA_CACHE_TESTED` and falls back to
+    plain in-memory compilation on anything unexpected. Returns how many kernels now cache to disk."""
     import importlib
 
-    import umap
-    from numba.core.caching import NullCache
-    from numba.core.dispatcher import Dispatcher
-
-    for name in ("umap.umap_", "umap.layouts", "umap.utils", "umap.distances", "umap.spectral", "umap.sparse",
-                 "pynndescent.pynndescent_", "pynndescent.distances", "pynndescent.utils", "pynndescent.rp_trees",
-                 "pynndescent.sparse"):
+    import numba
+    if not _numba_supported(numba.__version__):
+        return 0
+    try:
+        from numba.core.caching import NullCache
+        from numba.core.dispatcher import Dispatcher
+    except ImportError:
+        return 0
+    enabled = 0
+    for name in _KERNEL_MODULES:
         for obj in vars(importlib.import_module(name)).values():
-            if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache):
+            if isinstance(obj, Dispatcher) and isinstance(getattr(obj, "_cache", None), NullCache):
                 try:
                     obj.enable_caching()
-                except RuntimeError:  # no writable cache location: compile in memory as usual
-                    return umap
-    return umap
+                except (RuntimeError, AttributeError):  # no writable cache location, or internals moved
+                    return enabled
+                enabled += 1
+    return enabled
 
 
 def _pca_2d(vectors: np.ndarray) -> np.ndarray:

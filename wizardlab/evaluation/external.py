@@ -21,7 +21,7 @@ from pathlib import Path
 
 from wizardlab.errors import UserError
 from wizardlab.evaluation.formats import load_judgments
-from wizardlab.evaluation.testsets import read_records
+from wizardlab.io import read_records
 
 
 def import_judgments(store, path: str | Path, campaign: str, *, fmt: str = "auto", llm: bool = False,
@@ -68,7 +68,8 @@ def _answer_models(review_path: Path) -> dict[str, str]:
     answer_dir = review_path.resolve().parent.parent.parent / "answer"
     out = {}
     for f in sorted(answer_dir.glob("answer_*.jsonl")):
-        for row, _ in read_records(f):
+        for rec in read_records(f):
+            row = rec.row
             if row.get("answer_id") and row.get("model_id"):
                 out[row["answer_id"]] = row["model_id"]
     return out
@@ -80,7 +81,8 @@ def import_vicuna_reviews(store, campaign: dict, review_path: str | Path, judge:
     models = _answer_models(review_path)
     added = missing = 0
     with store.tx() as conn:
-        for row, n in read_records(review_path):
+        for rec in read_records(review_path):
+            row, n = rec.row, rec.number
             m1, m2 = models.get(row.get("answer1_id")), models.get(row.get("answer2_id"))
             score = row.get("score")
             if not m1 or not m2 or not isinstance(score, list) or len(score) != 2:

@@ -28,7 +28,8 @@ Formats (`detect_format` tells them apart from the file's content):
   the row's two model names. `keep_labels=True` keeps any label string as it is (for
   agreement on arbitrary labels).
 
-Bad input raises `UserError` with one line naming the file, the line and the field.
+Reading is `wizardlab.io`; bad input raises `UserError` with one line naming the file, the line
+and the field.
 This module does not write to the store and computes no statistics (see wizardlab.evaluation.stats).
 """
 
@@ -36,11 +37,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from wizardlab.errors import UserError
+from wizardlab.io import Record, csv_records, json_array, jsonl_records, read_text
 
 FIELDS = ("item", "annotator", "label", "model_a", "model_b", "prompt", "response_a", "response_b")
 FORMATS = ("csv", "pandalm", "llmfao", "open-instruct")
@@ -53,88 +54,6 @@ OPEN_INSTRUCT_LABELS = {
 CSV_REQUIRED = ("item", "annotator", "label")
 LLMFAO_REQUIRED = ("id", "model_x", "model_y", "winner", "left", "right")
 OPEN_INSTRUCT_REQUIRED = ("instance_index", "evaluator", "model_a", "model_b", "preference")
-
-
-# ---------------------------------------------------------------- reading text
-
-def read_text(path: Path) -> str:
-    """The file's text (UTF-8, BOM allowed); UserError for missing, empty or non-UTF-8."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, not a judgments file") from None
-    if not data.strip():
-        raise UserError(f"{path.name}: empty file")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise UserError(f"{path.name} line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
-                        "save the file as UTF-8") from None
-
-
-def csv_rows(path: Path, text: str, required: Iterable[str]) -> Iterator[tuple[int, dict]]:
-    """(line, row) for each CSV record, line = where the record starts; checks the header
-    has every `required` column, and every record has as many fields as the header."""
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    name = Path(path).name
-    try:
-        header = reader.fieldnames or []
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise UserError(f"{name} line 1: missing column '{missing[0]}' (header: {', '.join(header)})")
-        while True:
-            line = reader.line_num + 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            if None in row:
-                raise UserError(f"{name} line {line}: more fields than the header's {len(header)}")
-            yield line, row
-    except csv.Error as exc:
-        raise UserError(f"{name} line {reader.line_num}: unreadable CSV ({exc})") from None
-
-
-def field(path: Path, line: int, row: dict, key: str) -> str:
-    """row[key] stripped; UserError naming file, line and field when absent or empty."""
-    value = row.get(key)
-    if value is None or not str(value).strip():
-        raise UserError(f"{Path(path).name} line {line}: missing field '{key}'")
-    return str(value).strip()
-
-
-def json_array(path: Path, text: str) -> list[tuple[int, object]]:
-    """(line, element) for each element of a top-level JSON array, line = where it starts."""
-    name = Path(path).name
-    decoder = json.JSONDecoder()
-    pos = len(text) - len(text.lstrip())
-    if not text.startswith("[", pos):
-        raise UserError(f"{name} line {text.count(chr(10), 0, pos) + 1}: expected a JSON array of judgments")
-    out, pos = [], pos + 1
-    try:
-        while True:
-            pos = _skip(text, pos)
-            if text.startswith("]", pos):
-                return out
-            value, end = decoder.raw_decode(text, pos)
-            out.append((text.count("\n", 0, pos) + 1, value))
-            pos = _skip(text, end)
-            if text.startswith(",", pos):
-                pos += 1
-            elif not text.startswith("]", pos):
-                raise json.JSONDecodeError("expected ',' or ']'", text, pos)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{name} line {exc.lineno}: not valid JSON ({exc.msg})") from None
-
-
-def _skip(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t\r\n":
-        pos += 1
-    return pos
 
 
 def judgment(item, annotator, label, model_a="", model_b="", prompt="", response_a="", response_b="") -> dict:
@@ -155,8 +74,8 @@ def detect_format(path: Path) -> str:
     text = read_text(path)
     head = text.lstrip()[:1]
     if head in "[{":
-        elements = json_array(path, text) if head == "[" else []
-        first = elements[0][1] if elements else None
+        elements = json_array(path.name, text) if head == "[" else []
+        first = elements[0].row if elements else None
         if isinstance(first, dict) and "cmp_key" in first and "annotator1" in first:
             return "pandalm"
         raise UserError(f"{path.name}: unknown judgments format (JSON, but not PandaLM's "
@@ -233,13 +152,12 @@ def load_csv(path: Path, keep_labels: bool = False) -> list[dict]:
     """The generic CSV: item, annotator, label [, model_a, model_b, prompt, response_a, response_b]."""
     path = Path(path)
     out, seen = [], {}
-    for line, row in csv_rows(path, read_text(path), CSV_REQUIRED):
-        item, annotator = field(path, line, row, "item"), field(path, line, row, "annotator")
-        raw = field(path, line, row, "label")
-        extra = {k: row.get(k) or "" for k in FIELDS[3:]}
+    for rec in csv_records(path.name, read_text(path), CSV_REQUIRED):
+        item, annotator, raw = rec.require("item"), rec.require("annotator"), rec.require("label")
+        extra = {k: rec.row.get(k) or "" for k in FIELDS[3:]}
         extra["model_a"], extra["model_b"] = extra["model_a"].strip(), extra["model_b"].strip()
-        label = raw if keep_labels else csv_label(path, line, raw, extra["model_a"], extra["model_b"])
-        _no_duplicate(path, line, seen, (item, annotator))
+        label = raw if keep_labels else csv_label(path, rec.line, raw, extra["model_a"], extra["model_b"])
+        _no_duplicate(path, rec.line, seen, (item, annotator))
         out.append(judgment(item, annotator, label, **extra))
     return out
 
@@ -250,10 +168,10 @@ def load_pandalm(path: Path) -> list[dict]:
     """PandaLM testset JSON: one judgment per item and annotatorN key."""
     path = Path(path)
     out = []
-    for line, entry in json_array(path, read_text(path)):
-        if not isinstance(entry, dict):
-            raise UserError(f"{path.name} line {line}: expected an object with cmp_key and annotator1..3")
-        out.extend(_pandalm_entry(path, line, entry))
+    for rec in json_array(path.name, read_text(path)):
+        if not isinstance(rec.row, dict):
+            raise UserError(f"{rec.where}: expected an object with cmp_key and annotator1..3")
+        out.extend(_pandalm_entry(path, rec.line, rec.row))
     return out
 
 
@@ -286,14 +204,7 @@ def _jsonl_beside(path: Path, name: str) -> list[dict]:
     other = Path(path).with_name(name)
     if not other.exists():
         return []
-    out = []
-    for n, line in enumerate(read_text(other).splitlines(), 1):
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{other.name} line {n}: not valid JSON ({exc.msg})") from None
-    return out
+    return [rec.row for rec in jsonl_records(other.name, read_text(other).splitlines())]
 
 
 def _llmfao_model_names(path: Path, rows: list[tuple[int, dict]]) -> dict[str, str]:
@@ -329,16 +240,18 @@ def _infer_model_names(rows: list[tuple[int, dict]]) -> dict[str, str]:
 def load_llmfao(path: Path) -> list[dict]:
     """llmfao crowd votes or GPT verdicts; left/right converted to model_x (a) / model_y (b)."""
     path = Path(path)
-    rows = list(csv_rows(path, read_text(path), LLMFAO_REQUIRED))
-    for line, row in rows:
+    records = list(csv_records(path.name, read_text(path), LLMFAO_REQUIRED))
+    for rec in records:
         for key in LLMFAO_REQUIRED:
-            row[key] = field(path, line, row, key)
+            rec.row[key] = rec.require(key)
+    rows = [(rec.line, rec.row) for rec in records]
     names = _llmfao_model_names(path, rows)
     pairs = {str(p["id"]): p for p in _jsonl_beside(path, "pairs-crowd.jsonl")}
     default_annotator = path.stem.split("-")[0]
     out, seen = [], {}
-    for line, row in rows:
-        annotator = field(path, line, row, "worker") if "worker" in row else default_annotator
+    for rec in records:
+        line, row = rec.line, rec.row
+        annotator = rec.require("worker") if "worker" in row else default_annotator
         label = _llmfao_label(path, line, row, names)
         _no_duplicate(path, line, seen, (row["id"], annotator))
         pair = pairs.get(row["id"], {})
@@ -367,25 +280,26 @@ def load_open_instruct(path: Path) -> list[dict]:
     alphabetical model order; a repeated (instance, evaluator) keeps the later answer."""
     path = Path(path)
     latest: dict[tuple, tuple[str, dict]] = {}
-    for line, row in csv_rows(path, read_text(path), OPEN_INSTRUCT_REQUIRED):
-        key = (field(path, line, row, "instance_index"), field(path, line, row, "evaluator"))
-        entry = _open_instruct_row(path, line, row)
-        stamp = row.get("timestamp") or ""
+    for rec in csv_records(path.name, read_text(path), OPEN_INSTRUCT_REQUIRED):
+        key = (rec.require("instance_index"), rec.require("evaluator"))
+        entry = _open_instruct_row(rec)
+        stamp = rec.row.get("timestamp") or ""
         if key not in latest or stamp >= latest[key][0]:
             latest[key] = (stamp, entry)
     return [entry for _, entry in latest.values()]
 
 
-def _open_instruct_row(path: Path, line: int, row: dict) -> dict:
-    pref = field(path, line, row, "preference").lower()
+def _open_instruct_row(rec: Record) -> dict:
+    pref = rec.require("preference").lower()
     if pref not in OPEN_INSTRUCT_LABELS:
-        raise UserError(f"{path.name} line {line}: field 'preference' is {pref!r}, expected one of "
+        raise UserError(f"{rec.where}: field 'preference' is {pref!r}, expected one of "
                         f"{', '.join(OPEN_INSTRUCT_LABELS)}")
-    ma, mb = field(path, line, row, "model_a"), field(path, line, row, "model_b")
+    ma, mb = rec.require("model_a"), rec.require("model_b")
+    row = rec.row
     ra, rb = row.get("completion_a") or "", row.get("completion_b") or ""
     label = OPEN_INSTRUCT_LABELS[pref]
     if mb < ma:  # put the pair in alphabetical order and the label with it
         ma, mb, ra, rb = mb, ma, rb, ra
         label = {"a": "b", "b": "a"}.get(label, label)
-    return judgment(field(path, line, row, "instance_index"), field(path, line, row, "evaluator"),
+    return judgment(rec.require("instance_index"), rec.require("evaluator"),
                     label, ma, mb, row.get("prompt") or "", ra, rb)

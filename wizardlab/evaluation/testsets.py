@@ -14,28 +14,15 @@ This module reads files only; storing them is `wizardlab.evaluation`'s job.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from wizardlab.errors import UserError
-from wizardlab.evol.seeds import read_rows
+from wizardlab.io import Record, read_records
 
 KEY_FIELDS = ("prompt_id", "question_id", "idx", "id", "prompt_key", "instance_id")
 PROMPT_FIELDS = ("prompt", "instruction", "question")
 MODEL_FIELDS = ("model", "model_id", "generator")
 OUTPUT_FIELDS = ("output", "response", "completion", "answer")
-
-
-def read_records(path: str | Path) -> list[tuple[dict, int]]:
-    """[(row, line or item number)] from a .jsonl/.json/.csv/.parquet file.
-
-    Reading (formats, encoding, bad JSON) is `wizardlab.evol.seeds.read_rows`, so errors name
-    the file and line the same way everywhere.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    return [(row, int(re.split(r"[:#]", where)[-1])) for row, where in read_rows(path)]
 
 
 def default_testset_name(path: str | Path) -> str:
@@ -47,12 +34,12 @@ def default_testset_name(path: str | Path) -> str:
 def load_testset(path: str | Path) -> list[dict]:
     """[{prompt_key, text, skill, category, difficulty}] from a WizardLM, Vicuna or seed-format file."""
     path = Path(path)
-    records = read_records(path) if path.suffix.lower() in (".jsonl", ".json", ".csv") else []
-    first = records[0][0] if records else {}
+    records = list(read_records(path)) if path.suffix.lower() in (".jsonl", ".json", ".csv") else []
+    first = records[0].row if records else {}
     if "Instruction" in first and "idx" in first:
-        rows = [_wizardlm_row(r, n, path.name) for r, n in records]
+        rows = [_wizardlm_row(r) for r in records]
     elif "question_id" in first and "text" in first:
-        rows = [_vicuna_row(r, n, path.name) for r, n in records]
+        rows = [_vicuna_row(r) for r in records]
     else:
         rows = _seed_rows(path)
     keys = [r["prompt_key"] for r in rows]
@@ -64,26 +51,19 @@ def load_testset(path: str | Path) -> list[dict]:
     return rows
 
 
-def _require(row: dict, field: str, n: int, name: str):
-    value = row.get(field)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise UserError(f"{name} line {n}: missing field {field!r}")
-    return value
-
-
-def _wizardlm_row(row: dict, n: int, name: str) -> dict:
-    difficulty = row.get("Difficulty")
+def _wizardlm_row(rec: Record) -> dict:
+    difficulty = rec.row.get("Difficulty")
     try:
         difficulty = float(difficulty) if difficulty not in (None, "") else None
     except (TypeError, ValueError):
-        raise UserError(f"{name} line {n}: field 'Difficulty' is not a number: {difficulty!r}") from None
-    return {"prompt_key": str(_require(row, "idx", n, name)), "text": str(_require(row, "Instruction", n, name)),
-            "skill": row.get("Skill") or None, "category": None, "difficulty": difficulty}
+        raise UserError(f"{rec.where}: field 'Difficulty' is not a number: {difficulty!r}") from None
+    return {"prompt_key": str(rec.require("idx", strip=False)), "text": str(rec.require("Instruction", strip=False)),
+            "skill": rec.row.get("Skill") or None, "category": None, "difficulty": difficulty}
 
 
-def _vicuna_row(row: dict, n: int, name: str) -> dict:
-    return {"prompt_key": str(_require(row, "question_id", n, name)), "text": str(_require(row, "text", n, name)),
-            "skill": None, "category": row.get("category") or None, "difficulty": None}
+def _vicuna_row(rec: Record) -> dict:
+    return {"prompt_key": str(rec.require("question_id", strip=False)), "text": str(rec.require("text", strip=False)),
+            "skill": None, "category": rec.row.get("category") or None, "difficulty": None}
 
 
 def _seed_rows(path: Path) -> list[dict]:
@@ -107,7 +87,8 @@ def load_output_rows(path: str | Path, model: str | None = None) -> list[dict]:
     """[{prompt_key, prompt (or None), model, output}] from an output file; `model` overrides the file's."""
     path = Path(path)
     out = []
-    for row, n in read_records(path):
+    for rec in read_records(path):
+        row, n = rec.row, rec.number
         key_field, key = _first(row, KEY_FIELDS)
         if key_field is None:
             raise UserError(f"{path.name} line {n}: missing field 'prompt_id' (or question_id/idx/id)")
