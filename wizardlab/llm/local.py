@@ -3,8 +3,8 @@
 The model loads lazily, once, on the first call (or earlier through `load()` / `warm()`),
 and generates in one worker thread that batches: it gathers the requests waiting for it
 (up to `batch_size`, within `batch_wait_s` of the first, with the same temperature), pads
-them on the left and generates them together, each sequence stopping at its own stop
-string, EOS or token budget. On a CPU with bfloat16 instructions (AVX512-BF16 / AMX) the
+them on the left and generates them together with one KV cache (`decode_batch`), each
+sequence stopping at its own stop string, EOS or token budget and leaving the batch then. On a CPU with bfloat16 instructions (AVX512-BF16 / AMX) the
 weights run in bfloat16, else in float32 (`WIZARDLAB_LOCAL_DTYPE` overrides).
 `bench/local_generation.py` measures batched against one-at-a-time tokens/s.
 A tokenizer without a chat template means a base model (`few_shot = True`): messages
@@ -75,34 +75,73 @@ class _Request:
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
 
 
-class _BatchStop:
-    """A `StoppingCriteria` for a batch: row i is done at its own stop string, EOS or token budget.
+class _Rows:
+    """The rows of a batch still generating: their token ids so far, and when each one is done.
 
-    Records each row's number of new tokens when it finishes (later positions are padding).
-    Stop strings are looked for in the last `window` new tokens only: a stop appears at the
-    step its last token is generated, so the tail always holds it.
+    A row is done at its own token budget, at EOS, or once the text of its last `window` new
+    tokens holds one of its stop strings (a stop appears the step its last token comes, so
+    the tail always holds it).
     """
 
     window = 32
 
-    def __init__(self, tokenizer, prompt_len: int, stops: list[list[str]], budgets: list[int], eos_ids: set[int]):
-        self.tokenizer, self.prompt_len, self.stops, self.budgets, self.eos_ids = (
-            tokenizer, prompt_len, stops, budgets, eos_ids)
-        self.lengths: list[int | None] = [None] * len(budgets)
+    def __init__(self, tokenizer, stops: list[list[str]], budgets: list[int], eos_ids: set[int]):
+        self.tokenizer, self.stops, self.budgets, self.eos_ids = tokenizer, stops, budgets, eos_ids
+        self.tokens: list[list[int]] = [[] for _ in budgets]
+        self.live = list(range(len(budgets)))  # batch position j holds row self.live[j]
 
-    def __call__(self, input_ids, scores, **kwargs):
-        import torch
+    def add(self, next_ids: list[int]) -> list[int]:
+        """Append each live row's new token; returns the batch positions that go on."""
+        keep = []
+        for j, (row, token) in enumerate(zip(self.live, next_ids)):
+            ids = self.tokens[row]
+            ids.append(token)
+            done = len(ids) >= self.budgets[row] or token in self.eos_ids or (self.stops[row] and cut_at_stop(
+                self.tokenizer.decode(ids[-self.window:], skip_special_tokens=True), self.stops[row])[1])
+            if not done:
+                keep.append(j)
+        self.live = [self.live[j] for j in keep]
+        return keep
 
-        new_len = input_ids.shape[1] - self.prompt_len
-        last = input_ids[:, -1].tolist()
-        for i, length in enumerate(self.lengths):
-            if length is not None:
-                continue
-            if new_len >= self.budgets[i] or last[i] in self.eos_ids or (self.stops[i] and cut_at_stop(
-                    self.tokenizer.decode(input_ids[i, max(self.prompt_len, input_ids.shape[1] - self.window):],
-                                          skip_special_tokens=True), self.stops[i])[1]):
-                self.lengths[i] = new_len
-        return torch.tensor([length is not None for length in self.lengths], device=input_ids.device)
+
+def _next_tokens(logits, temperature: float, top_k: int = 50):
+    """Greedy at temperature 0, else sampling among the `top_k` likeliest (generate()'s default top_k)."""
+    import torch
+
+    if temperature <= 0:
+        return logits.argmax(-1)
+    values, indices = torch.topk(logits.float() / temperature, min(top_k, logits.shape[-1]), dim=-1)
+    choice = torch.multinomial(torch.softmax(values, dim=-1), 1)
+    return indices.gather(-1, choice).squeeze(-1)
+
+
+def decode_batch(model, prompts: list[list[int]], rows: _Rows, pad_id: int, temperature: float,
+                 deadline: float) -> None:
+    """Generate for left-padded `prompts` together with one KV cache, dropping each row from the batch
+    (and its cache) as soon as it is done, so a finished sequence costs nothing more; stops at `deadline`."""
+    import torch
+    from transformers import DynamicCache
+
+    width, device = max(len(p) for p in prompts), model.device
+    input_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache(config=model.config)
+    with torch.inference_mode():
+        while True:
+            out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
+                        use_cache=True, logits_to_keep=1)
+            next_ids = _next_tokens(out.logits[:, -1], temperature)
+            keep = rows.add(next_ids.tolist())
+            if not keep or time.monotonic() >= deadline:
+                return
+            if len(keep) < len(next_ids):  # drop finished rows from the batch and the cache
+                index = torch.tensor(keep, device=device)
+                cache.batch_select_indices(index)
+                mask, positions, next_ids = mask[index], positions[index], next_ids[index]
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+            positions = positions[:, -1:] + 1
+            input_ids = next_ids[:, None]
 
 
 class LocalBackend:
@@ -244,34 +283,22 @@ class LocalBackend:
             r.future.set_result(completion)
 
     def _generate(self, tokenizer, model, batch: list[_Request]) -> list[Completion]:
-        import torch
-        from transformers import StoppingCriteriaList
-
         few_shot = not tokenizer.chat_template
         stops = [[FEW_SHOT_STOP, *r.stops] if few_shot else r.stops for r in batch]
         prompts = [_encode(tokenizer, r.messages, few_shot) for r in batch]
-        width, pad = max(len(p) for p in prompts), _pad_id(tokenizer)
-        input_ids = torch.tensor([[pad if pad is not None else 0] * (width - len(p)) + p for p in prompts])
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-        budgets = [r.max_tokens for r in batch]
-        criteria = _BatchStop(tokenizer, width, stops, budgets, _eos_ids(tokenizer, model))
-        temperature = batch[0].temperature
-        sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+        rows = _Rows(tokenizer, stops, [r.max_tokens for r in batch], _eos_ids(tokenizer, model))
+        pad = _pad_id(tokenizer)
         try:
-            with torch.inference_mode():
-                output = model.generate(input_ids.to(model.device), attention_mask=mask.to(model.device),
-                                        max_new_tokens=max(budgets), stopping_criteria=StoppingCriteriaList([criteria]),
-                                        max_time=min(r.deadline for r in batch) - time.monotonic(),
-                                        pad_token_id=pad, **sampling)
+            decode_batch(model, prompts, rows, pad if pad is not None else 0, batch[0].temperature,
+                         min(r.deadline for r in batch))
         except (RuntimeError, ValueError) as exc:
             raise PermanentError(f"local model {self.model}: generation failed: {_one_line(exc)}") from exc
         self.generations += len(batch)
         self.batches.append(len(batch))
         completions = []
-        for i, prompt in enumerate(prompts):
-            n = criteria.lengths[i] if criteria.lengths[i] is not None else output.shape[1] - width
-            text, _ = cut_at_stop(tokenizer.decode(output[i, width:width + n], skip_special_tokens=True), stops[i])
-            completions.append(Completion(text.strip() if few_shot else text, len(prompt), int(n)))
+        for prompt, ids, row_stops in zip(prompts, rows.tokens, stops):
+            text, _ = cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), row_stops)
+            completions.append(Completion(text.strip() if few_shot else text, len(prompt), len(ids)))
         return completions
 
     async def aclose(self) -> None:
