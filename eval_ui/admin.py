@@ -7,6 +7,7 @@ endpoints over HTTP is refused on the server. The work is done by `wizardlab.aut
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import gradio as gr
@@ -17,12 +18,22 @@ from wizardlab import auth, jobs
 from wizardlab.errors import UserError
 
 USER_HEADERS = ["User", "Role", "Status", "Created (UTC)"]
+LOGIN_HEADERS = ["Kind", "Account or address", "Failures (1 h)", "Refused while locked", "Locked", "Last (UTC)",
+                 "Last address / account"]
 JOB_HEADERS = ["Run", "Kind", "Status", "Created (UTC)", "By", "Progress", "Error"]
 
 
 def users_rows(store) -> list[list]:
     return [[u["username"], u["role"], "disabled" if u["disabled"] else "active", render.when(u["created_at"])]
             for u in store.list_users()]
+
+
+def login_rows(limiter) -> list[list]:
+    """The login limiter's accounts and addresses with recent failures (user text: shown as plain cells)."""
+    return [[r["kind"], r["key"], r["failures"], r["refused"],
+             f"{r['locked_for']:.0f} s" if r["locked_for"] > 0 else "no",
+             time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["last"])) if r["last"] else "", r["last_other"]]
+            for r in limiter.snapshot()]
 
 
 def jobs_rows(store) -> list[list]:
@@ -50,8 +61,16 @@ def build_tab(ctx: AppContext) -> None:
             reset_pw = gr.Textbox(label="New password", type="password", max_lines=1)
             reset_btn = gr.Button("Set password")
     msg = gr.HTML()
+    gr.Markdown("### Failed logins\nSince the app started, per account and per address; a locked one is refused "
+                "without its password being checked (see the server log for each attempt).")
+    logins = gr.Dataframe(headers=LOGIN_HEADERS, interactive=False, wrap=True, elem_id="wl-failed-logins")
     gr.Markdown("### Background jobs\nEvery run started from the app or the command line (`python -m pipeline runs`).")
     jobs_table = gr.Dataframe(headers=JOB_HEADERS, interactive=False, wrap=True)
+    gr.Markdown("### Backup\nA consistent copy of the database while people work (SQLite online backup), "
+                "like `python -m pipeline backup`; restore with `python -m pipeline restore` (app stopped).")
+    with gr.Row():
+        backup_btn = gr.Button("Back up now", scale=0, min_width=160, elem_id="wl-backup")
+        backup_file = gr.File(label="Backup", interactive=False, visible=False, elem_id="wl-backup-file")
     with gr.Row():
         cancel_id = gr.Textbox(label="Run id", placeholder="e.g. 3", max_lines=1, scale=0, min_width=160)
         cancel_btn = gr.Button("Cancel job", variant="stop", scale=0, min_width=130, elem_classes=["wl-inline"])
@@ -59,10 +78,11 @@ def build_tab(ctx: AppContext) -> None:
 
     w = SimpleNamespace(**locals())
     refresh = _refresher(ctx)
-    outs = [w.users, w.who, w.jobs_table]
+    outs = [w.users, w.who, w.jobs_table, w.logins]
     after = dict(fn=refresh, inputs=None, outputs=outs, api_visibility="private")
     _wire_accounts(ctx, w, after)
     _wire_jobs(ctx, w, after)
+    _wire_backup(ctx, w)
     w.refresh_btn.click(refresh, None, outs, api_name="admin_refresh")
     on_show(refresh, outs)
 
@@ -71,11 +91,11 @@ def _refresher(ctx: AppContext):
     def refresh(request: gr.Request):
         """Users and jobs tables; silent for annotators (the tab is hidden for them)."""
         if not ctx.is_admin(request):
-            return gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         store = ctx.store()
         jobs.refresh(store)
         names = [u["username"] for u in store.list_users()]
-        return users_rows(store), gr.Dropdown(choices=names), jobs_rows(store)
+        return users_rows(store), gr.Dropdown(choices=names), jobs_rows(store), login_rows(ctx.login_limiter)
 
     return refresh
 
@@ -124,3 +144,17 @@ def _wire_jobs(ctx: AppContext, w: SimpleNamespace, after: dict) -> None:
         return render.note(f"Run {run_id}: {jobs.cancel(ctx.store(), run_id)}.", "ok")
 
     w.cancel_btn.click(cancel, [w.cancel_id], [w.msg], api_name="admin_cancel_job").then(**after)
+
+
+def _wire_backup(ctx: AppContext, w: SimpleNamespace) -> None:
+    @ui_errors
+    def backup_now(request: gr.Request):
+        ctx.require_admin(request)
+        from wizardlab.store.backup import backup, timestamped
+
+        info = backup(ctx.settings.db, timestamped(ctx.data_dir.resolve() / "backups"))
+        note = render.note(f"Backup {info['path']}: {info['bytes']:,} bytes in {info['seconds']} s, integrity "
+                           f"{info['integrity']}.", "ok")
+        return note, gr.File(value=info["path"], visible=True)
+
+    w.backup_btn.click(backup_now, None, [w.msg, w.backup_file], api_name="admin_backup")

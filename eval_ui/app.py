@@ -14,9 +14,11 @@ import os
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from eval_ui import render
 from eval_ui.context import AppContext
+from eval_ui.login_guard import LoginGuard
 
 TABS: list[tuple[str, str, str]] = [
     ("Evolve", "eval_ui.evolve", "admin"),
@@ -51,7 +53,17 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             return _on_load(ctx, tabs, request)
 
         demo.load(on_load, inputs=None, outputs=[header, tab_group, *[t for t, _ in tabs]], api_visibility="private")
+        hide_api_description(demo)
     return demo
+
+
+def hide_api_description(demo: gr.Blocks) -> None:
+    """Named endpoints stay callable (the CLI-like HTTP API, tests) but are left out of the API
+    description: Gradio puts that description into the page served at `/` even before login, and it
+    would list every admin endpoint (`admin_add_user`, `train_launch`, ...) to anyone."""
+    for fn in demo.fns.values():
+        if fn.api_visibility == "public":
+            fn.api_visibility = "undocumented"
 
 
 def _build_tab(module_name: str, ctx: AppContext) -> None:
@@ -100,6 +112,7 @@ def launch(demo: gr.Blocks, ctx: AppContext, **kwargs):
     """Serve `demo` with the login and stylesheet; kwargs go to `gr.Blocks.launch`."""
     kwargs.setdefault("server_name", ctx.settings.host)
     kwargs.setdefault("server_port", ctx.settings.port)
+    kwargs.setdefault("app_kwargs", {})["middleware"] = [Middleware(LoginGuard, limiter=ctx.login_limiter)]
     return demo.launch(
         auth=ctx.authenticate,
         auth_message="Sign in to WizardLab. Ask an admin for an account.",

@@ -10,15 +10,23 @@ Per-user state lives in `gr.State` or the store, never in module globals.
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import gradio as gr
 
+from eval_ui import render
+from eval_ui.login_guard import LOGIN
 from wizardlab import auth
 from wizardlab.config import Settings
 from wizardlab.errors import UserError
+from wizardlab.login_limits import LoginLimiter
 from wizardlab.store import Store
+
+log = logging.getLogger("wizardlab.ui")
+_SCRYPT_SLOTS = None  # anyio.CapacityLimiter(1), made in the event loop on the first login
 
 
 @dataclass
@@ -42,10 +50,31 @@ class AppContext:
         """Where background jobs write their logs (`<data dir>/logs`)."""
         return self.data_dir.resolve() / "logs"
 
+    # -- login (issue 12: limits live in eval_ui/login_guard.py and wizardlab/login_limits.py) ----------
+    @property
+    def login_limiter(self) -> LoginLimiter:
+        """Failed-login limits of this app process (the login guard and the Admin tab share it)."""
+        if not hasattr(self, "_login_limiter"):
+            self._login_limiter = LoginLimiter()
+        return self._login_limiter
+
+    async def authenticate(self, username: str, password: str) -> bool:
+        """The `auth=` callable of `launch()`: enabled account and matching password.
+
+        Gradio awaits it inside its event loop, so the scrypt check runs in a worker thread, one
+        at a time (a flood of logins takes one core at most, never the event loop). The outcome
+        goes to the login guard (`LOGIN`), which counts failures per account and address."""
+        global _SCRYPT_SLOTS
+        if _SCRYPT_SLOTS is None:
+            _SCRYPT_SLOTS = anyio.CapacityLimiter(1)
+        result = await anyio.to_thread.run_sync(auth.check_login, self.store(), username, password,
+                                                limiter=_SCRYPT_SLOTS)
+        outcome = LOGIN.get()
+        if outcome is not None:
+            outcome["result"] = result
+        return result == "ok"
+
     # -- accounts ---------------------------------------------------------------------
-    def authenticate(self, username: str, password: str) -> bool:
-        """The `auth=` callable of `launch()`: enabled account and matching password."""
-        return auth.authenticate(self.store(), username, password)
 
     def user_or_none(self, request: gr.Request | None) -> dict | None:
         """The signed-in, enabled user (id, username, role), or None."""
@@ -55,13 +84,13 @@ class AppContext:
     def current_user(self, request: gr.Request | None) -> dict:
         user = self.user_or_none(request)
         if user is None:
-            raise gr.Error("Please log in again: your session has ended or your account is disabled.")
+            raise popup_error("Please log in again: your session has ended or your account is disabled.")
         return user
 
     def require_admin(self, request: gr.Request | None) -> dict:
         user = self.current_user(request)
         if user["role"] != "admin":
-            raise gr.Error("Only admins may do this.")
+            raise popup_error("Only admins may do this.", user["username"])
         return user
 
     def is_admin(self, request: gr.Request | None) -> bool:
@@ -69,15 +98,29 @@ class AppContext:
         return bool(user and user["role"] == "admin")
 
 
+def popup_error(message, who: str | None = None) -> gr.Error:
+    """THE way to build an error pop-up: the text escaped (`render.message`: it may hold a user name or
+    a file's field), one log line (an expected error, no traceback), raised by the caller."""
+    line = " ".join(str(message).split())
+    log.warning("user error%s: %s", f" ({who})" if who else "", line)
+    return gr.Error(render.message(line), print_exception=False)
+
+
+def popup_info(message) -> None:
+    """An info pop-up (escaped like `popup_error`)."""
+    gr.Info(render.message(message))
+
+
 def ui_errors(fn):
-    """Decorator for callbacks: a `UserError` becomes `gr.Error` with its one line."""
+    """Decorator for callbacks: a `UserError` becomes an escaped one-line pop-up (`popup_error`);
+    any other exception keeps its traceback in the server log."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
-            raise gr.Error(str(exc)) from None
+            raise popup_error(str(exc), getattr(fn, "__name__", None)) from None
 
     return wrapper
 

@@ -20,7 +20,7 @@ import gradio as gr
 import pandas as pd
 
 from eval_ui import render
-from eval_ui.context import AppContext, on_show, ui_errors
+from eval_ui.context import AppContext, on_show, popup_info, ui_errors
 from wizardlab import jobs
 from wizardlab.analysis import difficulty, diversity, tables
 from wizardlab.errors import UserError
@@ -72,8 +72,8 @@ def _round_label(r) -> str:
     return f"round {int(r)}"
 
 
-def difficulty_hist(store, run_id: int) -> pd.DataFrame:
-    frame = tables.difficulty_histogram(store, run_id)
+def difficulty_hist(store, run_id: int, include_eliminated: bool = False) -> pd.DataFrame:
+    frame = tables.difficulty_histogram(store, run_id, include_eliminated)
     return frame.assign(difficulty=frame["difficulty"].astype(str), n=frame["n"].astype(int))
 
 
@@ -149,17 +149,31 @@ def build_or_launch_map(ctx: AppContext, run_id: int, reference: str | None, dat
                                          progress=progress)
 
 
-def export_file(ctx: AppContext, run_id: int, fmt: str) -> str:
-    from wizardlab.export import export_dataset
+def export_selection(sample, seed, stratify: bool, shuffle: bool, drop_truncated: bool):
+    """The export form's sampling options as a `wizardlab.export.Selection` (0 or empty = all)."""
+    from wizardlab.export import Selection
+
+    if sample not in (None, 0, "") and (int(sample) != sample or sample < 0):
+        raise UserError("sample must be a whole number (0 = the whole training set)")
+    if seed in (None, "") or int(seed) != seed:
+        raise UserError("seed must be a whole number")
+    return Selection(sample=int(sample) if sample else None, seed=int(seed), stratify="round" if stratify else None,
+                     shuffle=bool(shuffle), drop_truncated=bool(drop_truncated))
+
+
+def export_file(ctx: AppContext, run_id: int, fmt: str, selection=None) -> list[str]:
+    """The export's file (a zip for hf); with a selection also the chosen ids (`.selection.json`)."""
+    from wizardlab.export import export_dataset, selection_path
 
     out_dir = Path(tempfile.mkdtemp(prefix="wizardlab-export-"))
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     name = f"run{run_id}-{fmt}-{stamp}"
+    ext = {"hf": "", "jsonl": ".jsonl"}.get(fmt, ".json")
+    path = export_dataset(ctx.store(), run_id, out_dir / f"{name}{ext}", fmt, selection)
     if fmt == "hf":
-        folder = export_dataset(ctx.store(), run_id, out_dir / name, "hf")
-        return shutil.make_archive(str(out_dir / name), "zip", root_dir=folder)
-    ext = "jsonl" if fmt == "jsonl" else "json"
-    return str(export_dataset(ctx.store(), run_id, out_dir / f"{name}.{ext}", fmt))
+        path = shutil.make_archive(str(out_dir / name), "zip", root_dir=path)
+    chosen = selection_path(out_dir / f"{name}{ext}")
+    return [str(path), str(chosen)] if chosen.exists() else [str(path)]
 
 
 # -- layout ---------------------------------------------------------------------------------------
@@ -210,7 +224,8 @@ def _difficulty_section(w: dict) -> None:
     with gr.Row(equal_height=True):
         w["score"] = gr.Button("Score difficulty", variant="primary", scale=2, elem_id="wl-score")
         w["score_cancel"] = gr.Button("Cancel", variant="stop", scale=1, elem_id="wl-score-cancel")
-        w["score_all"] = gr.Checkbox(False, label="Also score eliminated nodes", scale=2)
+        w["score_all"] = gr.Checkbox(False, label="Include eliminated nodes (default: the data set)", scale=2,
+                                     elem_id="wl-score-all")
     w["score_status"] = gr.HTML(elem_id="wl-score-status")
     with gr.Row():
         w["diff_plot"] = gr.BarPlot(x="difficulty", y="n", color="round", title="Difficulty per round",
@@ -227,7 +242,8 @@ def _diversity_section(w: dict) -> None:
         w["color_by"] = gr.Radio(["round", "operation", "status"], value="round", label="Colour by", scale=3)
         w["reference"] = gr.Dropdown([NO_REFERENCE], value=NO_REFERENCE, label="Reference set", scale=3)
         with gr.Column(scale=2, min_width=220):
-            w["data_only"] = gr.Checkbox(False, label="Only the data set (seeds + kept)")
+            w["map_all"] = gr.Checkbox(False, label="Include eliminated nodes (default: the data set)",
+                                       elem_id="wl-map-all")
             w["build_map"] = gr.Button("Build diversity map", variant="primary", elem_id="wl-build-map")
     w["map_status"] = gr.HTML(elem_id="wl-map-status")
     with gr.Row():
@@ -246,10 +262,18 @@ def _diversity_section(w: dict) -> None:
 def _export_section(w: dict) -> None:
     gr.Markdown("The training formats hold the seeds and every kept node (curators' overrides included); "
                 "the lineage JSONL holds every node with its parent, round, operation and verdict.")
+    with gr.Row(equal_height=True):
+        w["ex_sample"] = gr.Number(0, label="Sample N records (0 = all; WizardLM-7B: 70K of 250K)", precision=0,
+                                   minimum=0, scale=2, elem_id="wl-export-sample")
+        w["ex_seed"] = gr.Number(0, label="Seed", precision=0, scale=1, elem_id="wl-export-seed")
+        w["ex_stratify"] = gr.Checkbox(False, label="Stratify by round", scale=1)
+        w["ex_shuffle"] = gr.Checkbox(False, label="Shuffle", scale=1)
+        w["ex_drop"] = gr.Checkbox(False, label="Drop truncated responses", scale=1)
     with gr.Row():
         for fmt, label in FORMATS.items():
             w[f"export_{fmt}"] = gr.Button(label, elem_id=f"wl-export-{fmt}")
-    w["export_file"] = gr.File(label="Download", interactive=False, height=110, elem_id="wl-export-file")
+    w["export_file"] = gr.File(label="Download", interactive=False, file_count="multiple", height=110,
+                               elem_id="wl-export-file")
 
 
 # -- callbacks ------------------------------------------------------------------------------------
@@ -276,11 +300,12 @@ def counts_out(store, run_id: int) -> tuple:
             v["rounds"], v["ops"], v["rules"], v["lengths"])
 
 
-def diff_out(store, run_id: int) -> tuple:
+def diff_out(store, run_id: int, include_eliminated: bool = False) -> tuple:
     job = score_job(store, run_id)
     live = bool(job and job["status"] in jobs.ACTIVE)
-    return (job_html(job, "difficulty") + scored_html(store, run_id), difficulty_hist(store, run_id),
-            tables.difficulty_table(store, run_id), gr.Timer(active=live))
+    return (job_html(job, "difficulty") + scored_html(store, run_id),
+            difficulty_hist(store, run_id, include_eliminated),
+            tables.difficulty_table(store, run_id, include_eliminated), gr.Timer(active=live))
 
 
 def map_out(ctx: AppContext, run_id: int, color_by: str) -> tuple:
@@ -349,30 +374,32 @@ def _wire_difficulty(ctx: AppContext, w: dict) -> None:
         job = score_job(store, _run_id(store, run_id))
         if job is None:
             raise UserError("no difficulty job for this run")
-        gr.Info(f"Difficulty job {job['id']}: {jobs.cancel(store, job['id'])}")
+        popup_info(f"Difficulty job {job['id']}: {jobs.cancel(store, job['id'])}")
 
     @ui_errors
-    def poll(run_id, request: gr.Request):
+    def poll(run_id, include_eliminated, request: gr.Request):
         ctx.require_admin(request)
         store = ctx.store()
         jobs.refresh(store)
         run_id = _run_id(store, run_id)
-        return summary_html(store, run_id), *diff_out(store, run_id)
+        return summary_html(store, run_id), *diff_out(store, run_id, bool(include_eliminated))
 
     w["score"].click(on_score, [w["run"], w["score_all"]], [w["score_status"], w["timer"]], api_name="data_score")
     w["score_cancel"].click(on_cancel, w["run"], None, api_name="data_score_cancel")
-    w["timer"].tick(poll, w["run"], [w["summary"], *[w[k] for k in DIFF]], api_visibility="private",
-                    show_progress="hidden")
+    w["timer"].tick(poll, [w["run"], w["score_all"]], [w["summary"], *[w[k] for k in DIFF]],
+                    api_visibility="private", show_progress="hidden")
+    w["score_all"].change(poll, [w["run"], w["score_all"]], [w["summary"], *[w[k] for k in DIFF]],
+                          api_visibility="private")
 
 
 def _wire_map(ctx: AppContext, w: dict) -> None:
     mapped = [w[k] for k in MAPPED]
 
     @ui_errors
-    def on_build(run_id, reference, data_only, color_by, request: gr.Request, progress=gr.Progress()):
+    def on_build(run_id, reference, include_eliminated, color_by, request: gr.Request, progress=gr.Progress()):
         user = ctx.require_admin(request)
         ref = None if reference in (None, "", NO_REFERENCE) else reference
-        dmap = build_or_launch_map(ctx, _run_id(ctx.store(), run_id), ref, data_only, user["username"],
+        dmap = build_or_launch_map(ctx, _run_id(ctx.store(), run_id), ref, not include_eliminated, user["username"],
                                    progress=lambda stage, d, t: _report(progress, stage, d, t))
         if dmap is None:
             return gr.skip(), render.note("Large map: a background job is embedding and projecting it; "
@@ -393,7 +420,7 @@ def _wire_map(ctx: AppContext, w: dict) -> None:
         return (render.note(f"Imported {n} instructions as reference set {set_name!r}.", "ok"),
                 reference_choices(ctx.store(), set_name))
 
-    inputs = [w["run"], w["reference"], w["data_only"], w["color_by"]]
+    inputs = [w["run"], w["reference"], w["map_all"], w["color_by"]]
     w["build_map"].click(on_build, inputs, mapped, api_name="data_build_map").then(
         map_title, w["color_by"], w["map"], api_visibility="private")
     w["color_by"].change(on_color, [w["run"], w["color_by"]], mapped, api_visibility="private").then(
@@ -413,10 +440,12 @@ def _report(progress, stage: str, done: int, total: int) -> None:
 def _wire_export(ctx: AppContext, w: dict) -> None:
     def exporter(fmt):
         @ui_errors
-        def on_export(run_id, request: gr.Request):
+        def on_export(run_id, sample, seed, stratify, shuffle, drop_truncated, request: gr.Request):
             ctx.require_admin(request)
-            return export_file(ctx, _run_id(ctx.store(), run_id), fmt)
+            selection = export_selection(sample, seed, stratify, shuffle, drop_truncated)
+            return export_file(ctx, _run_id(ctx.store(), run_id), fmt, selection)
         return on_export
 
+    inputs = [w["run"], w["ex_sample"], w["ex_seed"], w["ex_stratify"], w["ex_shuffle"], w["ex_drop"]]
     for fmt in FORMATS:
-        w[f"export_{fmt}"].click(exporter(fmt), w["run"], w["export_file"], api_name=f"data_export_{fmt}")
+        w[f"export_{fmt}"].click(exporter(fmt), inputs, w["export_file"], api_name=f"data_export_{fmt}")

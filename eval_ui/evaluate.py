@@ -256,30 +256,52 @@ STYLE = """<style>
 </style>"""
 
 
+def assign_html(rows: list[dict]) -> str:
+    """The accounts `assign_annotators` made or found; a generated password is shown this once."""
+    made = sum(r["created"] for r in rows)
+    head = render.note(f"{made} account{'s' * (made != 1)} created, {len(rows) - made} already there. "
+                       "Hand each new password over privately; it is not shown again.", "ok")
+    return head + render.table(["user", "account", "password"], [
+        [r["username"], "created" if r["created"] else "exists", r["password"] or ""] for r in rows])
+
+
+def _paths(value) -> list[str]:
+    """An upload box's value as a list of paths (one file, several, or none)."""
+    if not value:
+        return []
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+
+
 # -- callbacks ----------------------------------------------------------------------------
 class Evaluate:
+    """The tab's callbacks. Each checks the admin role on the server before anything else."""
+
     def __init__(self, ctx: AppContext):
         self.ctx = ctx
 
     def refresh(self, request: gr.Request):
         if not self.ctx.is_admin(request):  # annotators load the page too: stay silent
-            return (gr.skip(),) * 8
+            return (gr.skip(),) * 10
         store = self.ctx.store()
         jobs.refresh(store)
         sets = [(f"{s['id']}: {s['name']}", s["id"]) for s in store.list_output_sets()]
-        camps = [(f"{c['id']}: {c['name']}", c["id"]) for c in store.list_campaigns()]
+        camps = [(f"{c['id']}: {c['name']} ({c['status']})", c["id"]) for c in store.list_campaigns()]
         testsets = [t["testset"] for t in store.testsets()]
         names = [(f"{c['id']}: {c['name']}", c["name"]) for c in store.list_campaigns()]
         return (sets_table(store), campaigns_table(store), gr.Dropdown(choices=sets), gr.Dropdown(choices=camps),
-                gr.Dropdown(choices=testsets), jobs_html(store), gr.Dropdown(choices=names),
-                gr.Dropdown(choices=model_choices(store)))
+                gr.Dropdown(choices=camps), gr.Dropdown(choices=camps), gr.Dropdown(choices=testsets),
+                jobs_html(store), gr.Dropdown(choices=names), gr.Dropdown(choices=model_choices(store)))
 
-    def import_file(self, path, testset_path, model: str, name: str, request: gr.Request):
+    def import_file(self, paths, testset_path, model: str, name: str, request: gr.Request):
+        """Output files (several Vicuna answer files at once) with the test set file they answer."""
         self.ctx.require_admin(request)
-        if not path:
+        files = _paths(paths)
+        if not files:
             raise UserError("choose an output file to import")
-        created = ev.import_outputs(self.ctx.store(), path, testset_file=testset_path or None,
-                                    model=model.strip() or None, name=name.strip() or None)
+        if name and (name or "").strip() and len(files) > 1:
+            raise UserError("an output set name fits one file; leave it empty to name each set after its model")
+        created = ev.import_outputs_files(self.ctx.store(), files, testset_file=testset_path or None,
+                                          model=(model or "").strip() or None, name=(name or "").strip() or None)
         return render.note("Imported " + ", ".join(f"{s['name']} ({s['n_outputs']} outputs)" for s in created), "ok")
 
     def generate(self, testset: str, testset_path, name: str, model_choice: str = APP_LLM, model_dir: str = "",
@@ -304,6 +326,34 @@ class Evaluate:
                                  created_by=user["username"])
         n = len(self.ctx.store().campaign_items(cid, include_attention=True))
         return render.note(f"Campaign {cid} created with {n} items. Annotators find it in the Judge tab.", "ok")
+
+    def status(self, campaign_id, request: gr.Request):
+        """A campaign's fill and per-annotator progress (the Campaigns sub-tab)."""
+        if not self.ctx.is_admin(request) or not campaign_id:
+            return ""
+        store = self.ctx.store()
+        c = ev.require_campaign(store, int(campaign_id))
+        return render.note(f"Campaign {c['id']} is {c['status']}.", "info") + progress_html(store, c["id"])
+
+    def set_open(self, opened: bool):
+        def handler(campaign_id, request: gr.Request):
+            """`pipeline campaign open|close C`."""
+            self.ctx.require_admin(request)
+            if not campaign_id:
+                raise UserError("choose a campaign first")
+            c = ev.set_status(self.ctx.store(), int(campaign_id), "open" if opened else "closed")
+            seen = "annotators see it in the Judge tab" if opened else "annotators no longer see it"
+            return render.note(f"Campaign {c['id']} is now {c['status']}: {seen}.", "ok")
+
+        handler.__name__ = "open_campaign" if opened else "close_campaign"
+        return handler
+
+    def assign(self, campaign_id, names: str, password: str, request: gr.Request):
+        """`pipeline campaign assign C --annotators a,b [--password PW]`."""
+        self.ctx.require_admin(request)
+        if not campaign_id:
+            raise UserError("choose a campaign first")
+        return assign_html(ev.assign_annotators(self.ctx.store(), int(campaign_id), names or "", password or None)), ""
 
     def import_judgments(self, path, fmt: str, campaign: str, llm: bool, judge: str, chatgpt: str, vicuna: str,
                          answers, request: gr.Request):
@@ -379,135 +429,285 @@ class Evaluate:
 
     def poll(self, request: gr.Request):
         if not self.ctx.is_admin(request):
-            return gr.skip(), gr.Timer(active=False)
+            return gr.skip(), gr.skip(), gr.Timer(active=False)
         store = self.ctx.store()
         jobs.refresh(store)
         live = any(r["status"] in jobs.ACTIVE for r in store.list_runs(limit=50) if r["kind"] in ("generate", "judge"))
-        return jobs_html(store), gr.Timer(active=live)
+        html = jobs_html(store)
+        return html, html, gr.Timer(active=live)
+
+
+# -- layout: one sub-tab per step of the work ---------------------------------------------
+@dataclasses.dataclass
+class EvalWidgets:
+    """Every widget of the Evaluate tab, filled by the sub-tab builders below."""
+
+    # Output sets
+    sets: gr.HTML = None
+    file: gr.File = None
+    tfile: gr.File = None
+    model: gr.Textbox = None
+    name: gr.Textbox = None
+    import_btn: gr.Button = None
+    testset: gr.Dropdown = None
+    gfile: gr.File = None
+    gmodel: gr.Dropdown = None
+    gdir: gr.Textbox = None
+    gname: gr.Textbox = None
+    generate: gr.Button = None
+    sets_msg: gr.HTML = None
+    jobs: gr.HTML = None
+    # Campaigns
+    camps: gr.HTML = None
+    cname: gr.Textbox = None
+    csets: gr.Dropdown = None
+    pairs: gr.Radio = None
+    k: gr.Number = None
+    attention: gr.Number = None
+    both_bad: gr.Checkbox = None
+    rationale: gr.Checkbox = None
+    guidelines: gr.Textbox = None
+    create: gr.Button = None
+    camp_msg: gr.HTML = None
+    campaign: gr.Dropdown = None
+    status: gr.HTML = None
+    close: gr.Button = None
+    reopen: gr.Button = None
+    annotators: gr.Textbox = None
+    apassword: gr.Textbox = None
+    assign: gr.Button = None
+    minutes: gr.Number = None
+    release: gr.Button = None
+    release_msg: gr.HTML = None
+    # Report
+    rcampaign: gr.Dropdown = None
+    show: gr.Button = None
+    export: gr.Button = None
+    files: gr.File = None
+    progress: gr.HTML = None
+    report: gr.HTML = None
+    # LLM judge
+    lcampaign: gr.Dropdown = None
+    judge: gr.Button = None
+    judge_msg: gr.HTML = None
+    judge_jobs: gr.HTML = None
+    # Tools
+    jfile: gr.File = None
+    jformat: gr.Dropdown = None
+    jcampaign: gr.Dropdown = None
+    jllm: gr.Checkbox = None
+    jjudge: gr.Textbox = None
+    jchatgpt: gr.Textbox = None
+    jvicuna: gr.Textbox = None
+    janswers: gr.File = None
+    jimport: gr.Button = None
+    jresult: gr.HTML = None
+    afile: gr.File = None
+    aformat: gr.Dropdown = None
+    agree: gr.Button = None
+    aresult: gr.HTML = None
+    timer: gr.Timer = None
+
+    def lists(self) -> list:
+        """The outputs of `Evaluate.refresh`, in its order."""
+        return [self.sets, self.camps, self.csets, self.campaign, self.rcampaign, self.lcampaign, self.testset,
+                self.jobs, self.jcampaign, self.gmodel]
+
+
+UPLOAD_HEIGHT = 120
+SUBTABS = ("Output sets", "Campaigns", "Report", "LLM judge", "Tools")
 
 
 def build_tab(ctx: AppContext) -> None:
+    """Sub-tabs in the order of the work: Output sets -> Campaigns -> Report -> LLM judge -> Tools."""
+    w = EvalWidgets()
+    with gr.Tabs(elem_id="wl-eval-tabs"):
+        with gr.Tab("Output sets", id="eval-sets", elem_id="wl-eval-sets"):
+            _sets_tab(w)
+        with gr.Tab("Campaigns", id="eval-campaigns", elem_id="wl-eval-campaigns"):
+            _campaigns_tab(w)
+        with gr.Tab("Report", id="eval-report", elem_id="wl-eval-report"):
+            _report_tab(w)
+        with gr.Tab("LLM judge", id="eval-judge", elem_id="wl-eval-judge"):
+            _judge_tab(w)
+        with gr.Tab("Tools", id="eval-tools", elem_id="wl-eval-tools"):
+            _import_section(w)
+            _agreement_section(w)
+    w.timer = gr.Timer(2.0, active=False)
     e = Evaluate(ctx)
-    w = {}
-    with gr.Accordion("Output sets", open=True):
-        w["sets"] = gr.HTML()
-        with gr.Row(equal_height=False):
-            with gr.Column(variant="panel"):
-                gr.Markdown("**Import outputs** (JSONL/CSV: prompt id, prompt, model, output; or a Vicuna answer file)")
-                w["file"] = gr.File(label="Output file", type="filepath", file_types=[".jsonl", ".json", ".csv"])
-                w["tfile"] = gr.File(label="Test set file the ids refer to (optional)", type="filepath",
-                                     file_types=[".jsonl", ".json", ".csv"])
-                with gr.Row():
-                    w["model"] = gr.Textbox(label="Model (optional)", max_lines=1)
-                    w["name"] = gr.Textbox(label="Output set name (optional)", max_lines=1)
-                w["import"] = gr.Button("Import", variant="primary")
-            with gr.Column(variant="panel"):
-                gr.Markdown("**Generate outputs** with the app's LLM or a trained checkpoint, as a background job")
-                w["testset"] = gr.Dropdown(label="Stored test set", choices=[], allow_custom_value=True)
-                w["gfile"] = gr.File(label="…or a test set file (WizardLM, Vicuna or seed format)", type="filepath",
-                                     file_types=[".jsonl", ".json", ".csv"])
-                with gr.Row():
-                    w["gmodel"] = gr.Dropdown(label="Model", value=APP_LLM, elem_id="wl-gen-model",
-                                              allow_custom_value=True,
-                                              choices=[("The app's LLM (named in the header)", APP_LLM),
-                                                       ("A local model directory (type it below)", LOCAL_DIR)])
-                    w["gdir"] = gr.Textbox(label="Local model directory", max_lines=1, elem_id="wl-gen-dir",
-                                           placeholder="/path/to/checkpoint (for 'a local model directory')")
-                w["gname"] = gr.Textbox(label="Output set name (optional)", max_lines=1)
-                w["generate"] = gr.Button("Start generation job", variant="primary")
-        w["jobs"] = gr.HTML()
-    with gr.Accordion("New campaign", open=False):
-        with gr.Row():
-            w["cname"] = gr.Textbox(label="Name (admins only see it)", max_lines=1)
-            w["csets"] = gr.Dropdown(label="Output sets (2 or more)", choices=[], multiselect=True,
-                                     allow_custom_value=True)
-        with gr.Row():
-            w["pairs"] = gr.Radio(["one", "all"], value="one", label="Pairs (first two sets, or all pairs)")
-            w["k"] = gr.Number(value=3, precision=0, minimum=1, label="Annotators per item")
-            w["attention"] = gr.Number(value=0, precision=0, minimum=0, label="Attention checks")
-            w["both_bad"] = gr.Checkbox(label="Offer 'both bad'")
-            w["rationale"] = gr.Checkbox(label="Ask for a rationale")
-        w["guidelines"] = gr.Textbox(value=ev.DEFAULT_GUIDELINES, lines=6, label="Guidelines (Markdown)")
-        w["create"] = gr.Button("Create campaign", variant="primary")
-    _import_section(w)
-    _agreement_section(w)
-    w["msg"] = gr.HTML()
-    gr.Markdown("### Campaigns")
-    w["camps"] = gr.HTML()
-    with gr.Row(equal_height=True):
-        w["campaign"] = gr.Dropdown(label="Campaign", choices=[], allow_custom_value=True, scale=3)
-        w["show"] = gr.Button("Show report", variant="primary", scale=1)
-        w["export"] = gr.Button("Export JSON + CSV", scale=1)
-        w["judge"] = gr.Button("Run LLM judge", scale=1)
-    with gr.Row(equal_height=True):
-        w["minutes"] = gr.Number(value=30, minimum=0, label="Idle for more than (minutes)", scale=1,
-                                 elem_id="wl-release-min")
-        w["release"] = gr.Button("Release idle assignments", scale=1, elem_id="wl-release")
-        w["release_msg"] = gr.HTML(elem_id="wl-release-msg")
-    w["files"] = gr.File(label="Exports", interactive=False, file_count="multiple", visible=False)
-    w["progress"] = gr.HTML()
-    w["report"] = gr.HTML(elem_id="wl-report")
-    w["timer"] = gr.Timer(2.0, active=False)
-    _wire(e, w)
+    on_show(e.refresh, w.lists())
+    _wire_sets(e, w)
+    _wire_campaigns(e, w)
+    _wire_report(e, w)
+    _wire_tools(e, w)
 
 
-def _import_section(w: dict) -> None:
-    with gr.Accordion("Import judgments", open=False, elem_id="wl-import-judgments"):
-        gr.Markdown("External pairwise judgments into a campaign, like `python -m pipeline import-judgments`: "
+def _sets_tab(w: EvalWidgets) -> None:
+    w.sets = gr.HTML(elem_id="wl-sets")
+    with gr.Row(equal_height=False):
+        with gr.Column(variant="panel"):
+            gr.Markdown("**Import outputs**: JSONL/CSV with prompt id, prompt, model, output; or Vicuna answer "
+                        "files (`answer_*.jsonl`, several at once) with their `question.jsonl`")
+            w.file = gr.File(label="Output file(s)", type="filepath", file_count="multiple", elem_id="wl-out-file",
+                             file_types=[".jsonl", ".json", ".csv"], height=UPLOAD_HEIGHT)
+            w.tfile = gr.File(label="Test set file the ids refer to (e.g. question.jsonl; optional when the "
+                                    "outputs carry the prompt)", type="filepath", elem_id="wl-out-tfile",
+                              file_types=[".jsonl", ".json", ".csv"], height=UPLOAD_HEIGHT)
+            with gr.Row():
+                w.model = gr.Textbox(label="Model (optional)", max_lines=1)
+                w.name = gr.Textbox(label="Output set name (optional)", max_lines=1)
+            w.import_btn = gr.Button("Import", variant="primary", elem_id="wl-out-import")
+        with gr.Column(variant="panel"):
+            gr.Markdown("**Generate outputs** with the app's LLM or a trained checkpoint, as a background job")
+            w.testset = gr.Dropdown(label="Stored test set", choices=[], allow_custom_value=True)
+            w.gfile = gr.File(label="…or a test set file (WizardLM, Vicuna or seed format)", type="filepath",
+                              file_types=[".jsonl", ".json", ".csv"], height=UPLOAD_HEIGHT)
+            with gr.Row():
+                w.gmodel = gr.Dropdown(label="Model", value=APP_LLM, elem_id="wl-gen-model", allow_custom_value=True,
+                                       choices=[("The app's LLM (named in the header)", APP_LLM),
+                                                ("A local model directory (type it below)", LOCAL_DIR)])
+                w.gdir = gr.Textbox(label="Local model directory", max_lines=1, elem_id="wl-gen-dir",
+                                    placeholder="/path/to/checkpoint (for 'a local model directory')")
+            w.gname = gr.Textbox(label="Output set name (optional)", max_lines=1)
+            w.generate = gr.Button("Start generation job", variant="primary")
+    w.sets_msg = gr.HTML(elem_id="wl-sets-msg")
+    w.jobs = gr.HTML()
+
+
+def _campaigns_tab(w: EvalWidgets) -> None:
+    w.camps = gr.HTML(elem_id="wl-camps")
+    with gr.Accordion("New campaign", open=True):
+        with gr.Row():
+            w.cname = gr.Textbox(label="Name (admins only see it)", max_lines=1)
+            w.csets = gr.Dropdown(label="Output sets (2 or more)", choices=[], multiselect=True,
+                                  allow_custom_value=True)
+        with gr.Row():
+            w.pairs = gr.Radio(["one", "all"], value="one", label="Pairs (first two sets, or all pairs)")
+            w.k = gr.Number(value=3, precision=0, minimum=1, label="Annotators per item")
+            w.attention = gr.Number(value=0, precision=0, minimum=0, label="Attention checks")
+            w.both_bad = gr.Checkbox(label="Offer 'both bad'")
+            w.rationale = gr.Checkbox(label="Ask for a rationale")
+        w.guidelines = gr.Textbox(value=ev.DEFAULT_GUIDELINES, lines=4, label="Guidelines (Markdown)")
+        w.create = gr.Button("Create campaign", variant="primary")
+    w.camp_msg = gr.HTML(elem_id="wl-camp-msg")
+    gr.Markdown("**Manage a campaign**")
+    with gr.Row(equal_height=True):
+        w.campaign = gr.Dropdown(label="Campaign", choices=[], allow_custom_value=True, scale=3,
+                                 elem_id="wl-manage-campaign")
+        w.close = gr.Button("Close", scale=1, elem_id="wl-camp-close")
+        w.reopen = gr.Button("Open", scale=1, elem_id="wl-camp-open")
+    with gr.Row(equal_height=True):
+        w.annotators = gr.Textbox(label="Annotators (user names, comma-separated)", max_lines=1, scale=3,
+                                  elem_id="wl-assign-names")
+        w.apassword = gr.Textbox(label="Password for new accounts (empty: a random one each)", type="password",
+                                 max_lines=1, scale=2)
+        w.assign = gr.Button("Create missing accounts", scale=1, elem_id="wl-assign")
+    with gr.Row(equal_height=True):
+        w.minutes = gr.Number(value=30, minimum=0, label="Idle for more than (minutes)", scale=1,
+                              elem_id="wl-release-min")
+        w.release = gr.Button("Release idle assignments", scale=1, elem_id="wl-release")
+        w.release_msg = gr.HTML(elem_id="wl-release-msg")
+    w.status = gr.HTML(elem_id="wl-camp-status")
+
+
+def _report_tab(w: EvalWidgets) -> None:
+    with gr.Row(equal_height=True):
+        w.rcampaign = gr.Dropdown(label="Campaign", choices=[], allow_custom_value=True, scale=3,
+                                  elem_id="wl-report-campaign")
+        w.show = gr.Button("Show report", variant="primary", scale=1)
+        w.export = gr.Button("Export JSON + CSV", scale=1)
+    w.files = gr.File(label="Exports", interactive=False, file_count="multiple", visible=False)
+    w.progress = gr.HTML()
+    w.report = gr.HTML(elem_id="wl-report")
+
+
+def _judge_tab(w: EvalWidgets) -> None:
+    gr.Markdown("The pairwise LLM judge (asked in both orders) on a campaign's items, as a background job with "
+                "the app's LLM; its verdicts appear in the Report beside the humans'.")
+    with gr.Row(equal_height=True):
+        w.lcampaign = gr.Dropdown(label="Campaign", choices=[], allow_custom_value=True, scale=3,
+                                  elem_id="wl-judge-job-campaign")
+        w.judge = gr.Button("Run LLM judge", variant="primary", scale=1, elem_id="wl-run-judge")
+    w.judge_msg = gr.HTML()
+    w.judge_jobs = gr.HTML()
+
+
+def _import_section(w: EvalWidgets) -> None:
+    with gr.Group(elem_id="wl-import-judgments"):
+        gr.Markdown("**Import judgments** into a campaign, like `python -m pipeline import-judgments`: "
                     "PandaLM JSON, llmfao CSV, open-instruct CSV, a CSV with item, annotator, label; or the "
                     "Vicuna GPT-4 reviews and FairEval labels onto an existing campaign over the Vicuna answers.")
         with gr.Row(equal_height=False):
-            w["jfile"] = gr.File(label="Judgments file", type="filepath", elem_id="wl-jfile",
-                                 file_types=[".json", ".jsonl", ".csv", ".txt"])
+            w.jfile = gr.File(label="Judgments file", type="filepath", elem_id="wl-jfile",
+                              file_types=[".json", ".jsonl", ".csv", ".txt"])
             with gr.Column():
-                w["jformat"] = gr.Dropdown(list(IMPORT_FORMATS), value="auto", label="Format")
-                w["jcampaign"] = gr.Dropdown(label="Campaign (pick one, or type a new name to create it)", choices=[],
-                                             allow_custom_value=True, elem_id="wl-import-campaign")
-                w["jllm"] = gr.Checkbox(label="The file holds an LLM judge's verdicts (stored as llm:<annotator>)")
+                w.jformat = gr.Dropdown(list(IMPORT_FORMATS), value="auto", label="Format")
+                w.jcampaign = gr.Dropdown(label="Campaign (pick one, or type a new name to create it)", choices=[],
+                                          allow_custom_value=True, elem_id="wl-import-campaign")
+                w.jllm = gr.Checkbox(label="The file holds an LLM judge's verdicts (stored as llm:<annotator>)")
         with gr.Accordion("Vicuna reviews / FairEval options", open=False):
             with gr.Row():
-                w["jjudge"] = gr.Textbox(value="gpt-4-review", label="Judge name (Vicuna reviews)", max_lines=1)
-                w["jchatgpt"] = gr.Textbox(label="ChatGPT model (FairEval)", max_lines=1)
-                w["jvicuna"] = gr.Textbox(label="Vicuna-13B model (FairEval)", max_lines=1)
-            w["janswers"] = gr.File(label="Answer files answer_*.jsonl (Vicuna reviews)", type="filepath",
-                                    file_count="multiple", file_types=[".jsonl"])
-        w["jimport"] = gr.Button("Import judgments", variant="primary", elem_id="wl-import-judgments-btn")
-        w["jresult"] = gr.HTML(elem_id="wl-import-result")
+                w.jjudge = gr.Textbox(value="gpt-4-review", label="Judge name (Vicuna reviews)", max_lines=1)
+                w.jchatgpt = gr.Textbox(label="ChatGPT model (FairEval)", max_lines=1)
+                w.jvicuna = gr.Textbox(label="Vicuna-13B model (FairEval)", max_lines=1)
+            w.janswers = gr.File(label="Answer files answer_*.jsonl (Vicuna reviews)", type="filepath",
+                                 file_count="multiple", file_types=[".jsonl"])
+        w.jimport = gr.Button("Import judgments", variant="primary", elem_id="wl-import-judgments-btn")
+        w.jresult = gr.HTML(elem_id="wl-import-result")
 
 
-def _agreement_section(w: dict) -> None:
-    with gr.Accordion("Agreement of a file", open=False, elem_id="wl-file-agreement"):
-        gr.Markdown("Inter-annotator agreement of a judgments file, like `python -m pipeline agreement`: a CSV "
-                    "with item, annotator, label (any labels; `tie` is a tie) or a PandaLM / llmfao / "
-                    "open-instruct file. Nothing is stored.")
+def _agreement_section(w: EvalWidgets) -> None:
+    with gr.Group(elem_id="wl-file-agreement"):
+        gr.Markdown("**Agreement of a file**, like `python -m pipeline agreement`: a CSV with item, annotator, "
+                    "label (any labels; `tie` is a tie) or a PandaLM / llmfao / open-instruct file. Nothing is "
+                    "stored.")
         with gr.Row(equal_height=True):
-            w["afile"] = gr.File(label="Judgments file", type="filepath", file_types=[".json", ".csv"], scale=3,
-                                 elem_id="wl-afile")
-            w["aformat"] = gr.Dropdown(["auto", *FORMATS], value="auto", label="Format", scale=1)
-            w["agree"] = gr.Button("Compute agreement", variant="primary", scale=1, elem_id="wl-agree-btn")
-        w["aresult"] = gr.HTML(elem_id="wl-agree-result")
+            w.afile = gr.File(label="Judgments file", type="filepath", file_types=[".json", ".csv"], scale=3,
+                              elem_id="wl-afile")
+            w.aformat = gr.Dropdown(["auto", *FORMATS], value="auto", label="Format", scale=1)
+            w.agree = gr.Button("Compute agreement", variant="primary", scale=1, elem_id="wl-agree-btn")
+        w.aresult = gr.HTML(elem_id="wl-agree-result")
 
 
-def _wire(e: Evaluate, w: dict) -> None:
-    lists = [w["sets"], w["camps"], w["csets"], w["campaign"], w["testset"], w["jobs"], w["jcampaign"], w["gmodel"]]
-    on_show(e.refresh, lists)
-    private = {"api_visibility": "private"}
-    w["import"].click(ui_errors(e.import_file), [w["file"], w["tfile"], w["model"], w["name"]], w["msg"],
-                      api_name="eval_import").then(e.refresh, None, lists, **private)
-    w["generate"].click(ui_errors(e.generate), [w["testset"], w["gfile"], w["gname"], w["gmodel"], w["gdir"]],
-                        [w["msg"], w["timer"]], api_name="eval_generate").then(e.refresh, None, lists, **private)
-    w["jimport"].click(ui_errors(e.import_judgments), [w["jfile"], w["jformat"], w["jcampaign"], w["jllm"],
-                                                       w["jjudge"], w["jchatgpt"], w["jvicuna"], w["janswers"]],
-                       w["jresult"], api_name="eval_import_judgments").then(e.refresh, None, lists, **private)
-    w["agree"].click(ui_errors(e.agreement), [w["afile"], w["aformat"]], w["aresult"], api_name="eval_agreement")
-    w["release"].click(ui_errors(e.release), [w["campaign"], w["minutes"]], [w["release_msg"], w["progress"]],
-                       api_name="eval_release")
-    w["create"].click(ui_errors(e.create), [w["cname"], w["csets"], w["pairs"], w["k"], w["guidelines"],
-                                            w["both_bad"], w["rationale"], w["attention"]], w["msg"],
-                      api_name="eval_create_campaign").then(e.refresh, None, lists, **private)
-    w["show"].click(ui_errors(e.show), [w["campaign"]], [w["progress"], w["report"]],
-                    api_name="eval_report")
-    w["campaign"].change(ui_errors(e.show), [w["campaign"]], [w["progress"], w["report"]], **private)
-    w["export"].click(ui_errors(e.export), [w["campaign"]], w["files"], api_name="eval_export")
-    w["judge"].click(ui_errors(e.judge), [w["campaign"]], [w["msg"], w["timer"]], api_name="eval_llm_judge")
-    w["timer"].tick(e.poll, None, [w["jobs"], w["timer"]], **private)
+PRIVATE = {"api_visibility": "private"}
+
+
+def _then_refresh(e: Evaluate, w: EvalWidgets) -> dict:
+    return dict(fn=e.refresh, inputs=None, outputs=w.lists(), **PRIVATE)
+
+
+def _wire_sets(e: Evaluate, w: EvalWidgets) -> None:
+    w.import_btn.click(ui_errors(e.import_file), [w.file, w.tfile, w.model, w.name], w.sets_msg,
+                       api_name="eval_import").then(**_then_refresh(e, w))
+    w.generate.click(ui_errors(e.generate), [w.testset, w.gfile, w.gname, w.gmodel, w.gdir],
+                     [w.sets_msg, w.timer], api_name="eval_generate").then(**_then_refresh(e, w))
+    w.timer.tick(e.poll, None, [w.jobs, w.judge_jobs, w.timer], **PRIVATE)
+
+
+def _wire_campaigns(e: Evaluate, w: EvalWidgets) -> None:
+    w.create.click(ui_errors(e.create), [w.cname, w.csets, w.pairs, w.k, w.guidelines, w.both_bad, w.rationale,
+                                         w.attention], w.camp_msg,
+                   api_name="eval_create_campaign").then(**_then_refresh(e, w))
+    w.campaign.change(ui_errors(e.status), [w.campaign], [w.status], **PRIVATE)
+    w.close.click(ui_errors(e.set_open(False)), [w.campaign], w.camp_msg,
+                  api_name="eval_close_campaign").then(**_then_refresh(e, w))
+    w.reopen.click(ui_errors(e.set_open(True)), [w.campaign], w.camp_msg,
+                   api_name="eval_open_campaign").then(**_then_refresh(e, w))
+    w.assign.click(ui_errors(e.assign), [w.campaign, w.annotators, w.apassword], [w.camp_msg, w.apassword],
+                   api_name="eval_assign")
+    w.release.click(ui_errors(e.release), [w.campaign, w.minutes], [w.release_msg, w.status],
+                    api_name="eval_release")
+
+
+def _wire_report(e: Evaluate, w: EvalWidgets) -> None:
+    w.show.click(ui_errors(e.show), [w.rcampaign], [w.progress, w.report], api_name="eval_report")
+    w.rcampaign.change(ui_errors(e.show), [w.rcampaign], [w.progress, w.report], **PRIVATE)
+    w.export.click(ui_errors(e.export), [w.rcampaign], w.files, api_name="eval_export")
+    w.judge.click(ui_errors(e.judge), [w.lcampaign], [w.judge_msg, w.timer], api_name="eval_llm_judge")
+
+
+def _wire_tools(e: Evaluate, w: EvalWidgets) -> None:
+    w.jimport.click(ui_errors(e.import_judgments), [w.jfile, w.jformat, w.jcampaign, w.jllm, w.jjudge, w.jchatgpt,
+                                                    w.jvicuna, w.janswers], w.jresult,
+                    api_name="eval_import_judgments").then(**_then_refresh(e, w))
+    w.agree.click(ui_errors(e.agreement), [w.afile, w.aformat], w.aresult, api_name="eval_agreement")

@@ -5,6 +5,11 @@ run, and launches the job `python -m pipeline evolve --run-id N`). The job runs 
 its own process session with its log in a file, so it keeps going with no browser open;
 the page polls the run row (`gr.Timer`) and re-attaches after a reload (newest running
 run first). Numbers come from the run's `progress` JSON and the nodes in the store.
+
+Generation settings (temperature, top-p, max tokens for every call, or per stage as on the
+command line: `equal:temperature=0`) and the rules' mode go into the run config. Nodes whose
+LLM call failed after all retries are shown as retryable, with "Retry failed calls" (run the
+job again) and "Give up on failed calls" (they become malformed; the next round can start).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from eval_ui.context import AppContext, on_show, ui_errors
 from wizardlab import jobs
 from wizardlab.errors import UserError
 from wizardlab.evol import run as evol_run
+from wizardlab.evol.rules import LENIENT, PAPER
+from wizardlab.llm import params
 
 DEMO = "Built-in demo seeds (24)"
 UPLOAD = "Upload a seed file"
@@ -41,9 +48,12 @@ class BatchForm:
     model: str | None
     seed: int
     limit: int | None
+    sampling: dict = dataclasses.field(default_factory=dict)
+    rules: str = PAPER
 
     @classmethod
-    def parse(cls, source, upload, rounds, concurrency, base_url, model, seed, limit) -> "BatchForm":
+    def parse(cls, source, upload, rounds, concurrency, base_url, model, seed, limit, temperature=None, top_p=None,
+              max_tokens=None, per_stage="", rules=PAPER) -> "BatchForm":
         if source == UPLOAD:
             if not upload:
                 raise UserError("choose a seed file to upload, or use the built-in demo seeds")
@@ -63,7 +73,16 @@ class BatchForm:
 
             parse_endpoints(base_url, model or "-")  # a bad entry fails here, naming it
         return cls(path, nums["rounds"], nums["concurrency"], base_url, model, nums["random seed"],
-                   int(limit) if limit else None)
+                   int(limit) if limit else None, parse_sampling(temperature, top_p, max_tokens, per_stage),
+                   rules if rules in (PAPER, LENIENT) else PAPER)
+
+
+def parse_sampling(temperature, top_p, max_tokens, per_stage: str) -> dict:
+    """The form's generation settings as `{stage: {key: value}}` (empty fields = the defaults)."""
+    args = dataclasses.make_dataclass("Args", ["temperature", "top_p", "max_tokens", "sampling"])(
+        temperature, top_p, int(max_tokens) if max_tokens else None,
+        [item.strip() for item in (per_stage or "").replace("\n", ",").split(",") if item.strip()])
+    return params.from_arguments(args, params.EVOLVE_STAGES)
 
 
 def start_batch(ctx: AppContext, form: BatchForm, user: str) -> tuple[int, str]:
@@ -71,7 +90,8 @@ def start_batch(ctx: AppContext, form: BatchForm, user: str) -> tuple[int, str]:
     settings = dataclasses.replace(ctx.settings, base_url=form.base_url, model=form.model,
                                    concurrency=form.concurrency)
     return evol_run.start_batch(ctx.store(), settings, form.seeds_path, rounds=form.rounds, seed=form.seed,
-                                limit=form.limit, created_by=user, log_dir=ctx.log_dir)
+                                limit=form.limit, created_by=user, log_dir=ctx.log_dir, sampling=form.sampling,
+                                rules=form.rules)
 
 
 def run_choices(store) -> list[tuple[str, int]]:
@@ -110,11 +130,8 @@ def progress_html(store, run_id: int | None) -> str:
         label = (f"round {p.get('round')}/{p.get('rounds')}" if p.get("phase") == "round" else p.get("phase", ""))
         parts.append(render.bar(p.get("done", 0), p["total"], f"{label}: {p.get('done', 0)}/{p['total']}"))
     parts.append(_counters(p))
-    if p.get("endpoints"):
-        parts.append("<h4>Endpoints</h4>" + render.table(
-            ["Endpoint", "Model", "Weight", "Calls", "Errors", "Mean latency", "State"],
-            [[e["base_url"], e["model"], f"{e['weight']:g}", e["calls"], e["errors"],
-              f"{e['mean_latency_ms']:.0f} ms", "backing off" if e["down"] else "up"] for e in p["endpoints"]]))
+    parts.append(_endpoints(p))
+    parts.append(_failed_calls(store, run))
     parts.append(_round_table(store, run["id"]))
     if p.get("by_rule"):
         parts.append("<h4>Eliminated by rule</h4>" + render.table(
@@ -122,6 +139,30 @@ def progress_html(store, run_id: int | None) -> str:
     if run["status"] == "failed" and run.get("error"):
         parts.append(render.note("Failed: " + run["error"].splitlines()[0], "error"))
     return "".join(parts)
+
+
+def _failed_calls(store, run: dict) -> str:
+    """The nodes left retryable by failed calls: how many, and the newest errors."""
+    n = store.count_failed_calls(run["id"])
+    if not n:
+        return ""
+    rows = [[f["id"], f["round"], f["operation"] or "seed", f["attempts"], render.short(f["last_error"] or "", 90)]
+            for f in store.failed_calls(run["id"], limit=8)]
+    head = render.note(f"{n} node(s) have LLM calls that failed after all retries. They are not eliminated: "
+                       f"press Retry failed calls when the endpoint is back, or Give up on them "
+                       f"(they become malformed and the next round can start).", "warn")
+    return ('<div id="wl-failed-calls"><h4>Failed calls (retryable)</h4>' + head
+            + render.table(["Node", "Round", "Operation", "Attempts", "Last error"], rows) + "</div>")
+
+
+def _endpoints(p: dict) -> str:
+    """A pool's endpoints: calls, errors, mean latency and whether each is backing off."""
+    if not p.get("endpoints"):
+        return ""
+    return "<h4>Endpoints</h4>" + render.table(
+        ["Endpoint", "Model", "Weight", "Calls", "Errors", "Mean latency", "State"],
+        [[e["base_url"], e["model"], f"{e['weight']:g}", e["calls"], e["errors"], f"{e['mean_latency_ms']:.0f} ms",
+          "backing off" if e["down"] else "up"] for e in p["endpoints"]])
 
 
 def _counters(p: dict) -> str:
@@ -166,6 +207,18 @@ def build_tab(ctx: AppContext) -> None:
                                       " per line", lines=1, max_lines=6, elem_id="wl-base-url")
                 model = gr.Textbox("", label="Model", max_lines=1, elem_id="wl-model",
                                    placeholder="model name at the endpoint")
+            with gr.Accordion("Generation settings and rules", open=False):
+                gr.Markdown("Empty = the defaults: for an endpoint the official WizardLM code's "
+                            "(temperature 1, top-p 0.95, 2048 tokens); the embedded model keeps short budgets.")
+                with gr.Row():
+                    temperature = gr.Number(None, label="Temperature", minimum=0, maximum=2, elem_id="wl-temperature")
+                    top_p = gr.Number(None, label="Top-p", minimum=0, maximum=1, elem_id="wl-top-p")
+                    max_tokens = gr.Number(None, label="Max tokens", precision=0, minimum=1, elem_id="wl-max-tokens")
+                per_stage = gr.Textbox("", label="Per stage (evolve, respond, equal), e.g. equal:temperature=0",
+                                       max_lines=2, elem_id="wl-per-stage")
+                rules = gr.Radio([PAPER, LENIENT], value=PAPER, label="Elimination rules (paper = as the paper words "
+                                 "them; lenient = regex word count, leading answer label stripped)",
+                                 elem_id="wl-rules")
             start = gr.Button("Start batch", variant="primary", elem_id="wl-start")
             message = gr.HTML(elem_id="wl-evolve-msg")
         with gr.Column(scale=3):
@@ -174,6 +227,9 @@ def build_tab(ctx: AppContext) -> None:
             with gr.Row():
                 cancel = gr.Button("Cancel", variant="stop", size="md", scale=0, min_width=120, elem_id="wl-cancel")
                 resume = gr.Button("Resume", size="md", scale=0, min_width=120, elem_id="wl-resume")
+                retry = gr.Button("Retry failed calls", size="md", scale=0, min_width=160, elem_id="wl-retry-failed")
+                give_up = gr.Button("Give up on failed calls", size="md", scale=0, min_width=180,
+                                    elem_id="wl-give-up-failed")
             progress = gr.HTML(render.note("Loading…"), elem_id="wl-progress")
             with gr.Accordion("Job log", open=False):
                 log = gr.Textbox(label="Last lines", lines=8, max_lines=16, interactive=False, autoscroll=True)
@@ -228,9 +284,11 @@ def _watcher(ctx: AppContext):
 
 def _wire_actions(ctx: AppContext, w: SimpleNamespace, then_show: dict) -> None:
     @ui_errors
-    def on_start(source, upload, rounds, concurrency, base_url, model, seed, limit, request: gr.Request):
+    def on_start(source, upload, rounds, concurrency, base_url, model, seed, limit, temperature, top_p, max_tokens,
+                 per_stage, rules, request: gr.Request):
         user = ctx.require_admin(request)
-        form = BatchForm.parse(source, upload, rounds, concurrency, base_url, model, seed, limit)
+        form = BatchForm.parse(source, upload, rounds, concurrency, base_url, model, seed, limit, temperature, top_p,
+                               max_tokens, per_stage, rules)
         run_id, text = start_batch(ctx, form, user["username"])
         return render.note(text, "ok"), gr.Dropdown(choices=run_choices(ctx.store()), value=run_id)
 
@@ -241,19 +299,35 @@ def _wire_actions(ctx: AppContext, w: SimpleNamespace, then_show: dict) -> None:
             raise UserError("choose a batch first")
         return render.note(f"Run {run_id}: {jobs.cancel(ctx.store(), int(run_id))}.", "ok")
 
-    @ui_errors
-    def on_resume(run_id, request: gr.Request):
-        ctx.require_admin(request)
+    def resume(run_id, request: gr.Request, give_up: bool):
+        user = ctx.require_admin(request)
         store = ctx.store()
         jobs.refresh(store)
         run = store.get_run(int(run_id)) if run_id else None
         if run is None:
             raise UserError("choose a batch first")
+        text = f"Resumed run {run_id}."
+        if give_up:
+            if jobs.is_live(run):
+                raise UserError(f"run {run_id} is {run['status']}; cancel it before giving up on failed calls")
+            n = evol_run.give_up_failed(store, int(run_id), user["username"])
+            text = f"Gave up on {n} node(s) with failed calls (now malformed); resumed run {run_id}."
         evol_run.launch_job(store, int(run_id), ctx.log_dir)
-        return render.note(f"Resumed run {run_id}.", "ok"), gr.Dropdown(choices=run_choices(store), value=run_id)
+        return render.note(text, "ok"), gr.Dropdown(choices=run_choices(store), value=run_id)
+
+    @ui_errors
+    def on_resume(run_id, request: gr.Request):
+        return resume(run_id, request, give_up=False)
+
+    @ui_errors
+    def on_give_up(run_id, request: gr.Request):
+        return resume(run_id, request, give_up=True)
 
     w.source.change(lambda s: gr.File(visible=s == UPLOAD), w.source, w.upload, api_visibility="private")
-    inputs = [w.source, w.upload, w.rounds, w.concurrency, w.base_url, w.model, w.seed, w.limit]
+    inputs = [w.source, w.upload, w.rounds, w.concurrency, w.base_url, w.model, w.seed, w.limit, w.temperature,
+              w.top_p, w.max_tokens, w.per_stage, w.rules]
     w.start.click(on_start, inputs, [w.message, w.run], api_name="evolve_start").then(**then_show)
     w.cancel.click(on_cancel, w.run, w.message, api_name="evolve_cancel").then(**then_show)
     w.resume.click(on_resume, w.run, [w.message, w.run], api_name="evolve_resume").then(**then_show)
+    w.retry.click(on_resume, w.run, [w.message, w.run], api_name="evolve_retry_failed").then(**then_show)
+    w.give_up.click(on_give_up, w.run, [w.message, w.run], api_name="evolve_give_up_failed").then(**then_show)

@@ -30,8 +30,11 @@ from wizardlab import evaluation as ev
 from wizardlab.errors import UserError
 
 CONCURRENCY = 16
+N_BUTTONS = 6  # 1, tie, 2, skip, undo, reload: inactive until a campaign is chosen
 _TOKEN_KEY = secrets.token_bytes(16)  # per server process: tokens are opaque and unguessable
 _MD = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
+ALREADY_JUDGED = ("Already judged in another tab: this click was not stored (your first answer counts). "
+                  "Here is your next item.")
 CHOICES = {"1": "Response 1 is better", "2": "Response 2 is better", "tie": "Tie", "both_bad": "Both are bad"}
 KEYS_JS = """
 () => {
@@ -55,8 +58,6 @@ STYLE = """<style>
 .wl-resp-h { font-weight: 700; color: var(--color-accent); margin-bottom: 6px; font-size: 0.95rem; }
 .wl-prompt { border-left: 4px solid var(--color-accent); padding: 8px 14px; background: #eef2ff33;
   border-radius: 6px; margin-bottom: 4px; }
-.wl-md pre { background: #0f172a; color: #e2e8f0; padding: 8px 10px; border-radius: 6px; overflow-x: auto; }
-.wl-md code { font-family: var(--font-mono); font-size: 0.85em; }
 .wl-md p { margin: 0 0 0.6em; }
 .wl-kbd { display: inline-block; border: 1px solid #cbd5e1; border-bottom-width: 2px; border-radius: 4px;
   padding: 0 5px; font-family: var(--font-mono); font-size: 0.75rem; margin: 0 2px; background: #f8fafc; }
@@ -90,8 +91,8 @@ def _item_outputs(item: dict | None, state: dict, note: str = ""):
     """
     if item is None:
         state = {**state, "assignment_id": None, "token": None}
-        done = state.get("campaign_id") and note == ""
-        message = render.note("All done in this campaign: thank you!", "ok") if done else (note or "")
+        done = state.get("campaign_id") and (note == "" or ALREADY_JUDGED in note)
+        message = (note + render.note("All done in this campaign: thank you!", "ok")) if done else (note or "")
         return message, "", "", _progress_html(state.get("progress"), ""), state, "", ""
     if state.get("assignment_id") != item["assignment_id"] or not state.get("token"):
         state = {**state, "assignment_id": item["assignment_id"], "token": item_token(item["assignment_id"]),
@@ -134,15 +135,18 @@ class Judge:
         return gr.Dropdown(choices=choices, value=choices[0][1] if auto else None)
 
     def start(self, campaign_id, state: dict, request: gr.Request):
+        """Open a campaign in this tab; the judging buttons work only once one is chosen."""
         user = self.ctx.current_user(request)
         if not campaign_id:
-            return "", "", "", _progress_html(None), {}, gr.Textbox(visible=False), "", "", gr.Button(visible=False)
-        state = {"campaign_id": int(campaign_id)}
+            return ("", "", "", _progress_html(None), {}, gr.Textbox(visible=False), "", "", gr.Button(visible=False),
+                    *[gr.Button(interactive=False)] * N_BUTTONS)
+        state = {"campaign_id": int(campaign_id), "tab": secrets.token_hex(8)}  # this browser tab's own id
         campaign = self._campaign(state)
         guide = md(campaign["guidelines"]) + '<div class="wl-muted">Criteria: ' + render.chips(ev.CRITERIA) + "</div>"
         prompt, one, two, progress, state, _, token = self._show_next(campaign, user, state)
         return (prompt, one, two, progress, state, gr.Textbox(value="", visible=bool(campaign["config"].get("rationale"))),
-                token, guide, gr.Button(visible=bool(campaign["allow_both_bad"])))
+                token, guide, gr.Button(visible=bool(campaign["allow_both_bad"]), interactive=True),
+                *[gr.Button(interactive=True)] * N_BUTTONS)
 
     def next(self, state: dict, request: gr.Request):
         user = self.ctx.current_user(request)
@@ -153,12 +157,15 @@ class Judge:
         def handler(state: dict, token: str, rationale: str, request: gr.Request):
             user = self.ctx.current_user(request)
             campaign = self._campaign(state)
-            store = self.ctx.store()
+            note = ""
             if state.get("assignment_id") and token == state.get("token"):  # else: a stale repeat, ignore
                 seconds = round(time.time() - state.get("shown_at", time.time()), 2)
-                ev.submit(store, campaign, user["username"], state["assignment_id"], choice,
-                          request_id=state["token"], rationale=(rationale or "").strip() or None, seconds=seconds)
-            return self._show_next(campaign, user, state)
+                result = ev.submit(self.ctx.store(), campaign, user["username"], state["assignment_id"], choice,
+                                   request_id=f"{state['token']}.{state.get('tab', '')}",
+                                   rationale=(rationale or "").strip() or None, seconds=seconds)
+                if result["elsewhere"]:
+                    note = render.note(ALREADY_JUDGED, "warn")
+            return self._show_next(campaign, user, state, note)
 
         handler.__name__ = f"judge_{choice}"
         return handler
@@ -193,14 +200,14 @@ def build_tab(ctx: AppContext) -> None:
         resp2 = gr.HTML(elem_id="wl-judge-r2")
     rationale = gr.Textbox(label="Why? (optional)", max_lines=3, visible=False, elem_id="wl-judge-rationale")
     with gr.Row():
-        b1 = gr.Button("Response 1 is better  [1]", variant="primary", elem_id="wl-judge-b1")
-        tie = gr.Button("Tie  [t]", elem_id="wl-judge-tie")
-        b2 = gr.Button("Response 2 is better  [2]", variant="primary", elem_id="wl-judge-b2")
+        b1 = gr.Button("Response 1 is better  [1]", variant="primary", elem_id="wl-judge-b1", interactive=False)
+        tie = gr.Button("Tie  [t]", elem_id="wl-judge-tie", interactive=False)
+        b2 = gr.Button("Response 2 is better  [2]", variant="primary", elem_id="wl-judge-b2", interactive=False)
         bad = gr.Button("Both are bad  [b]", visible=False, elem_id="wl-judge-bad")
     with gr.Row():
-        skip = gr.Button("Skip  [s]", size="sm", elem_id="wl-judge-skip")
-        undo = gr.Button("Undo last  [u]", size="sm", elem_id="wl-judge-undo")
-        nxt = gr.Button("Reload item", size="sm", elem_id="wl-judge-next")
+        skip = gr.Button("Skip  [s]", size="sm", elem_id="wl-judge-skip", interactive=False)
+        undo = gr.Button("Undo last  [u]", size="sm", elem_id="wl-judge-undo", interactive=False)
+        nxt = gr.Button("Reload item", size="sm", elem_id="wl-judge-next", interactive=False)
     gr.HTML('<div class="wl-muted">Keys: <span class="wl-kbd">1</span> <span class="wl-kbd">2</span> '
             '<span class="wl-kbd">t</span> tie <span class="wl-kbd">b</span> both bad '
             '<span class="wl-kbd">s</span> skip <span class="wl-kbd">u</span> undo</div>')
@@ -208,7 +215,7 @@ def build_tab(ctx: AppContext) -> None:
     token = gr.Textbox(visible=False, elem_id="wl-judge-token")
     item_out = [prompt, resp1, resp2, progress, state, rationale, token]
     on_show(ui_errors(judge.campaigns), [campaign])
-    campaign.change(ui_errors(judge.start), [campaign, state], [*item_out, guidelines, bad],
+    campaign.change(ui_errors(judge.start), [campaign, state], [*item_out, guidelines, bad, b1, tie, b2, skip, undo, nxt],
                     api_name="judge_start", concurrency_limit=CONCURRENCY, concurrency_id="judge")
     common = {"concurrency_limit": CONCURRENCY, "concurrency_id": "judge", "show_progress": "hidden"}
     nxt.click(ui_errors(judge.next), [state], item_out, api_name="judge_next", **common)

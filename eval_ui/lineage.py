@@ -17,6 +17,7 @@ from wizardlab import curation
 from wizardlab.errors import UserError
 
 ANY = "any"
+TRUNCATED = "response cut off (token limit)"
 ROOT_HEADERS = ["Root", "Run", "Seed instruction", "Matching nodes", "Evolutions", "Kept", "Eliminated", "Overrides"]
 PAGE = 200
 
@@ -85,7 +86,8 @@ def build_tab(ctx: AppContext) -> None:
         rnd = gr.Dropdown([ANY] + [str(i) for i in range(0, 11)], value=ANY, label="Round", scale=1)
         op = gr.Dropdown([ANY, *curation.OPERATIONS], value=ANY, label="Operation", scale=2)
         status = gr.Dropdown([ANY, *curation.STATUSES], value=ANY, label="Status", scale=1)
-        rule = gr.Dropdown([ANY, *curation.RULES], value=ANY, label="Rule", scale=2, elem_id="wl-lin-rule")
+        rule = gr.Dropdown([ANY, *curation.RULES, TRUNCATED], value=ANY, label="Rule or flag", scale=2,
+                           elem_id="wl-lin-rule")
         find = gr.Button("Find", variant="primary", scale=0, min_width=100, elem_id="wl-lin-find",
                          elem_classes=["wl-inline"])
     found = gr.HTML()
@@ -131,6 +133,9 @@ def _wire(ctx: AppContext, w: SimpleNamespace) -> None:
 
 
 def _filters(text, rnd, op, status, rule) -> curation.Filters:
+    """The filter row; the Rule dropdown's TRUNCATED entry is the `truncated` flag, not a rule."""
+    if rule == TRUNCATED:
+        return curation.Filters.parse(text=text, round=rnd, operation=op, status=status, truncated=True)
     return curation.Filters.parse(text=text, round=rnd, operation=op, status=status, rule=rule)
 
 

@@ -21,6 +21,13 @@ def esc(value) -> str:
     return "" if value is None else html.escape(str(value), quote=True)
 
 
+def message(value) -> str:
+    """Text for a pop-up (`gr.Error` / `gr.Warning` / `gr.Info`), which Gradio renders as HTML: `<`, `>`
+    and `&` escaped, so a user name or a file's field can add no link, image or style. Quotes stay
+    readable (the text never lands inside an attribute). Use via `eval_ui.context.popup_error`."""
+    return html.escape(" ".join(str(value or "").split()), quote=False)
+
+
 def text(value, cls: str = "wl-text", empty: str = "(empty)") -> str:
     """A block of free text shown literally (whitespace kept, nothing interpreted)."""
     if value is None or str(value) == "":

@@ -248,7 +248,7 @@ def _form(ctx: AppContext) -> dict:
     gr.Markdown("### New training run")
     w["data_source"] = gr.Radio([EXPORT_NOW, EXPORTED], value=EXPORT_NOW, label="Data snapshot", elem_id="wl-train-data")
     w["evolve_run"] = gr.Dropdown(label="Evolution run to export (empty = newest)", choices=[], allow_custom_value=True)
-    w["data_file"] = gr.Dropdown(label="Exported Alpaca JSON file (or type a path)", choices=exported_files(ctx),
+    w["data_file"] = gr.Dropdown(label="Exported Alpaca JSON file (or type a path)", choices=[],  # filled at load
                                  allow_custom_value=True, visible=False, elem_id="wl-train-file")
     w["model_choice"] = gr.Radio(list(MODELS), value=next(iter(MODELS)), label="Base model", elem_id="wl-train-model")
     w["model_path"] = gr.Textbox(label="Directory or hub id (org/name; hub only when online)", visible=False,

@@ -9,6 +9,7 @@ is runnable as `python -m pipeline <stage>`; the UI calls the same library funct
 STAGES: dict[str, tuple[str, str]] = {
     "evolve": ("pipeline.evolve", "Evolve seed instructions round by round (Evol-Instruct) into the store."),
     "export": ("pipeline.export", "Export the instruction forest: lineage JSONL, Alpaca, ShareGPT or a HF dataset."),
+    "recipe": ("pipeline.recipe", "Data recipes: named filters over the forest that yield a training set; export and compare them."),
     "runs": ("pipeline.runs", "List runs and jobs in the store, or cancel one."),
     "score": ("pipeline.score", "Score instruction difficulty (1-10) with the LLM, as in the WizardLM paper."),
     "embed": ("pipeline.embed", "Embed instructions (all-MiniLM-L6-v2), project with UMAP, report diversity."),
@@ -18,8 +19,10 @@ STAGES: dict[str, tuple[str, str]] = {
     "generate": ("pipeline.generate", "Generate an output set for a test set with a checkpoint or an endpoint."),
     "import-outputs": ("pipeline.import_outputs", "Import model outputs (JSONL/CSV, Vicuna answer files) as an output set."),
     "campaign": ("pipeline.campaign", "Create and inspect blind pairwise judging campaigns."),
-    "judge": ("pipeline.judge", "Run the pairwise LLM judge on a campaign, in both orders."),
+    "judge": ("pipeline.judge", "Run the LLM judge (pairwise verdicts or Vicuna-style 1-10 scores) on a campaign, in both orders."),
     "import-judgments": ("pipeline.import_judgments", "Import external human judgments (PandaLM, llmfao, open-instruct, CSV)."),
     "agreement": ("pipeline.agreement", "Inter-annotator agreement of a judgments CSV: percent, Cohen, Fleiss, Krippendorff."),
-    "report": ("pipeline.report", "Win rates with intervals, ratings, breakdowns and agreement for a campaign."),
+    "report": ("pipeline.report", "Win rates (per item and per judgment), capacity ratios, ratings and agreement for a campaign."),
+    "backup": ("pipeline.backup", "Back up the database consistently while the app runs (SQLite online backup)."),
+    "restore": ("pipeline.restore", "Restore the database from a backup (checked: a WizardLab file, not a newer schema)."),
 }

@@ -8,6 +8,8 @@
     campaign assign CAMPAIGN --annotators alice,bob [--password PW]
                                     (create annotator accounts that do not exist yet)
     campaign close|open CAMPAIGN
+    campaign plan --margin 0.1 --tie-rate 0.3 [--k 3] [--icc 0.2] [--power 0.8] [--alpha 0.05]
+                                    (items and judgments needed; see wizardlab.evaluation.trust.plan)
 Output sets and campaigns are named or numbered.
 """
 
@@ -45,6 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r = sub.add_parser("release", help="free open assignments nobody judged (annotators who left)")
     r.add_argument("campaign")
     r.add_argument("--older-than", type=float, default=30.0, metavar="MINUTES", help="default 30")
+    pl = sub.add_parser("plan", help="how many items and judgments a campaign needs for a given power")
+    pl.add_argument("--margin", type=float, required=True, help="expected P(first wins) - P(second wins) per vote")
+    pl.add_argument("--tie-rate", type=float, default=0.0, help="expected share of tie votes (default 0)")
+    pl.add_argument("--k", type=int, default=3, help="judgments per item (default 3)")
+    pl.add_argument("--icc", type=float, default=0.0, help="correlation of two votes on one item (default 0)")
+    pl.add_argument("--power", type=float, default=0.8)
+    pl.add_argument("--alpha", type=float, default=0.05)
+    pl.add_argument("--json", action="store_true")
     a = sub.add_parser("assign", help="create annotator accounts for a campaign")
     a.add_argument("campaign")
     a.add_argument("--annotators", required=True, help="comma-separated user names")
@@ -55,6 +65,8 @@ def main(args) -> int:
     from wizardlab.config import Settings
     from wizardlab.store import Store
 
+    if args.action == "plan":
+        return _plan(args)
     store = Store(Settings.from_env(db=args.db).db)
     return {"create": _create, "list": _list, "status": _status, "assign": _assign, "release": _release,
             "close": _set_status, "open": _set_status}[args.action](store, args)
@@ -99,18 +111,11 @@ def _status(store, args) -> int:
 
 
 def _assign(store, args) -> int:
-    import secrets
-
-    from wizardlab import auth
-
-    evaluation.require_campaign(store, args.campaign)
-    for name in [n.strip() for n in args.annotators.split(",") if n.strip()]:
-        if store.get_user(name):
-            print(f"{name}: account exists")
-            continue
-        password = args.password or secrets.token_urlsafe(9)
-        auth.add_user(store, name, password, "annotator")
-        print(f"{name}: created" + ("" if args.password else f" with password {password}"))
+    for row in evaluation.assign_annotators(store, args.campaign, args.annotators, args.password):
+        if not row["created"]:
+            print(f"{row['username']}: account exists")
+        else:
+            print(f"{row['username']}: created" + ("" if args.password else f" with password {row['password']}"))
     return 0
 
 
@@ -122,7 +127,22 @@ def _release(store, args) -> int:
 
 
 def _set_status(store, args) -> int:
-    c = evaluation.require_campaign(store, args.campaign)
-    store.set_campaign_status(c["id"], "closed" if args.action == "close" else "open")
-    print(f"campaign {c['id']} is now {'closed' if args.action == 'close' else 'open'}")
+    c = evaluation.set_status(store, args.campaign, "closed" if args.action == "close" else "open")
+    print(f"campaign {c['id']} is now {c['status']}")
+    return 0
+
+
+def _plan(args) -> int:
+    from wizardlab.evaluation import trust
+
+    try:
+        p = trust.plan(args.margin, args.tie_rate, args.k, icc=args.icc, alpha=args.alpha, power=args.power)
+    except ValueError as exc:
+        raise UserError(f"campaign plan: {exc}") from None
+    if args.json:
+        print(json.dumps(p))
+        return 0
+    print(f"{p['n_items']} items x k={args.k} = {p['n_judgments']} judgments ({p['n_nontie_votes']} non-tie votes, "
+          f"design effect {p['design_effect']:.2f}) detect a margin of {args.margin:+.2f} with power {args.power:g} "
+          f"at alpha {args.alpha:g} (two-sided sign test on the non-tie votes)")
     return 0

@@ -10,6 +10,7 @@ The work is `wizardlab.analysis.diversity.build_map`.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -30,7 +31,9 @@ def add_arguments(parser) -> None:
                         "(any seed format, or JSONL/CSV with an instruction column)")
     parser.add_argument("--reference-name", default=None,
                         help="reference set to show (default: the --reference file's stem)")
-    parser.add_argument("--data-only", action="store_true", help="only seeds and kept nodes (default: all finished)")
+    parser.add_argument("--include-eliminated", action="store_true",
+                        help="map eliminated nodes too (default: the data set, seeds + kept after overrides)")
+    parser.add_argument("--data-only", action="store_true", help=argparse.SUPPRESS)  # the default now
     parser.add_argument("--color", choices=["round", "operation", "status"], default="round",
                         help="colour of the PNG's points")
     parser.add_argument("--seed", type=int, default=0, help="UMAP random_state")
@@ -77,7 +80,8 @@ def _build(store, target: int, reference: str | None, args, job) -> diversity.Di
         bar.update(done - bar.n)
 
     try:
-        return diversity.build_map(store, target, reference=reference, data_only=args.data_only, seed=args.seed,
+        return diversity.build_map(store, target, reference=reference, data_only=not args.include_eliminated,
+                                   seed=args.seed,
                                    stop=job.stop, on_progress=progress)
     finally:
         for bar in bars.values():

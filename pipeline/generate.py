@@ -19,6 +19,8 @@ from tqdm import tqdm
 
 from wizardlab.errors import UserError
 
+from wizardlab.llm import params
+
 HELP = "Generate an output set for a test set with a checkpoint or an endpoint."
 
 
@@ -31,8 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-url", action="append", help="OpenAI-compatible endpoint; give it several times for a pool: URL[,model=NAME][,weight=W]")
     parser.add_argument("--model", default=None, help="endpoint model name, or a local checkpoint directory")
     parser.add_argument("--concurrency", type=int, default=None, help="parallel requests (default 16)")
-    parser.add_argument("--max-tokens", type=int, default=1024)
-    parser.add_argument("--temperature", type=float, default=0.7)
+    params.add_arguments(parser, ("generate",))
 
 
 def main(args) -> int:
@@ -46,7 +47,8 @@ def main(args) -> int:
     run_id = args.run_id or current_job_id()
     if run_id is None:
         run_id = prepare_generation(store, settings, testset=args.testset, testset_file=args.testset_file,
-                                    name=args.name, max_tokens=args.max_tokens, temperature=args.temperature)
+                                    name=args.name, max_tokens=args.max_tokens, temperature=args.temperature,
+                                    top_p=args.top_p)
         print(f"generation run {run_id}", file=sys.stderr)
     elif store.get_run(run_id) is None:
         raise UserError(f"run {run_id} does not exist")

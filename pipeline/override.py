@@ -26,6 +26,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--operation", choices=curation.OPERATIONS)
     parser.add_argument("--status", choices=curation.STATUSES, help="effective status before the override")
     parser.add_argument("--text", help="substring of instruction, input or response")
+    parser.add_argument("--truncated", action="store_true", help="only nodes whose response hit the token limit")
     parser.add_argument("--action", choices=curation.ACTIONS)
     parser.add_argument("--reason", help="why (stored in the audit log)")
     parser.add_argument("--user", default=None, help="who decides (default: the login name)")
@@ -51,7 +52,7 @@ def main(args) -> int:
         print(f"{args.action}: node {args.node}")
         return 0
     filters = curation.Filters.parse(text=args.text, round=args.round, operation=args.operation,
-                                     status=args.status, rule=args.rule)
+                                     status=args.status, rule=args.rule, truncated=args.truncated)
     if args.dry_run:
         n = curation.preview_bulk(store, args.run, filters, args.action)
         print(f"would {args.action} {n} node(s) of run {args.run} ({filters.describe()})")

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from wizardlab.analysis import difficulty, tables
 from wizardlab.errors import UserError
 from wizardlab.jobs import current_job_id, job_run
+from wizardlab.llm import params
 
 HELP = "Score instruction difficulty (1-10) with the LLM, as in the WizardLM paper."
 
@@ -29,9 +30,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", default=None, help="model name the endpoint serves")
     parser.add_argument("--concurrency", type=int, default=None, help="parallel requests (default 16)")
     parser.add_argument("--limit", type=int, default=None, help="score at most N nodes in this pass")
-    parser.add_argument("--all", action="store_true", help="also score eliminated nodes")
+    parser.add_argument("--all", "--include-eliminated", dest="all", action="store_true",
+                        help="also score (and show) eliminated nodes (default: the data set, seeds + kept)")
     parser.add_argument("--retry-unparsable", action="store_true",
                         help="ask again for nodes whose earlier answer had no number (e.g. with another model)")
+    params.add_arguments(parser, ("score",))
 
 
 def main(args) -> int:
@@ -53,7 +56,7 @@ def main(args) -> int:
     with job_run(store, job_id) as job:
         report = _score(store, settings, target, job, args)
     if report is not None and job.status is None and not job.stopping:
-        _print_summary(store, target, report)
+        _print_summary(store, target, report, args.all)
     return 0
 
 
@@ -73,16 +76,17 @@ def _score(store, settings, target: int, job, args) -> difficulty.ScoreReport:
     try:
         report = difficulty.run_scoring(store, settings, target, stop=job.stop, on_progress=progress,
                                         score_run_id=job.run_id, data_only=not args.all,
-                                        retry_unparsable=args.retry_unparsable, limit=args.limit)
+                                        retry_unparsable=args.retry_unparsable, limit=args.limit,
+                                        sampling=params.from_arguments(args, ("score",)))
     finally:
         bar.close()
     job.progress({"phase": "done", "target_run": target, **report.as_dict()}, force=True)
     return report
 
 
-def _print_summary(store, target: int, report: difficulty.ScoreReport) -> None:
+def _print_summary(store, target: int, report: difficulty.ScoreReport, include_eliminated: bool = False) -> None:
     summary = store.difficulty_summary(target)
     print(f"run {target}: scored {report.scored}, unparsable {report.unparsable}, failed {report.failed} in this "
           f"pass ({report.calls} paid calls, {report.cache_hits} cache hits); in the store: {summary['scored'] or 0} "
           f"scored, {summary['unparsable'] or 0} unparsable, {summary['unscored'] or 0} unscored")
-    print(tables.difficulty_table(store, target).to_string(index=False))
+    print(tables.difficulty_table(store, target, include_eliminated=include_eliminated).to_string(index=False))

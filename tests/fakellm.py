@@ -1,8 +1,10 @@
 """A fake OpenAI-compatible chat server over real HTTP, for tests and benchmarks.
 
 It scripts answers (a `responder(body) -> str | Fault`) and injects faults: an HTTP
-status (429 with Retry-After, 500), a hang longer than the client's timeout, or a
-garbage body. Runs uvicorn in a thread on 127.0.0.1, port 0 by default.
+status (429 with Retry-After, 500), a hang longer than the client's timeout, a
+garbage body, or an answer cut off at max_tokens (`finish_reason="length"`). Setting
+`fake.down = True` makes every request fail with 503 (an outage) until set back.
+Runs uvicorn in a thread on 127.0.0.1, port 0 by default.
 
     with FakeLLM(lambda body: "hello") as fake:
         client = OpenAI(base_url=fake.base_url, api_key="x")
@@ -35,7 +37,8 @@ class Fault:
     retry_after: float | None = None  # Retry-After header (seconds)
     hang: float | None = None  # sleep this long before answering normally
     garbage: bool = False  # 200 with a body that is not JSON
-    text: str = "scripted"  # what to answer after a hang
+    text: str = "scripted"  # what to answer after a hang, or with finish_reason
+    finish_reason: str | None = None  # answer `text` normally with this finish_reason (e.g. "length")
 
 
 Responder = Callable[[dict], "str | Fault"]
@@ -73,6 +76,7 @@ class FakeLLM:
         self.record = record
         self.requests: list[dict] = []
         self.count = 0
+        self.down = False  # an outage: every request answers 503
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -93,9 +97,14 @@ class FakeLLM:
                 self.requests.append(body)
         if self.latency is not None:
             await asyncio.sleep(self.latency())
+        if self.down:
+            return JSONResponse({"error": {"message": "injected outage", "type": "fault"}}, status_code=503)
         answer = self.responder(body)
+        finish_reason = "stop"
         if isinstance(answer, Fault):
-            if answer.hang:
+            if answer.finish_reason:
+                answer, finish_reason = answer.text, answer.finish_reason
+            elif answer.hang:
                 await asyncio.sleep(answer.hang)
                 answer = answer.text
             elif answer.garbage:
@@ -108,7 +117,7 @@ class FakeLLM:
         return JSONResponse({
             "id": f"chatcmpl-{self.count}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", "fake"),
-            "choices": [{"index": 0, "finish_reason": "stop",
+            "choices": [{"index": 0, "finish_reason": finish_reason,
                          "message": {"role": "assistant", "content": answer}}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(answer.split()),
                       "total_tokens": prompt_tokens + len(answer.split())},

@@ -90,6 +90,7 @@ def test_difficulty_scoring_parses_keeps_raw_and_never_pays_twice(store):
         settings = settings_for(store, fake)
         first = difficulty.run_scoring(store, settings, run_id, limit=5)
         assert first.done == 5 and len(fake.requests) <= 5
+        assert {(b["temperature"], b["top_p"], b["max_tokens"]) for b in fake.requests} == {(1, 0.95, 2048)}
         rest = difficulty.run_scoring(store, settings, run_id)
         data = store.query("SELECT id, instruction, difficulty, raw FROM nodes_effective WHERE run_id = ? "
                            "AND effective_status IN ('seed','kept')", (run_id,))
@@ -121,8 +122,8 @@ def test_failed_calls_are_left_unscored_and_retried_then_few_shot_prompt(store):
         assert (report.failed, report.scored, report.calls) == (1, 2, 1)  # duplicates asked once
         assert store.count_unscored(run_id) == 1
     messages = difficulty.difficulty_messages("Do X.", few_shot=True)
-    assert [m["role"] for m in messages][:3] == ["system", "user", "assistant"]
-    assert len(messages) == 2 + 2 * len(difficulty.FEW_SHOT_EXAMPLES)
+    assert [m["role"] for m in messages][:2] == ["user", "assistant"]
+    assert len(messages) == 1 + 2 * len(difficulty.FEW_SHOT_EXAMPLES)
     assert all(difficulty.parse_difficulty(m["content"]) for m in messages if m["role"] == "assistant")
 
 
@@ -181,11 +182,17 @@ def test_embeddings_cached_map_with_reference_and_dispersion(store, shared_data,
     first = diversity.build_map(store, run_id, reference="vicuna")
     assert first.embed.embedded == first.embed.texts > 80 and first.embed.cached == 0
     pts = first.points
-    assert len(pts) == store.count_nodes(run_id) + 80 and np.isfinite(pts[["x", "y"]].to_numpy(float)).all()
+    data_set = store.scalar("SELECT count(*) FROM nodes_effective WHERE run_id = ? AND effective_status IN "
+                            "('seed', 'kept')", (run_id,))
+    assert data_set < store.count_nodes(run_id)  # the default: the data set, as the paper compares data sets
+    assert len(pts) == data_set + 80 and np.isfinite(pts[["x", "y"]].to_numpy(float)).all()
+    assert set(pts["status"]) == {"seed", "kept", "reference"}
+    everything = diversity.build_map(store, run_id, reference="vicuna", data_only=False)
+    assert len(everything.points) == store.count_nodes(run_id) + 80
     assert set(first.dispersion["group"]) >= {"round 0", "round 1", "round 2", "ref: vicuna", "all nodes"}
     second = diversity.build_map(store, run_id, reference="vicuna")
     assert second.embed.embedded == 0 and second.embed.cached == first.embed.texts
-    assert store.count_embeddings(embeddings.EMBED_MODEL) == first.embed.texts
+    assert store.count_embeddings(embeddings.EMBED_MODEL) == everything.embed.texts
     same, _ = embeddings.embed_texts(store, ["The cat sat on the mat."] * 5)
     other, _ = embeddings.embed_texts(store, ["The cat sat on the mat.", "Quarterly tax law for shipping firms.",
                                             "Write a sorting algorithm in Rust.", "Best soup for a cold day?"])
@@ -224,7 +231,8 @@ def test_data_tab_over_http_admin_only_score_job_and_export(tmp_path, monkeypatc
             make_user(ctx, "ann", "ann-pass-123", "annotator")
             ann = http_login(base_url, "ann", "ann-pass-123")
             for api in ("data_score", "data_export_alpaca", "data_show"):
-                args = [run_id, False] if api == "data_score" else ([run_id, "round"] if api == "data_show" else [run_id])
+                args = {"data_score": [run_id, False], "data_show": [run_id, "round"]}.get(api, [run_id, 0, 0, False,
+                                                                                               False, False])
                 event, _ = call_api(ann, api, args)
                 assert event == "error", api
             assert store.list_runs("score") == []  # refused on the server: no job was started
@@ -235,15 +243,20 @@ def test_data_tab_over_http_admin_only_score_job_and_export(tmp_path, monkeypatc
             while store.list_runs("score")[0]["status"] in ("pending", "queued", "running") and time.time() < deadline:
                 time.sleep(0.3)
             assert store.list_runs("score")[0]["status"] == "done" and store.count_unscored(run_id) == 0
-            event, payload = call_api(client, "data_export_alpaca", [run_id])
-            assert event == "complete" and payload[0]["path"].endswith(".json")
-            records = json.loads(Path(payload[0]["path"]).read_text())
+            event, payload = call_api(client, "data_export_alpaca", [run_id, 0, 0, False, False, False])
+            assert event == "complete" and len(payload[0]) == 1 and payload[0][0]["path"].endswith(".json")
+            records = json.loads(Path(payload[0][0]["path"]).read_text())
             assert len(records) == store.scalar("SELECT count(*) FROM nodes_effective WHERE run_id = ? AND "
                                                 "effective_status IN ('seed', 'kept') AND response IS NOT NULL",
                                                 (run_id,)) > 0
+            event, payload = call_api(client, "data_export_alpaca", [run_id, 3, 7, True, True, False])
+            assert event == "complete" and payload[0][1]["path"].endswith(".json.selection.json")
+            chosen = json.loads(Path(payload[0][1]["path"]).read_text())
+            assert chosen["chosen"] == 3 and chosen["population"] == len(records) and chosen["stratify"] == "round"
+            assert len(json.loads(Path(payload[0][0]["path"]).read_text())) == 3
             # a "large" map goes to an embed job; the page then shows the map the job saved
             monkeypatch.setattr(diversity, "IN_PROCESS_MAX", 0)
-            event, payload = call_api(client, "data_build_map", [run_id, "(none)", False, "round"])
+            event, payload = call_api(client, "data_build_map", [run_id, "(none)", True, "round"])  # + eliminated
             assert event == "complete" and "background job" in payload[1]
             deadline = time.time() + 90
             while store.list_runs("embed")[0]["status"] in ("pending", "queued", "running") and time.time() < deadline:
@@ -300,3 +313,14 @@ def test_numba_kernel_cache_is_guarded_by_version(monkeypatch):
     from umap import layouts
     kernels = [o for o in vars(layouts).values() if isinstance(o, numba.core.dispatcher.Dispatcher)]
     assert kernels and not any(isinstance(k._cache, NullCache) for k in kernels)
+
+
+def test_difficulty_prompt_is_the_papers_template():
+    template = difficulty.difficulty_template()
+    assert "difficulty and complexity" in template and "1 to 10" in template and "just give a score" in template
+    assert template.count("{instruction}") == 1
+    for anchor in ("trivial", "1 is", "10 is", "5 is"):  # no anchor descriptions of our own
+        assert anchor not in template
+    [message] = difficulty.difficulty_messages("Sort a list.", "3, 1, 2")
+    assert message["role"] == "user" and "Sort a list.\n\n3, 1, 2" in message["content"]
+    assert "{instruction}" not in message["content"]

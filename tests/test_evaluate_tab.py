@@ -233,14 +233,13 @@ def evaluate_tools_page(page, base_url: str, admin: str, password: str, judgment
     """In the browser: import `judgments` into a new campaign, compute the agreement of a CSV."""
     login(page, base_url, admin, password)
     page.get_by_role("tab", name="Evaluate").click()
-    page.get_by_text("Import judgments", exact=True).click()
+    page.get_by_role("tab", name="Tools").click()
     page.locator("#wl-jfile input[type=file]").set_input_files(str(judgments))
     page.locator("#wl-jfile").get_by_text(judgments.name).first.wait_for()
     page.locator("#wl-import-campaign input").fill("PandaLM humans")
     page.locator("#wl-import-campaign input").press("Enter")
     page.locator("#wl-import-judgments-btn").click()
     page.locator("#wl-import-result table").wait_for(timeout=60_000)
-    page.get_by_text("Agreement of a file", exact=True).click()
     page.locator("#wl-afile input[type=file]").set_input_files(str(agreement_csv))
     page.locator("#wl-afile").get_by_text(agreement_csv.name).first.wait_for()
     page.locator("#wl-agree-btn").click()
@@ -262,7 +261,8 @@ def test_browser_imports_and_computes_agreement(app, small_csv, shared_data):
 
 
 def take_screenshot(out_dir: str, shared: Path) -> str:
-    """docs/screenshots/evaluate_tools.png: the Evaluate tab with the import and agreement sections in use."""
+    """docs/screenshots/evaluate_tools.png: the Evaluate tab's Tools (import judgments, agreement of a file)
+    in use; evaluate.png: its Output sets sub-tab with generation from a training run's checkpoint."""
     import tempfile
 
     tmp = Path(tempfile.mkdtemp())
@@ -282,10 +282,15 @@ def take_screenshot(out_dir: str, shared: Path) -> str:
         with browser() as b:
             page = b.new_page(viewport={"width": 1440, "height": 1000})
             evaluate_tools_page(page, base_url, admin, password, shared / PANDALM, sample)
-            page.locator("#wl-gen-model input").click()
-            page.get_by_role("option", name="Training run").first.click()
             page.wait_for_timeout(800)
             page.screenshot(path=str(out), full_page=True)
+            page.get_by_role("tab", name="Output sets").click()
+            page.locator("#wl-gen-model input").click()
+            page.get_by_role("option", name="Training run").first.click()
+            page.get_by_role("tab", name="Campaigns").click()
+            page.get_by_role("tab", name="Output sets").click()
+            page.wait_for_timeout(800)
+            page.screenshot(path=str(Path(out_dir) / "evaluate.png"), full_page=True)
     finally:
         stop_app(ctx)
     return str(out)
@@ -297,3 +302,44 @@ if __name__ == "__main__":
     from tests.conftest import SHARED_DATA
 
     print(take_screenshot(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots", Path(SHARED_DATA)))
+
+
+def test_vicuna_answer_files_import_with_their_question_file(app, shared_data):
+    """Issue 12.5: an answer file alone gets a plain message (no command-line flag); with
+    question.jsonl the test set is named from its content, not from the upload folder."""
+    ctx, adm, _, _ = app
+    store = ctx.store()
+    v80 = shared_data / "testsets/vicuna80"
+    before = counts(store)
+    event, data = call_api(adm, "eval_import", [[upload(adm, v80 / "answer/answer_gpt35.jsonl")], None, "", ""])
+    assert event == "error" and "question.jsonl" in json.dumps(data) and "--" not in json.dumps(data)
+    assert counts(store) == before
+    old = {s["name"] for s in store.list_output_sets()}
+    answers = [upload(adm, v80 / f"answer/answer_{m}.jsonl") for m in ("alpaca-13b", "bard")]
+    event, data = call_api(adm, "eval_import", [answers, upload(adm, v80 / "question.jsonl"), "", ""])
+    assert event == "complete", data
+    names = {s["name"] for s in store.list_output_sets()} - old
+    assert {n.split("/")[0] for n in names} == {"vicuna80"} and len(names) == 2, names
+    assert all(len(n) < 40 for n in names)
+    assert store.output_set(sorted(names)[0])["n_outputs"] == 80
+
+
+def test_campaign_close_open_and_assign_from_the_tab(app, tmp_path):
+    ctx, adm, ann, _ = app
+    store = ctx.store()
+    c = _campaign_with_open_assignment(store, tmp_path) if not store.campaign("release me") else \
+        store.campaign("release me")
+    event, data = call_api(adm, "eval_close_campaign", [c["id"]])
+    assert event == "complete" and store.campaign(c["id"])["status"] == "closed" and "closed" in data[0]
+    assert c["id"] not in [x["id"] for x in ev.annotator_campaigns(store)]
+    event, data = call_api(adm, "eval_open_campaign", [c["id"]])
+    assert event == "complete" and store.campaign(c["id"])["status"] == "open"
+    event, data = call_api(adm, "eval_assign", [c["id"], "newbie, ann , newbie", ""])
+    assert event == "complete", data
+    assert store.get_user("newbie")["role"] == "annotator" and "created" in data[0] and "exists" in data[0]
+    event, data = call_api(adm, "eval_assign", [c["id"], "bad name!", ""])
+    assert event == "error" and "username" in json.dumps(data)
+    for api, args in (("eval_close_campaign", [c["id"]]), ("eval_assign", [c["id"], "sneaky2", ""])):
+        event, data = call_api(ann, api, args)
+        assert event == "error" and "Only admins" in json.dumps(data)
+    assert store.get_user("sneaky2") is None and store.campaign(c["id"])["status"] == "open"

@@ -406,6 +406,7 @@ def test_cli_judge_stage_records_run_and_judgments(small, capsys):
     with FakeLLM(lambda body: "[[C]]") as fake:
         assert main(["judge", "--db", store.path, "--campaign", str(c["id"]), "--base-url", fake.base_url,
                      "--model", "cli-judge", "--concurrency", "2"]) == 0
+    assert {(b["temperature"], b["top_p"], b["max_tokens"]) for b in fake.requests} == {(1, 0.95, 2048)}
     run = store.list_runs("judge")[0]
     assert run["status"] == "done" and run["progress"]["done"] == 5 and run["progress"]["calls"] == 10
     labels = {r["label"] for r in store.campaign_judgments(c["id"]) if r["annotator"] == "llm:cli-judge"}

@@ -93,6 +93,7 @@ def test_stopwords_only_response_passes_content():
 
 
 @pytest.mark.parametrize("text", ["Here is the given prompt made harder", "#Rewritten Prompt#: do X",
+                                  "Unlike the Given\nPrompt, add a table", "the  rewritten   prompt",
                                   "As the REWRITTEN PROMPT asks", "A created prompt about cats",
                                   "Use {instruction} here", "#given prompt# again"])
 def test_copied_prompt_words_fires(text):
@@ -134,3 +135,62 @@ def test_label_in_the_middle_is_left_for_the_copied_words_rule():
 def test_rules_never_crash_and_return_known_codes(text):
     for verdict in [*evol.response_rules(text), evol.copied_prompt_words(text)]:
         assert verdict is None or verdict.rule in evol.RULES
+
+
+# -- the paper's wording: the four edge cases of issue 11, and the lenient mode beside them ----------------------
+
+REFUSAL = ("I'm sorry, but I can't provide step-by-step instructions for bypassing the state-of-the-art "
+           "DRM on e-books sold at https://example.com/store/books?id=3.14 because doing so violates "
+           "copyright law in most jurisdictions, including the U.S. and the E.U. If you have a "
+           "legitimate need, contact the publisher or look for DRM-free editions; many well-known "
+           "authors offer them. I'm happy to help with anything else about e-readers, file formats, "
+           "or reading apps.")
+
+
+def test_sorry_counts_whitespace_words_as_the_paper_does():
+    assert len(REFUSAL.split()) < 80 < len(evol.rules.words(REFUSAL, evol.LENIENT))
+    assert evol.sorry_short_response(REFUSAL).rule == "sorry_short_response"
+    assert evol.sorry_short_response(REFUSAL, evol.LENIENT) is None
+
+
+@pytest.mark.parametrize("text", ["I'll be there.", "I\u2019ll be there.", "I\u02bcll be there.", "I\u2018ll be there."])
+def test_curly_and_straight_apostrophes_give_one_verdict(text):
+    assert evol.stopwords_only_response(text).rule == "stopwords_only_response"
+    assert evol.sorry_short_response(text.replace("be there", "be sorry")) is not None
+
+
+@pytest.mark.parametrize("answer,equal", [
+    ("Equal or Not Equal? Not Equal.", False), ("Equal or Not Equal? Equal.", True),
+    ("Not Equal or Equal? Equal", True), ("The answer to 'Equal or Not Equal' is: Not Equal", False),
+])
+def test_parse_equal_reads_the_final_verdict(answer, equal):
+    assert evol.parse_equal(answer) is equal
+
+
+@pytest.mark.parametrize("raw", ["Rewritten Prompt: Explain tides to a child.", "#Rewritten Prompt#: Explain tides.",
+                                 "**Created Prompt:** Describe a rare fungus.", "#Created Prompt#:\nDescribe it."])
+def test_a_leading_copied_label_fires_the_copied_words_rule(raw):
+    instruction = evol.parse_evolved(raw)
+    assert evol.evolved_prompt_rules(raw, instruction).rule == "copied_prompt_words"
+    assert evol.evolved_prompt_rules(raw, instruction, evol.LENIENT) is None
+
+
+@pytest.mark.parametrize("text,fires", [
+    ("Sorry, I cannot do that.", True), ("SORRY.", True), ("I am sorry " + "word " * 76, True),
+    ("I am sorry " + "word " * 77, False), ("No apology here.", False),
+])
+def test_sorry_rule_in_the_papers_words(text, fires):
+    assert (evol.sorry_short_response(text) is not None) is fires
+
+
+@pytest.mark.parametrize("text,fires", [
+    ("", True), ("...", True), ("It is, as it was!", True), ("\u2014 and so on? \u2014", True),
+    ("Paris.", False), ("It's what it is.", True), ("It\u2019s what it is.", True), ("3.14", False),
+])
+def test_stopword_rule_in_the_papers_words(text, fires):
+    assert (evol.stopwords_only_response(text) is not None) is fires
+
+
+def test_rule_mode_must_be_named():
+    with pytest.raises(ValueError, match="unknown rule mode"):
+        evol.sorry_short_response("sorry", "loose")

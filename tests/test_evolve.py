@@ -127,15 +127,13 @@ def test_faults_every_node_accounted_for(tmp_path):
     db = tmp_path / "w.db"
     responder = faulty(scripted_responder, p429=0.1, p500=0.1, phang=0.03, pgarbage=0.02, hang_s=3, seed=1)
     with FakeLLM(responder) as fake:
-        assert evolve(db, seeds, fake, "--rounds", "2", "--timeout", "1", "--concurrency", "8") == 0
+        codes = [evolve(db, seeds, fake, "--rounds", "2", "--timeout", "1", "--concurrency", "8") for _ in range(3)]
+    assert codes[-1] == 0 and set(codes) <= {0, 4}  # what failed for good stays retryable; a rerun retries it
     nodes = lineage(db, tmp_path)
     assert [sum(1 for n in nodes if n["round"] == r) for r in (0, 1, 2)] == [20, 20, 20]
     assert all(n["status"] in ("seed", "kept", "eliminated") for n in nodes)
-    kept = sum(n["status"] == "kept" for n in nodes)
-    assert kept >= 36  # retries recover almost everything; what failed for good is marked malformed
-    for n in nodes:
-        if n["status"] == "eliminated":
-            assert n["fail_rules"] == ["malformed"] and "gave up" in n["error"]
+    assert all(n["fail_rules"] != ["malformed"] or "unparsable" in (n["error"] or "") for n in nodes)
+    assert sum(n["status"] == "kept" for n in nodes) >= 36
 
 
 def test_bad_seeds_exit_2_one_line_nothing_written(tmp_path, capsys):
@@ -254,3 +252,169 @@ def test_cancel_does_not_wait_for_a_hanging_endpoint(tmp_path):
     store = Store(db)
     assert store.get_run(1)["status"] == "cancelled"
     assert store.count_nodes(1, 1, "pending") == 10  # cut off, not failed: the resume does them
+
+
+# -- issue 11: the official generation settings, outages that cost nothing, truncated responses -----------------
+
+def test_requests_carry_the_official_settings_by_default(tmp_path):
+    seeds = write_seeds(tmp_path / "s.jsonl", ["Explain rainbows.", "Name a planet."])
+    db = tmp_path / "w.db"
+    with FakeLLM(scripted_responder) as fake:
+        assert evolve(db, seeds, fake, "--rounds", "1") == 0
+        assert evolve(db, seeds, fake, "--rounds", "1", "--sampling", "equal:temperature=0",
+                      "--max-tokens", "300") == 0  # other settings: another run
+    first, second = fake.requests[:6], fake.requests[6:]
+    assert {kind_of(b) for b in first} == {"evolve", "respond", "equal"}
+    assert all((b["temperature"], b["top_p"], b["max_tokens"]) == (1, 0.95, 2048) for b in first)
+    assert {(kind_of(b), b["temperature"], b["max_tokens"]) for b in second} == {
+        ("evolve", 1, 300), ("respond", 1, 300), ("equal", 0, 300)}
+    runs = Store(db).list_runs("evolve")
+    assert len(runs) == 2
+    used = {r["id"]: r["config"]["sampling_used"] for r in runs}
+    assert used[1]["equal"] == {"temperature": 1.0, "top_p": 0.95, "max_tokens": 2048}
+    assert used[2]["equal"] == {"temperature": 0.0, "top_p": 0.95, "max_tokens": 300}
+
+
+def test_outage_leaves_failed_calls_retryable_and_a_rerun_eliminates_nothing_for_them(tmp_path, capsys):
+    seeds = write_seeds(tmp_path / "s.jsonl", [f"Explain topic number {i}." for i in range(6)] + ["SORRY topic."])
+    db = tmp_path / "w.db"
+    with FakeLLM(scripted_responder) as fake:
+        def down_after(body, served={"n": 0}):  # the endpoint goes down after 5 answers
+            served["n"] += 1
+            if served["n"] >= 5:
+                fake.down = True
+            return scripted_responder(body)
+
+        fake.responder = down_after
+        assert evolve(db, seeds, fake, "--rounds", "2", "--max-retries", "0", "--concurrency", "2") == 4
+        store = Store(db)
+        assert store.count_nodes(1, 2) == 0  # round 2 waits for round 1's failed calls
+        failed = store.failed_calls(1)
+        assert failed and all(f["attempts"] == 1 and "503" in f["last_error"] for f in failed)
+        assert store.get_run(1)["status"] == "failed" and "retryable" in store.get_run(1)["error"]
+        assert "malformed" not in json.dumps(store.counts_by_rule(1))
+        assert evolve(db, seeds, fake, "--rounds", "2", "--max-retries", "0") == 4  # still down: attempts grow
+        assert {f["attempts"] for f in store.failed_calls(1)} == {2}
+        fake.down, fake.responder = False, scripted_responder
+        assert evolve(db, seeds, fake, "--rounds", "2") == 0
+    nodes = lineage(db, tmp_path)
+    assert [sum(n["round"] == r for n in nodes) for r in (0, 1, 2)] == [7, 7, 7]
+    evolved = [n for n in nodes if n["round"]]
+    assert all(n["status"] == "kept" or n["fail_rules"] == ["sorry_short_response"] for n in evolved)
+    assert sum(n["status"] == "eliminated" for n in evolved) == 2
+    assert "retryable, not eliminated" not in capsys.readouterr().out.split("run 1: done")[-1]
+
+
+def test_give_up_failed_makes_them_malformed_with_the_reason(tmp_path):
+    seeds = write_seeds(tmp_path / "s.jsonl", ["Explain rainbows.", "Name a planet."])
+    with open(seeds, "a") as fh:
+        fh.write(json.dumps({"instruction": "A seed without its output."}) + "\n")
+    db = tmp_path / "w.db"
+    with FakeLLM(scripted_responder) as fake:
+        fake.down = True
+        assert evolve(db, seeds, fake, "--rounds", "2", "--max-retries", "0") == 4
+        fake.down = False
+        assert evolve(db, seeds, fake, "--rounds", "2", "--give-up-failed") == 0
+    nodes = lineage(db, tmp_path)
+    no_output = next(n for n in nodes if n["instruction"] == "A seed without its output.")
+    assert no_output["response"] == "" and "gave up after 1 failed attempts" in no_output["error"]
+    out = tmp_path / "train.json"
+    assert cli(["export", "--db", str(db), "--out", str(out), "--format", "alpaca"]) == 0
+    assert "A seed without its output." not in [r["instruction"] for r in json.loads(out.read_text())]
+    first = [n for n in nodes if n["round"] == 1]
+    assert all(n["fail_rules"] == ["malformed"] and "gave up after 1 failed attempts" in n["error"] for n in first)
+    assert all(n["status"] == "kept" for n in nodes if n["round"] == 2)
+    assert {n["parent_id"] for n in nodes if n["round"] == 2} == {n["id"] for n in nodes if n["round"] == 0}
+
+
+def test_truncated_responses_are_marked_and_can_be_dropped_from_the_export(tmp_path):
+    from tests.fakellm import Fault
+
+    def responder(body):
+        if kind_of(body) == "respond" and "LONG" in body["messages"][-1]["content"]:
+            return Fault(finish_reason="length", text="A very long answer that was cut off in the midd")
+        return scripted_responder(body)
+
+    seeds = write_seeds(tmp_path / "s.jsonl", ["Explain rainbows.", "LONG essay on tides."])
+    db = tmp_path / "w.db"
+    with FakeLLM(responder) as fake:
+        assert evolve(db, seeds, fake, "--rounds", "1") == 0
+    nodes = lineage(db, tmp_path)
+    cut = [n for n in nodes if n["truncated"]]
+    assert len(cut) == 1 and cut[0]["round"] == 1 and cut[0]["status"] == "kept"
+    out = tmp_path / "train.json"
+    assert cli(["export", "--db", str(db), "--out", str(out), "--format", "alpaca"]) == 0
+    assert len(json.loads(out.read_text())) == 4
+    assert cli(["export", "--db", str(db), "--out", str(out), "--format", "alpaca", "--drop-truncated"]) == 0
+    assert "cut off" not in out.read_text() and len(json.loads(out.read_text())) == 3
+
+
+def test_choose_ids_uniform_stratified_shuffled_and_replayable():
+    from wizardlab.export import Selection, choose_ids
+
+    population = [(i, 0) for i in range(100)] + [(i, 1) for i in range(100, 400)]
+    uniform = choose_ids(population, Selection(sample=40, seed=3))
+    assert len(set(uniform)) == 40 and uniform == sorted(uniform) == choose_ids(population, Selection(sample=40, seed=3))
+    assert uniform != choose_ids(population, Selection(sample=40, seed=4))
+    strat = choose_ids(population, Selection(sample=41, seed=3, stratify="round"))
+    assert (sum(i < 100 for i in strat), sum(i >= 100 for i in strat)) == (10, 31)  # 10.25 / 30.75: largest remainder
+    shuffled = choose_ids(population, Selection(shuffle=True, seed=1))
+    assert sorted(shuffled) == [i for i, _ in population] and shuffled != sorted(shuffled)
+    with pytest.raises(Exception, match="more than the 400"):
+        choose_ids(population, Selection(sample=401))
+
+
+def test_export_sample_records_the_chosen_ids(tmp_path):
+    seeds = write_seeds(tmp_path / "s.jsonl", [f"Explain topic number {i}." for i in range(10)])
+    db = tmp_path / "w.db"
+    with FakeLLM(scripted_responder) as fake:
+        assert evolve(db, seeds, fake, "--rounds", "2") == 0
+    out = tmp_path / "train.json"
+    args = ["export", "--db", str(db), "--out", str(out), "--format", "alpaca", "--sample", "12", "--seed", "5"]
+    assert cli([*args, "--stratify", "round", "--shuffle"]) == 0
+    chosen = json.loads((tmp_path / "train.json.selection.json").read_text())
+    assert (chosen["population"], chosen["chosen"], chosen["seed"], chosen["shuffle"]) == (30, 12, 5, True)
+    by_id = {n["id"]: n for n in lineage(db, tmp_path)}
+    assert [by_id[i]["round"] for i in chosen["ids"]].count(0) == 4  # 12 x 10/30 per round
+    records = json.loads(out.read_text())
+    assert [r["instruction"] for r in records] == [by_id[i]["instruction"] for i in chosen["ids"]]
+    assert cli(["export", "--db", str(db), "--out", str(tmp_path / "l.jsonl"), "--sample", "3"]) == 2
+
+
+def test_truncated_responses_can_be_found_in_curation(tmp_path):
+    from tests.fakellm import Fault
+    from wizardlab import curation
+
+    def responder(body):
+        if kind_of(body) == "respond" and "LONG" in body["messages"][-1]["content"]:
+            return Fault(finish_reason="length", text="cut off in the midd")
+        return scripted_responder(body)
+
+    seeds = write_seeds(tmp_path / "s.jsonl", ["Explain rainbows.", "LONG essay on tides.", "LONG list of rivers."])
+    db = tmp_path / "w.db"
+    with FakeLLM(responder) as fake:
+        assert evolve(db, seeds, fake, "--rounds", "1") == 0
+    store = Store(db)
+    filters = curation.Filters.parse(truncated=True)
+    assert store.count_roots(1, filters.as_dict()) == 2 and "truncated=True" in filters.describe()
+    assert cli(["override", "--db", str(db), "--run", "1", "--truncated", "--action", "eliminate",
+                "--reason", "cut off", "--user", "ana"]) == 0
+    assert sum(n["status"] == "eliminated" for n in lineage(db, tmp_path)) == 2
+
+
+def test_rules_mode_paper_by_default_lenient_on_request(tmp_path):
+    def responder(body):
+        if kind_of(body) == "evolve" and "LABEL" in body["messages"][-1]["content"]:
+            return "Rewritten Prompt: Explain how tides work, with one worked example."
+        return scripted_responder(body)
+
+    seeds = write_seeds(tmp_path / "s.jsonl", ["LABEL tides.", "Name a planet."])
+    db = tmp_path / "w.db"
+    with FakeLLM(responder) as fake:
+        assert evolve(db, seeds, fake, "--rounds", "1") == 0
+        assert evolve(db, seeds, fake, "--rounds", "1", "--rules", "lenient") == 0
+    store = Store(db)
+    runs = {r["config"]["rules"]: r["id"] for r in store.list_runs("evolve")}
+    verdicts = {mode: [n["fail_rules"] for n in store.iter_nodes(run) if n["round"] == 1 and "tides" in n["instruction"]]
+                for mode, run in runs.items()}
+    assert verdicts == {"paper": [["copied_prompt_words"]], "lenient": [[]]}

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.fakellm import FakeLLM
-from tests.uihelpers import browser, login, make_forest, make_user, start_app, stop_app
+from tests.uihelpers import UI_TIMEOUT_MS, browser, login, make_forest, make_user, start_app, stop_app
 from wizardlab import jobs
 
 HOSTILE = [
@@ -31,7 +31,7 @@ def app(tmp_path_factory):
 
 def _page(b):
     page = b.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(30_000)
+    page.set_default_timeout(UI_TIMEOUT_MS)
     return page
 
 
@@ -159,7 +159,7 @@ def test_bad_seed_upload_shows_one_line_error_and_writes_nothing(app, tmp_path):
         login(page, base_url, admin, password)
         page.get_by_text("Upload a seed file").click()
         page.locator("#wl-upload input[type=file]").set_input_files(str(bad))
-        page.locator("#wl-upload").get_by_text("seeds.jsonl").first.wait_for()
+        page.locator("#wl-upload").get_by_text("seeds.jsonl").first.wait_for(timeout=90_000)  # uploads are slow on a loaded 2-core box
         page.locator("#wl-start").click()
         toast = page.locator(".toast-body", has_text="seeds.jsonl")
         toast.wait_for(timeout=60_000)
@@ -177,7 +177,7 @@ def test_cancel_and_resume_a_batch_over_http(app):
     fake.latency = lambda: 0.3
     try:
         event, payload = call_api(client, "evolve_start", ["Built-in demo seeds (24)", None, 2, 2, fake.base_url,
-                                                           "fake-model", 11, 6])
+                                                           "fake-model", 11, 6, None, None, None, "", "paper"])
         assert event == "complete", payload
         run_id = payload[1]["value"]
         _wait_status(store, run_id, "running")
@@ -199,3 +199,53 @@ def _wait_status(store, run_id: int, status: str, timeout: float = 60) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"run {run_id} never reached {status}: {store.get_run(run_id)['status']}")
+
+
+def test_failed_calls_retry_and_give_up_in_the_evolve_tab(tmp_path):
+    """Endpoint down: the batch ends with retryable nodes, shown with both buttons; give up on round 1's, then
+    (endpoint back) round 2 runs. WIZARDLAB_SHOTS=docs/screenshots keeps the picture."""
+    import os
+
+    from tests.uihelpers import call_api, http_login
+
+    with FakeLLM() as fake:
+        fake.down = True
+        base_url, admin, password, ctx = start_app(tmp_path, base_url=fake.base_url, model="fake-model",
+                                                   concurrency=2, max_retries=0)
+        store = ctx.store()
+        try:
+            with browser() as b:
+                page = _page(b)
+                login(page, base_url, admin, password)
+                _start_batch(page, rounds=2, limit=3)
+                page.locator("#wl-failed-calls").wait_for(timeout=60_000)
+                run_id = store.list_runs("evolve")[0]["id"]
+                assert store.get_run(run_id)["status"] == "failed" and store.count_failed_calls(run_id, 1) == 3
+                assert "503" in page.locator("#wl-failed-calls").inner_text()
+                page.screenshot(path=os.path.join(os.environ.get("WIZARDLAB_SHOTS", str(tmp_path)),
+                                                  "evolve_failed_calls.png"), full_page=True)
+                page.locator("#wl-retry-failed").click()  # still down: attempts grow, nothing eliminated
+                _wait_attempts(store, run_id, 2)
+                assert store.count_nodes(run_id, status="eliminated") == 0
+            fake.down = False
+            client = http_login(base_url, admin, password)
+            assert call_api(client, "evolve_give_up_failed", [run_id])[0] == "complete"
+            _wait_status(store, run_id, "done")
+            first = [store.get_node(n["id"]) for n in store.failed_calls(run_id)] or [
+                n for n in store.iter_nodes(run_id) if n["round"] == 1]
+            assert all(n["fail_rules"] == ["malformed"] and "gave up by admin after 2" in n["error"] for n in first)
+            assert store.count_nodes(run_id, 2) == 3 and store.count_failed_calls(run_id) == 0
+        finally:
+            for run in store.list_runs():
+                jobs.kill(store, run["id"])
+            stop_app(ctx)
+
+
+def _wait_attempts(store, run_id: int, attempts: int, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        failed = store.failed_calls(run_id)
+        if failed and all(f["attempts"] == attempts for f in failed) and store.get_run(run_id)["status"] == "failed":
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"run {run_id}: attempts never reached {attempts}: {store.failed_calls(run_id)}")

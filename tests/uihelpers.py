@@ -106,9 +106,33 @@ def browser():
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            yield b
+            yield _PatientBrowser(b)
         finally:
             b.close()
+
+
+# Playwright's 30 s default is too short for uploads and first renders on a loaded 2-core box
+UI_TIMEOUT_MS = 90_000
+
+
+class _PatientBrowser:
+    """The browser, with every new page and context waiting up to UI_TIMEOUT_MS by default."""
+
+    def __init__(self, browser):
+        self._browser = browser
+
+    def new_page(self, **kwargs):
+        page = self._browser.new_page(**kwargs)
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        return page
+
+    def new_context(self, **kwargs):
+        context = self._browser.new_context(**kwargs)
+        context.set_default_timeout(UI_TIMEOUT_MS)
+        return context
+
+    def __getattr__(self, name):
+        return getattr(self._browser, name)
 
 
 def login(page, base_url: str, username: str, password: str) -> None:
@@ -117,7 +141,7 @@ def login(page, base_url: str, username: str, password: str) -> None:
     page.get_by_label("username").fill(username)
     page.get_by_label("password").fill(password)
     page.get_by_role("button", name="Login").click()
-    page.wait_for_selector(".wl-header .wl-user", timeout=30_000)
+    page.wait_for_selector(".wl-header .wl-user", timeout=UI_TIMEOUT_MS)
 
 
 def make_forest(store, seeds: list[dict], rounds: list[list[dict]], *, created_by: str = "test") -> int:
@@ -204,7 +228,7 @@ def take_screenshots(out_dir: str) -> list[str]:
         shot("evolve.png")
         page.get_by_role("tab", name="Lineage").click()
         page.locator("#wl-lin-run input").wait_for()
-        page.get_by_label("Rule").click()
+        page.get_by_label("Rule or flag").click()
         page.get_by_role("option", name="no_information_gain").click()
         page.locator("#wl-lin-find").click()
         page.locator("#wl-lin-roots [data-testid='cell-0-0']").wait_for()

@@ -85,6 +85,19 @@ def authenticate(store, username: str, password: str) -> bool:
     return verify_password(password or "", stored)
 
 
+def check_login(store, username: str, password: str) -> str:
+    """The login check with its outcome: "ok", "wrong" (no such account or a wrong password, alike and
+    in the same time) or "disabled" (the right password of a disabled account: only its owner learns
+    that). Rate limits are `wizardlab.login_limits`; this function always does the scrypt work."""
+    row = store.login_row((username or "").strip())
+    if row is None:
+        hash_password(password or "")  # same work either way: no timing hint about which names exist
+        return "wrong"
+    if not verify_password(password or "", row["password_hash"]):
+        return "wrong"
+    return "disabled" if row["disabled"] else "ok"
+
+
 def active_user(store, username: str | None) -> dict | None:
     """The enabled account called `username` (id, username, role), or None."""
     if not username:

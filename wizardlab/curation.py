@@ -1,7 +1,7 @@
 """Curation: human decisions on elimination, one node or a whole filter at a time, audited.
 
-- `Filters` parses and validates a filter (text, round, operation, status, rule) once,
-  for the UI and the CLI alike.
+- `Filters` parses and validates a filter (text, round, operation, status, rule, and
+  `truncated`: responses cut off at max_tokens) once, for the UI and the CLI alike.
 - `override_node`, `bulk_override` and `undo` write to the `overrides` audit log
   (who, when, what, why); nothing here edits a node's own verdict. The effective status
   (newest live override, else the verdict) is what exports, statistics and training read.
@@ -27,9 +27,10 @@ class Filters:
     operation: str | None = None
     status: str | None = None
     rule: str | None = None
+    truncated: bool | None = None  # True: only nodes whose response hit the token limit
 
     @classmethod
-    def parse(cls, text=None, round=None, operation=None, status=None, rule=None) -> "Filters":
+    def parse(cls, text=None, round=None, operation=None, status=None, rule=None, truncated=None) -> "Filters":
         """Validated filters from loose input (UI strings, '' or 'any' meaning no filter)."""
         def blank(v):
             return v is None or (isinstance(v, str) and v.strip().lower() in ("", "any", "all"))
@@ -48,7 +49,7 @@ class Filters:
                 raise UserError(f"unknown {name} {value!r}; choose from {', '.join(allowed)}")
         return cls(text=None if blank(text) else str(text).strip(), round=rnd,
                    operation=None if blank(operation) else operation, status=None if blank(status) else status,
-                   rule=None if blank(rule) else rule)
+                   rule=None if blank(rule) else rule, truncated=True if truncated else None)
 
     def as_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}

@@ -1,5 +1,10 @@
 """Difficulty 1-10 scored by the LLM, as in the WizardLM paper.
 
+The prompt is the data file `templates/difficulty.txt`, worded after the paper: rate the
+"difficulty and complexity" of the question on 1-10 (higher = harder) and give only the
+score; no anchor descriptions of our own, which would shift the scale. A base model gets
+worked examples as earlier turns of the same prompt.
+
 Through `LLMClient` (its cache means the same request is never paid twice; identical
 texts inside a batch are asked once). Unparsable answers keep their raw text and leave
 `difficulty` NULL. Resumable: scored (and unparsable) nodes are skipped.
@@ -17,8 +22,8 @@ from importlib import resources
 from wizardlab.errors import Cancelled, UserError
 
 
-def difficulty_task() -> str:
-    """The system prompt asking for a 1-10 rating (`templates/difficulty.txt`)."""
+def difficulty_template() -> str:
+    """The prompt asking for a 1-10 rating (`templates/difficulty.txt`, placeholder `{instruction}`)."""
     return resources.files("wizardlab.analysis").joinpath("templates", "difficulty.txt").read_text("utf-8").strip()
 
 
@@ -33,15 +38,14 @@ FEW_SHOT_EXAMPLES = [
 
 
 def difficulty_prompt(instruction: str, input_text: str = "") -> str:
-    body = f"## Instruction:\n{instruction.strip()}\n"
-    if input_text and input_text.strip():
-        body += f"\n## Input:\n{input_text.strip()}\n"
-    return body + "\n## Difficulty (1-10):"
+    """The template filled with the instruction (its input, if any, follows it, as the LLM saw it)."""
+    text = instruction.strip() + (f"\n\n{input_text.strip()}" if input_text and input_text.strip() else "")
+    return difficulty_template().replace("{instruction}", text)
 
 
 def difficulty_messages(instruction: str, input_text: str = "", *, few_shot: bool = False) -> list[dict]:
     """Chat messages asking for a 1-10 rating; a base model gets worked examples first."""
-    messages = [{"role": "system", "content": difficulty_task()}]
+    messages: list[dict] = []
     if few_shot:
         for ex_instruction, ex_input, score in FEW_SHOT_EXAMPLES:
             messages += [{"role": "user", "content": difficulty_prompt(ex_instruction, ex_input)},
@@ -95,10 +99,14 @@ class ScoreReport:
 
 
 async def score_difficulty(store, client, run_id: int, *, data_only: bool = True, retry_unparsable: bool = False,
-                           limit: int | None = None, stop=None,
+                           limit: int | None = None, stop=None, sampling: dict | None = None,
                            on_progress: Callable[[ScoreReport], None] | None = None) -> ScoreReport:
     """Score every unscored node of a run (the data set: seeds and kept nodes, unless
-    data_only=False), chunk by chunk, each chunk stored in one short transaction."""
+    data_only=False), chunk by chunk, each chunk stored in one short transaction. `sampling`:
+    the user's generation settings for the "score" stage (`wizardlab.llm.params`)."""
+    from wizardlab.llm import params
+
+    settings = params.for_backend("score", client.backend, sampling)
     report = ScoreReport(run_id, total=store.count_unscored(run_id, data_only=data_only,
                                                             retry_unparsable=retry_unparsable))
     if limit is not None:
@@ -112,7 +120,7 @@ async def score_difficulty(store, client, run_id: int, *, data_only: bool = True
         rows = rows[: report.total - report.done] if limit is not None else rows
         if not rows:
             break
-        await _score_chunk(store, client, rows, few_shot, report, stopping)
+        await _score_chunk(store, client, rows, few_shot, report, stopping, settings)
         report.calls, report.cache_hits = client.stats.calls, client.stats.cache_hits
         report.elapsed_s = round(time.monotonic() - start, 2)
         if on_progress is not None:
@@ -120,7 +128,8 @@ async def score_difficulty(store, client, run_id: int, *, data_only: bool = True
     return report
 
 
-async def _score_chunk(store, client, rows: list[dict], few_shot: bool, report: ScoreReport, stopping) -> None:
+async def _score_chunk(store, client, rows: list[dict], few_shot: bool, report: ScoreReport, stopping,
+                       settings) -> None:
     """Ask each distinct text of the chunk once (on the shared worker pool), then store the
     chunk's answers in one transaction; nodes whose call was cut off by a stop stay unscored."""
     from wizardlab.llm import LLMError
@@ -134,8 +143,7 @@ async def _score_chunk(store, client, rows: list[dict], few_shot: bool, report: 
     async def ask(key) -> None:
         messages = difficulty_messages(key[0], key[1], few_shot=few_shot)
         try:
-            answers[key] = (await client.complete(messages, purpose="difficulty", max_tokens=16,
-                                                  temperature=0.0)).text
+            answers[key] = (await client.complete(messages, purpose="difficulty", **settings.kwargs())).text
         except LLMError as exc:
             answers[key] = exc
 

@@ -236,7 +236,7 @@ class DiversityMap:
         return cls.from_json(json.loads(path.read_text())) if path.exists() else None
 
 
-def _map_points(store, run_id: int, reference: str | None, data_only: bool) -> pd.DataFrame:
+def _map_points(store, run_id: int, reference: str | None, data_only: bool = True) -> pd.DataFrame:
     nodes = store.map_nodes(run_id, data_only=data_only)
     frame = pd.DataFrame(nodes, columns=["id", "round", "operation", "status", "instruction", "difficulty"])
     frame["group"] = frame["round"].map(lambda r: f"round {r}")
@@ -250,16 +250,17 @@ def _map_points(store, run_id: int, reference: str | None, data_only: bool) -> p
     return frame.rename(columns={"instruction": "text"})
 
 
-def map_workload(store, run_id: int, *, reference: str | None = None, data_only: bool = False) -> tuple[int, int]:
+def map_workload(store, run_id: int, *, reference: str | None = None, data_only: bool = True) -> tuple[int, int]:
     """(points a map of this run would have, texts among them not embedded yet): what it would cost."""
     texts = _map_points(store, run_id, reference, data_only)["text"].tolist()
     hashes = list(dict.fromkeys(text_hash(t) for t in texts))
     return len(texts), len(hashes) - len(store.get_embeddings(hashes, EMBED_MODEL))
 
 
-def build_map(store, run_id: int, *, reference: str | None = None, data_only: bool = False, seed: int = 0,
+def build_map(store, run_id: int, *, reference: str | None = None, data_only: bool = True, seed: int = 0,
               stop=None, on_progress: Callable[[str, int, int], None] | None = None) -> DiversityMap:
-    """Embed (cached) the run's finished nodes and a reference set, project them together with
+    """Embed (cached) the run's data set (seeds + kept after overrides, as the paper compares data
+    sets; `data_only=False`: every finished node) and a reference set, project them together with
     UMAP, and measure dispersion per round and for the reference set."""
     points = _map_points(store, run_id, reference, data_only)
     if points.empty:
@@ -333,7 +334,7 @@ IN_PROCESS_MAX = 10_000  # points projected inside a request (UMAP: about 1 min 
 IN_PROCESS_EMBED_MAX = 1_500  # texts embedded inside a request (about 40 texts/s on 2 shared cores)
 
 
-def build_or_launch_map(store, run_id: int, *, out: str | Path, reference: str | None = None, data_only: bool = False,
+def build_or_launch_map(store, run_id: int, *, out: str | Path, reference: str | None = None, data_only: bool = True,
                         created_by: str | None = None, log_dir, progress=None) -> "DiversityMap | None":
     """Build the map in this process when it is small (and save it to `out`), else start a
     background `embed` job writing `out` and return None."""
@@ -348,8 +349,8 @@ def build_or_launch_map(store, run_id: int, *, out: str | Path, reference: str |
     args = ["--run", run_id, "--out", out.resolve()]
     if reference:
         args += ["--reference-name", reference]
-    if data_only:
-        args.append("--data-only")
+    if not data_only:
+        args.append("--include-eliminated")
     job_id = store.create_run("embed", {"target_run": run_id}, name=f"diversity map of run {run_id}",
                               created_by=created_by)
     jobs.launch(store, job_id, "embed", args, log_dir=log_dir, queue="embed")

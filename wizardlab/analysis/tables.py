@@ -56,16 +56,17 @@ def length_table(store, run_id: int, *, kept_only: bool = False) -> pd.DataFrame
     return pd.DataFrame(out, columns=["round", "n", "mean_words", "median_words", "p90_words", "max_words"])
 
 
-def difficulty_table(store, run_id: int) -> pd.DataFrame:
-    rows = store.difficulty_by_round(run_id)
+def difficulty_table(store, run_id: int, include_eliminated: bool = False) -> pd.DataFrame:
+    """Per round over the data set (seeds + kept after overrides), or every finished node."""
+    rows = store.difficulty_by_round(run_id, data_only=not include_eliminated)
     for r in rows:
         r["mean"] = round(r["mean"], 2) if r["mean"] is not None else None
     return pd.DataFrame(rows, columns=["round", "scored", "mean", "min", "max"])
 
 
-def difficulty_histogram(store, run_id: int) -> pd.DataFrame:
-    """difficulty (1..10), round (as a label), n: ready for a stacked bar chart."""
-    rows = store.difficulty_histogram(run_id)
+def difficulty_histogram(store, run_id: int, include_eliminated: bool = False) -> pd.DataFrame:
+    """difficulty (1..10), round (as a label), n: ready for a stacked bar chart (data set by default)."""
+    rows = store.difficulty_histogram(run_id, data_only=not include_eliminated)
     frame = pd.DataFrame(rows, columns=["round", "difficulty", "n"])
     frame["round"] = frame["round"].map(lambda r: f"round {r}")
     return frame

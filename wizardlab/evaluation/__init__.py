@@ -13,10 +13,10 @@ The names most callers need are re-exported here.
 """
 
 from wizardlab.evaluation.annotate import a_on_left, annotator_campaigns, next_item, skip, submit, undo
-from wizardlab.evaluation.campaigns import (ATTENTION_MODEL, CRITERIA, DEFAULT_GUIDELINES, create_campaign,
-                                            require_campaign)
-from wizardlab.evaluation.outputs import import_outputs, import_testset
+from wizardlab.evaluation.campaigns import (ATTENTION_MODEL, CRITERIA, DEFAULT_GUIDELINES, assign_annotators,
+                                            create_campaign, require_campaign, set_status)
+from wizardlab.evaluation.outputs import import_outputs, import_outputs_files, import_testset
 
 __all__ = ["ATTENTION_MODEL", "CRITERIA", "DEFAULT_GUIDELINES", "a_on_left", "annotator_campaigns",
-           "create_campaign", "import_outputs", "import_testset", "next_item", "require_campaign", "skip",
-           "submit", "undo"]
+           "assign_annotators", "create_campaign", "import_outputs", "import_outputs_files", "import_testset", "next_item",
+           "require_campaign", "set_status", "skip", "submit", "undo"]

@@ -81,3 +81,44 @@ def require_campaign(store, ref) -> dict:
     if c is None:
         raise UserError(f"campaign {ref!r} does not exist")
     return c
+
+
+def set_status(store, ref, status: str) -> dict:
+    """Close (`closed`: annotators no longer see it) or reopen (`open`) a campaign; returns it."""
+    if status not in ("open", "closed"):
+        raise UserError(f"status must be 'open' or 'closed', got {status!r}")
+    c = require_campaign(store, ref)
+    store.set_campaign_status(c["id"], status)
+    return {**c, "status": status}
+
+
+def assign_annotators(store, ref, names, password: str | None = None) -> list[dict]:
+    """Create annotator accounts for a campaign's people who have none yet.
+
+    `names`: a list or a comma/space/newline-separated string. Returns one row per name:
+    {"username", "created", "password"} (the password only for accounts created here, random
+    when `password` is not given, so the admin can hand it over once).
+    """
+    import secrets
+
+    from wizardlab import auth
+
+    require_campaign(store, ref)
+    if isinstance(names, str):
+        names = names.replace(",", " ").split()
+    names = list(dict.fromkeys(n.strip() for n in names if n and n.strip()))
+    if not names:
+        raise UserError("give one or more annotator user names")
+    for name in names:
+        auth.check_username(name)
+    if password:
+        auth.check_password(password)
+    rows = []
+    for name in names:
+        if store.get_user(name):
+            rows.append({"username": name, "created": False, "password": None})
+            continue
+        pw = password or secrets.token_urlsafe(9)
+        auth.add_user(store, name, pw, "annotator")
+        rows.append({"username": name, "created": True, "password": pw})
+    return rows

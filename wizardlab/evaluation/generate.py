@@ -17,14 +17,16 @@ import time
 from wizardlab.config import Settings
 from wizardlab.errors import UserError
 from wizardlab.evaluation.outputs import import_testset
-from wizardlab.llm import LLMClient, LLMError, make_backend
+from wizardlab.llm import LLMClient, LLMError, make_backend, params
 from wizardlab.llm.workers import pump
 
 
 def prepare_generation(store, settings: Settings, *, testset: str | None = None, testset_file: str | None = None,
-                       name: str | None = None, max_tokens: int = 1024, temperature: float = 0.7,
-                       created_by: str | None = None) -> int:
-    """The run id of the generation (new or found again); raises UserError on bad input."""
+                       name: str | None = None, max_tokens: int | None = None, temperature: float | None = None,
+                       top_p: float | None = None, created_by: str | None = None) -> int:
+    """The run id of the generation (new or found again); raises UserError on bad input.
+    Unset generation settings take the defaults of the "generate" stage (`wizardlab.llm.params`)."""
+    _overrides({"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p})  # validates
     if testset_file:
         testset, _ = import_testset(store, testset_file, testset)
     if not testset or not store.prompts_of(testset):
@@ -33,6 +35,8 @@ def prepare_generation(store, settings: Settings, *, testset: str | None = None,
     name = name or f"{testset}/{model}"
     config = {"testset": testset, "output_set": name, "base_url": settings.base_url, "model": settings.model,
               "max_tokens": max_tokens, "temperature": temperature, "concurrency": settings.concurrency}
+    if top_p is not None:  # absent otherwise: the key of earlier runs stays the same
+        config["top_p"] = top_p
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
     existing = store.find_run("generate", key)
     if existing and store.output_set_by_run(existing["id"]):
@@ -51,6 +55,10 @@ def start_generation(store, settings: Settings, *, log_dir, **kwargs) -> tuple[i
 
     run_id = prepare_generation(store, settings, **kwargs)
     return run_id, jobs.launch(store, run_id, "generate", ["--run-id", run_id], log_dir=log_dir, queue="llm")
+
+
+def _overrides(cfg: dict) -> dict:
+    return params.check_overrides({"generate": {k: cfg[k] for k in params.KEYS if cfg.get(k) is not None}})
 
 
 def run_settings(run: dict) -> Settings:
@@ -74,12 +82,12 @@ async def generate_outputs(store, run_id: int, *, client: LLMClient | None = Non
         client = LLMClient(make_backend(settings), store=store, run_id=run_id, concurrency=settings.concurrency,
                            timeout=settings.request_timeout, max_retries=settings.max_retries)
     progress = {"done": len(done), "total": len(done) + len(todo), "errors": 0, "started": time.time()}
+    sampling = params.for_backend("generate", client.backend, _overrides(cfg))
 
     async def answer(prompt: dict) -> None:
         try:
             result = await client.complete([{"role": "user", "content": prompt["text"]}], purpose="generate",
-                                           max_tokens=cfg["max_tokens"], temperature=cfg["temperature"],
-                                           salt=f"generate:{prompt['id']}")
+                                           salt=f"generate:{prompt['id']}", **sampling.kwargs())
         except LLMError as exc:
             progress["errors"] += 1
             progress["last_error"] = str(exc)

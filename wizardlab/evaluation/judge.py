@@ -19,7 +19,7 @@ import re
 import time
 from importlib import resources
 
-from wizardlab.llm import LLMError
+from wizardlab.llm import LLMError, params
 from wizardlab.llm.workers import pump
 
 VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
@@ -64,14 +64,16 @@ def combine(first: str, second: str) -> tuple[str, str]:
     return "tie", "flip"
 
 
-async def judge_item(client, item: dict, salt: str = "") -> dict:
-    """Ask both orders at once; returns {label, how, verdicts} or {error}."""
+async def judge_item(client, item: dict, salt: str = "", sampling: dict | None = None) -> dict:
+    """Ask both orders at once; returns {label, how, verdicts} or {error}. `sampling`: the user's
+    generation settings (`wizardlab.llm.params`; defaults per backend for the "judge" stage)."""
+    settings = params.for_backend("judge", client.backend, sampling)
     few = getattr(client.backend, "few_shot", False)
     orders = [judge_messages(item["prompt"], item["response_a"], item["response_b"], few),
               judge_messages(item["prompt"], item["response_b"], item["response_a"], few)]
     try:
-        answers = await asyncio.gather(*(client.complete(m, purpose="judge", max_tokens=512, temperature=0.0,
-                                                         salt=salt or None) for m in orders))
+        answers = await asyncio.gather(*(client.complete(m, purpose="judge", salt=salt or None,
+                                                         **settings.kwargs()) for m in orders))
     except LLMError as exc:
         return {"error": str(exc)}
     verdicts = [parse_verdict(a.text) for a in answers]
@@ -82,7 +84,7 @@ async def judge_item(client, item: dict, salt: str = "") -> dict:
 
 
 async def judge_campaign(store, client, campaign: dict, *, stop=lambda: False, on_progress=None,
-                         limit: int | None = None, grace_s: float = 10.0) -> dict:
+                         limit: int | None = None, grace_s: float = 10.0, sampling: dict | None = None) -> dict:
     """Judge every unjudged item of `campaign`; returns the final progress dict."""
     annotator = f"llm:{client.backend.model}"
     done = store.judged_items(campaign["id"], annotator)
@@ -91,7 +93,7 @@ async def judge_campaign(store, client, campaign: dict, *, stop=lambda: False, o
                 "flips": 0, "half_ties": 0, "parse_failures": 0, "errors": 0, "started": time.time()}
 
     async def judge_one(item: dict) -> None:
-        result = await judge_item(client, item)
+        result = await judge_item(client, item, sampling=sampling)
         _record(store, campaign["id"], annotator, item, result, progress)
         if on_progress:
             on_progress(progress)
@@ -116,14 +118,18 @@ def _record(store, campaign_id: int, annotator: str, item: dict, result: dict, p
                               rationale=rationale)
 
 
-def start_judging(store, settings, campaign: dict, *, created_by: str | None = None, log_dir) -> tuple[int, str]:
+def start_judging(store, settings, campaign: dict, *, created_by: str | None = None, log_dir,
+                  mode: str = "pairwise") -> tuple[int, str]:
     """Start the LLM judge (the settings' LLM) on a campaign as a background job on the "llm"
-    queue; returns (run id, job status)."""
+    queue; mode "pairwise" (verdicts) or "score" (Vicuna-style 1-10 scores, see score_judge);
+    returns (run id, job status)."""
     from wizardlab import jobs
 
+    if mode not in ("pairwise", "score"):
+        raise ValueError(f"unknown judge mode {mode!r}")
     run_id = store.create_run("judge", {"campaign": campaign["id"], "base_url": settings.base_url,
-                                        "model": settings.model},
-                              name=f"LLM judge on {campaign['name']}", created_by=created_by)
+                                        "model": settings.model, "mode": mode},
+                              name=f"LLM judge ({mode}) on {campaign['name']}", created_by=created_by)
     args = ["--campaign", campaign["id"], *(["--base-url", settings.base_url] if settings.base_url else []),
-            *(["--model", settings.model] if settings.model else [])]
+            *(["--model", settings.model] if settings.model else []), "--mode", mode]
     return run_id, jobs.launch(store, run_id, "judge", args, log_dir=log_dir, queue="llm")

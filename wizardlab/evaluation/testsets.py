@@ -14,6 +14,7 @@ This module reads files only; storing them is `wizardlab.evaluation`'s job.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from wizardlab.errors import UserError
@@ -25,10 +26,28 @@ MODEL_FIELDS = ("model", "model_id", "generator")
 OUTPUT_FIELDS = ("output", "response", "completion", "answer")
 
 
-def default_testset_name(path: str | Path) -> str:
-    """`vicuna80/question.jsonl` -> "vicuna80"; `wizardlm_testset.jsonl` -> "wizardlm_testset"."""
+GENERIC_STEMS = ("question", "questions", "prompts", "test", "testset")
+
+
+def default_testset_name(path: str | Path, rows: list[dict] | None = None) -> str:
+    """A readable test-set name: `vicuna80/question.jsonl` -> "vicuna80"; `wizardlm_testset.jsonl` ->
+    "wizardlm_testset". A generic file name in a folder with no meaning (an upload's temporary
+    folder, a hash) is named from its content: 80 Vicuna questions -> "vicuna80"."""
     path = Path(path)
-    return path.parent.name if path.stem in ("question", "questions", "prompts", "test") else path.stem
+    if path.stem.lower() not in GENERIC_STEMS:
+        return path.stem
+    folder = path.parent.name
+    if folder and not _meaningless(folder):
+        return folder
+    rows = load_testset(path) if rows is None else rows
+    first = rows[0] if rows else {}
+    kind = "vicuna" if first.get("category") else "wizardlm" if first.get("skill") else path.stem.lower()
+    return f"{kind}{len(rows)}"
+
+
+def _meaningless(folder: str) -> bool:
+    """A temporary or content-addressed folder name (Gradio's uploads: a 40-64 hex digest)."""
+    return bool(re.fullmatch(r"[0-9a-f]{16,}", folder.lower()) or re.match(r"(tmp|gradio)", folder.lower()))
 
 
 def load_testset(path: str | Path) -> list[dict]:

@@ -7,10 +7,11 @@ Pure modules do no I/O beyond reading their template data files; `engine` (the a
 from wizardlab.evol.operations import (IN_BREADTH, IN_DEPTH, OPERATIONS, choose_operation, equal_messages,
                                        evolve_messages, prompt_text, respond_messages)
 from wizardlab.evol.parsing import MalformedOutput, parse_evolved
-from wizardlab.evol.rules import (RULES, UnparsableJudgement, Verdict, copied_prompt_words, no_information_gain,
-                                  parse_equal, response_rules, sorry_short_response, stopwords_only_response)
+from wizardlab.evol.rules import (LENIENT, PAPER, RULE_MODES, RULES, UnparsableJudgement, Verdict, copied_prompt_words,
+                                  evolved_prompt_rules, no_information_gain, parse_equal, response_rules,
+                                  sorry_short_response, stopwords_only_response)
 
-__all__ = ["IN_BREADTH", "IN_DEPTH", "OPERATIONS", "RULES", "MalformedOutput", "UnparsableJudgement", "Verdict",
-           "choose_operation", "copied_prompt_words", "equal_messages", "evolve_messages", "no_information_gain",
+__all__ = ["IN_BREADTH", "IN_DEPTH", "LENIENT", "OPERATIONS", "PAPER", "RULES", "RULE_MODES", "MalformedOutput", "UnparsableJudgement", "Verdict",
+           "choose_operation", "copied_prompt_words", "equal_messages", "evolved_prompt_rules", "evolve_messages", "no_information_gain",
            "parse_equal", "parse_evolved", "prompt_text", "respond_messages", "response_rules",
            "sorry_short_response", "stopwords_only_response"]

@@ -10,6 +10,14 @@ The shared worker pool (`wizardlab.llm.workers.pump`) takes nodes from a bounded
 fed by a producer that streams pending nodes from the store, so memory does not grow
 with the number of seeds. A stop request (SIGTERM) stops the producer; workers finish
 the nodes in hand within a grace period, so nothing paid for is lost.
+
+A call that still fails after the client's retries is not a failed evolution: the node
+stays pending with its attempts and last error (retryable), and the next round does not
+start while a round has such nodes (`run` returns "failed_calls"); running again retries
+them, `give_up_failed_calls` turns them into `malformed` eliminations.
+
+Generation settings per stage (evolve, respond, equal) come from `wizardlab.llm.params`;
+the rules' mode (`paper` or `lenient`) from `wizardlab.evol.rules`.
 """
 
 from __future__ import annotations
@@ -20,17 +28,13 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from wizardlab import evol
-from wizardlab.llm import LLMClient, LLMError
+from wizardlab.llm import LLMClient, LLMError, params
 from wizardlab.llm.workers import pump
 
-MAX_TOKENS = {"evolve": 384, "respond": 768, "equal": 8}
-# A small base model (few-shot) rambles to the limit; shorter budgets keep CPU runs bearable.
-FEW_SHOT_MAX_TOKENS = {"evolve": 96, "respond": 192, "equal": 4}
 
-
-def token_budgets(few_shot: bool, cap: int | None) -> dict:
-    budgets = dict(FEW_SHOT_MAX_TOKENS if few_shot else MAX_TOKENS)
-    return {k: min(v, cap) for k, v in budgets.items()} if cap else budgets
+def stage_sampling(backend, overrides: dict | None = None, cap: int | None = None) -> dict[str, params.Sampling]:
+    """The settings of the three calls of an evolution for this backend (see `wizardlab.llm.params`)."""
+    return {stage: params.for_backend(stage, backend, overrides, cap) for stage in params.EVOLVE_STAGES}
 
 
 @dataclass
@@ -42,6 +46,8 @@ class Progress:
     total: int = 0
     kept: int = 0
     eliminated: int = 0
+    failed_calls: int = 0  # nodes whose call failed after all retries in this session (left retryable)
+    truncated: int = 0  # responses cut off at max_tokens in this session
     by_rule: Counter = field(default_factory=Counter)
     by_operation: dict = field(default_factory=lambda: defaultdict(Counter))
     started: float = field(default_factory=time.monotonic)
@@ -55,6 +61,7 @@ class Progress:
         s = client.stats
         d = {"phase": self.phase, "round": self.round, "rounds": self.rounds, "done": self.done,
              "total": self.total, "kept": self.kept, "eliminated": self.eliminated,
+             "failed_calls": self.failed_calls, "truncated": self.truncated,
              "by_rule": dict(self.by_rule), "by_operation": {k: dict(v) for k, v in self.by_operation.items()},
              "calls": s.calls, "cache_hits": s.cache_hits, "prompt_tokens": s.prompt_tokens,
              "completion_tokens": s.completion_tokens, "errors": s.failures, "retries": s.retries,
@@ -73,12 +80,13 @@ class NodeOutcome:
     fail_rules: list[str]
     error: str | None
     raw: dict
+    finish_reason: str | None = None  # of the response call
 
 
 class Engine:
     def __init__(self, store, writer, client: LLMClient, *, run_id: int, rounds: int, seed: int,
-                 stop_requested=lambda: False, on_node=None, temperature: float = 0.7,
-                 max_new_tokens: int | None = None):
+                 stop_requested=lambda: False, on_node=None, sampling: dict | None = None,
+                 max_new_tokens: int | None = None, rules: str = evol.PAPER):
         self.store = store
         self.writer = writer
         self.client = client
@@ -87,80 +95,82 @@ class Engine:
         self.seed = seed
         self.stop_requested = stop_requested
         self.on_node = on_node or (lambda: None)
-        self.temperature = temperature
         self.few_shot = client.backend.few_shot
-        self.max_tokens = token_budgets(self.few_shot, max_new_tokens)
+        self.sampling = stage_sampling(client.backend, sampling, max_new_tokens)
+        self.rules = evol.rules.check_mode(rules)
         self.progress = Progress(rounds=rounds)
         self.stopped = False
         self.stop_grace_s = 10.0
 
     # -- one evolution -------------------------------------------------------------
+    async def _call(self, stage: str, messages: list[dict], purpose: str, node_id: int):
+        return await self.client.complete(messages, purpose=purpose, salt=f"node:{node_id}:{stage}",
+                                          **self.sampling[stage].kwargs())
+
     async def evolve_node(self, node: dict) -> NodeOutcome:
         nid, op = node["id"], node["operation"]
         raw: dict = {}
         parent_text = evol.prompt_text(node["parent_instruction"], node["parent_input"])
 
-        def fail(rule: str, error: str, instruction: str = "", response: str | None = None) -> NodeOutcome:
-            return NodeOutcome("eliminated", instruction, response, [rule], error, raw)
+        def out(status: str, rules: list[str], error: str | None, instruction: str = "", response=None, finish=None):
+            return NodeOutcome(status, instruction, response, rules, error, raw, finish)
 
         try:
-            res = await self.client.complete(
-                evol.evolve_messages(op, node["parent_instruction"], node["parent_input"], self.few_shot),
-                purpose=f"evolve:{op}", max_tokens=self.max_tokens["evolve"], temperature=self.temperature,
-                salt=f"node:{nid}:evolve")
+            res = await self._call("evolve", evol.evolve_messages(
+                op, node["parent_instruction"], node["parent_input"], self.few_shot), f"evolve:{op}", nid)
         except LLMError as exc:
-            return fail("malformed", f"evolve call failed: {exc}")
+            return out("failed_call", [], f"evolve call failed: {exc}")
         raw["evolve"] = res.text
         try:
             instruction = evol.parse_evolved(res.text)
         except evol.MalformedOutput as exc:
-            return fail("malformed", str(exc))
-        if verdict := evol.copied_prompt_words(instruction):
-            return fail(verdict.rule, verdict.reason, instruction)
-
+            return out("eliminated", ["malformed"], str(exc))
+        if verdict := evol.evolved_prompt_rules(res.text, instruction, self.rules):
+            return out("eliminated", [verdict.rule], verdict.reason, instruction)
         try:
-            res = await self.client.complete(
-                evol.respond_messages(instruction, "", self.few_shot), purpose="respond",
-                max_tokens=self.max_tokens["respond"], temperature=self.temperature, salt=f"node:{nid}:respond")
+            res = await self._call("respond", evol.respond_messages(instruction, "", self.few_shot), "respond", nid)
         except LLMError as exc:
-            return fail("malformed", f"response call failed: {exc}", instruction)
-        response = raw["respond"] = res.text.strip()
-        verdicts = evol.response_rules(response)
-        if verdicts:
-            return NodeOutcome("eliminated", instruction, response, [v.rule for v in verdicts],
-                               "; ".join(v.reason for v in verdicts), raw)
-
+            return out("failed_call", [], f"response call failed: {exc}", instruction)
+        response, finish = res.text.strip(), res.finish_reason
+        raw["respond"] = response
+        if verdicts := evol.response_rules(response, self.rules):
+            return out("eliminated", [v.rule for v in verdicts], "; ".join(v.reason for v in verdicts),
+                       instruction, response, finish)
         try:
-            res = await self.client.complete(
-                evol.equal_messages(parent_text, instruction, self.few_shot), purpose="equal",
-                max_tokens=self.max_tokens["equal"], temperature=0.0, salt=f"node:{nid}:equal")
+            res = await self._call("equal", evol.equal_messages(parent_text, instruction, self.few_shot), "equal", nid)
         except LLMError as exc:
-            return fail("malformed", f"equality call failed: {exc}", instruction, response)
+            return out("failed_call", [], f"equality call failed: {exc}", instruction, response, finish)
         raw["equal"] = res.text
         try:
             verdict = evol.no_information_gain(res.text)
         except evol.UnparsableJudgement as exc:
-            return fail("malformed", f"equality judgement unparsable: {exc}", instruction, response)
+            return out("eliminated", ["malformed"], f"equality judgement unparsable: {exc}", instruction, response,
+                       finish)
         if verdict:
-            return NodeOutcome("eliminated", instruction, response, [verdict.rule], verdict.reason, raw)
-        return NodeOutcome("kept", instruction, response, [], None, raw)
+            return out("eliminated", [verdict.rule], verdict.reason, instruction, response, finish)
+        return out("kept", [], None, instruction, response, finish)
 
     async def respond_seed(self, node: dict) -> None:
         try:
-            res = await self.client.complete(
-                evol.respond_messages(node["instruction"], node["input"], self.few_shot), purpose="respond:seed",
-                max_tokens=self.max_tokens["respond"], temperature=self.temperature, salt=f"node:{node['id']}:respond")
-            response, error = res.text.strip(), None
+            res = await self._call("respond", evol.respond_messages(node["instruction"], node["input"], self.few_shot),
+                                   "respond:seed", node["id"])
+            response, error, finish = res.text.strip(), None, res.finish_reason
         except LLMError as exc:
-            response, error = None, f"response call failed: {exc}"
-        self.writer.submit(lambda conn: self.store.write_seed_response(conn, node["id"], response, error))
+            response, error, finish = None, f"response call failed: {exc}", None
+        self.writer.submit(lambda conn: self.store.write_seed_response(conn, node["id"], response, error, finish))
 
     def _record(self, node: dict, outcome: NodeOutcome) -> None:
-        self.writer.submit(lambda conn: self.store.write_node_result(
-            conn, node["id"], status=outcome.status, instruction=outcome.instruction, response=outcome.response,
-            fail_rules=outcome.fail_rules, error=outcome.error, raw=outcome.raw))
         p = self.progress
         p.done += 1
+        if outcome.status == "failed_call":
+            self.writer.submit(lambda conn: self.store.write_call_failure(conn, node["id"], outcome.error, outcome.raw))
+            p.failed_calls += 1
+            p.by_operation[node["operation"]]["failed_call"] += 1
+            return
+        self.writer.submit(lambda conn: self.store.write_node_result(
+            conn, node["id"], status=outcome.status, instruction=outcome.instruction, response=outcome.response,
+            fail_rules=outcome.fail_rules, error=outcome.error, raw=outcome.raw, finish_reason=outcome.finish_reason))
+        p.truncated += outcome.finish_reason == "length"
         if outcome.status == "kept":
             p.kept += 1
         else:
@@ -185,7 +195,8 @@ class Engine:
         self.progress.done += 1
 
     async def run(self) -> str:
-        """Run or resume; returns 'done' or 'cancelled'."""
+        """Run or resume; returns 'done', 'cancelled', or 'failed_calls' (a round ended with nodes whose
+        call failed after all retries: the next round waits until they are retried or given up)."""
         p = self.progress
         missing = self.store.count_seeds_without_response(self.run_id)
         if missing:
@@ -205,5 +216,11 @@ class Engine:
             self.writer.flush()
             if self.stopped:
                 return "cancelled"
+            if self.store.count_failed_calls(self.run_id, r):
+                p.phase = "failed calls"
+                return "failed_calls"
+        if self.store.count_failed_calls(self.run_id, 0):  # seeds still without their response
+            p.phase = "failed calls"
+            return "failed_calls"
         p.phase = "done"
         return "done"

@@ -9,6 +9,12 @@ recognised (`is_finished`), and asking for more rounds extends it.
 (the run is marked running with this process, its end state recorded once), with an
 optional tqdm bar. The command line (`pipeline.evolve`) and the Evolve tab both call
 this module; neither holds run logic of its own.
+
+The run config keeps the user's generation settings (`sampling`, per stage, see
+`wizardlab.llm.params`), the rules' mode (`rules`) and, once started, the settings
+actually used (`sampling_used`). A run that ends with retryable failed calls ends
+`failed` with a reason that says so (`failed_calls_message`); running it again retries
+them, `give_up_failed` turns them into `malformed` eliminations.
 """
 
 from __future__ import annotations
@@ -24,10 +30,11 @@ from tqdm import tqdm
 
 from wizardlab.config import EMBEDDED_MODEL, Settings
 from wizardlab.errors import UserError
+from wizardlab.evol import rules as evol_rules
 from wizardlab.evol.engine import Engine
 from wizardlab.evol.seeds import iter_seeds
 from wizardlab.jobs import StopFlag, job_run
-from wizardlab.llm import LLMClient, make_backend
+from wizardlab.llm import LLMClient, make_backend, params
 from wizardlab.store import BatchWriter, Store
 from wizardlab.store.runs import write_progress
 
@@ -46,14 +53,22 @@ def _llm_key(settings: Settings) -> str:
 
 
 def prepare_run(store: Store, settings: Settings, seeds_path: str, *, rounds: int = 4, seed: int = 0,
-                limit: int | None = None, created_by: str | None = None) -> int:
-    """Find the same run or create one, importing its seeds in one transaction."""
+                limit: int | None = None, created_by: str | None = None, sampling: dict | None = None,
+                rules: str = evol_rules.PAPER) -> int:
+    """Find the same run or create one, importing its seeds in one transaction. Non-default
+    generation settings or rules make it another run (the default key is the one of earlier versions)."""
+    sampling = params.check_overrides(sampling)
+    if rules not in evol_rules.RULE_MODES:
+        raise UserError(f"--rules must be one of {', '.join(evol_rules.RULE_MODES)}, got {rules!r}")
     if rounds < 1:
         raise UserError(f"--rounds must be at least 1, got {rounds}")
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}")
     digest, n_seeds = _seeds_digest(iter_seeds(seeds_path, limit=limit))
-    key = hashlib.sha256(json.dumps([digest, _llm_key(settings), seed, limit]).encode()).hexdigest()
+    identity = [digest, _llm_key(settings), seed, limit]
+    if sampling or rules != evol_rules.PAPER:
+        identity += [sampling, rules]
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     existing = store.find_run("evolve", key)
     if existing is not None:
         extend_rounds(store, existing, rounds)
@@ -62,7 +77,7 @@ def prepare_run(store: Store, settings: Settings, seeds_path: str, *, rounds: in
               "seed": seed, "limit": limit, "base_url": settings.base_url, "model": settings.model,
               "concurrency": settings.concurrency, "request_timeout": settings.request_timeout,
               "max_retries": settings.max_retries, "max_new_tokens": settings.max_new_tokens,
-              "llm": settings.llm_label}
+              "llm": settings.llm_label, "sampling": sampling, "rules": rules}
     name = f"{os.path.basename(str(seeds_path))} x{rounds}"
     with store.tx():
         run_id = store.create_run("evolve", config, name=name, config_key=key, created_by=created_by)
@@ -110,7 +125,10 @@ def run_evolution(store: Store, run_id: int, base: Settings, *, show_progress: b
     session: dict = {}
     with job_run(store, run_id, stop=stop) as job:
         status, session = asyncio.run(_drive(store, run, settings, show_progress, job.stop))
-        job.status = status
+        if status == "failed_calls":
+            job.fail(failed_calls_message(store, run_id))
+        else:
+            job.status = status
     return summary(store, run_id, wall_s=time.monotonic() - started, session=session,
                    status=store.get_run(run_id)["status"])
 
@@ -121,9 +139,13 @@ async def _drive(store: Store, run: dict, settings: Settings, show_progress: boo
     client = LLMClient(backend, store=store, writer=writer, run_id=run["id"], concurrency=settings.concurrency,
                        timeout=settings.request_timeout, max_retries=settings.max_retries)
     bar = tqdm(total=0, unit="node", disable=not show_progress, dynamic_ncols=True, file=sys.stderr)
-    engine = Engine(store, writer, client, run_id=run["id"], rounds=run["config"]["rounds"],
-                    seed=run["config"]["seed"], stop_requested=lambda: stop.stop,
-                    max_new_tokens=settings.max_new_tokens)
+    cfg = run["config"]
+    engine = Engine(store, writer, client, run_id=run["id"], rounds=cfg["rounds"], seed=cfg["seed"],
+                    stop_requested=lambda: stop.stop, sampling=cfg.get("sampling"),
+                    max_new_tokens=settings.max_new_tokens, rules=cfg.get("rules") or evol_rules.PAPER)
+    used = {stage: s.kwargs() for stage, s in engine.sampling.items()}
+    if cfg.get("sampling_used") != used:
+        store.update_run(run["id"], config={**cfg, "sampling_used": used})
     engine.on_node = _progress_reporter(engine, client, writer, bar, run["id"])
     engine.stop_grace_s = settings.stop_grace_s
     try:
@@ -160,6 +182,19 @@ def _progress_reporter(engine: Engine, client: LLMClient, writer: BatchWriter, b
     return on_node
 
 
+def failed_calls_message(store: Store, run_id: int) -> str:
+    n = store.count_failed_calls(run_id)
+    return (f"{n} node(s) have LLM calls that failed after all retries (retryable, nothing eliminated): "
+            f"run evolve on run {run_id} again to retry them, or give up on them (they become malformed)")
+
+
+def give_up_failed(store: Store, run_id: int, user: str | None = None) -> int:
+    """Give up on the run's retryable nodes: they become `malformed` eliminations with the reason
+    (a seed whose response kept failing gets an empty one: never exported); returns how many."""
+    evolve_run(store, run_id)
+    return store.give_up_failed_calls(run_id, user)
+
+
 def summary(store: Store, run_id: int, *, wall_s: float, session: dict, status: str) -> dict:
     """Counts per round, rule and operation (the store's one query for each, effective status)."""
     statuses = ("seed", "kept", "eliminated", "pending")
@@ -167,6 +202,7 @@ def summary(store: Store, run_id: int, *, wall_s: float, session: dict, status: 
     rules = {r["rule"]: r["n"] for r in store.counts_by_rule(run_id)}
     ops = {r["operation"]: {k: r[k] for k in statuses[1:] if r[k]} for r in store.counts_by_operation(run_id)}
     return {"run_id": run_id, "status": status, "by_round": by_round, "eliminated_by_rule": rules,
+            "failed_calls": store.count_failed_calls(run_id),
             "by_operation": ops, "calls_total": store.call_stats(run_id), "session": session, "wall_s": wall_s}
 
 
@@ -176,6 +212,8 @@ def format_summary(s: dict) -> str:
         lines.append(f"  round {rnd}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if s["eliminated_by_rule"]:
         lines.append("  eliminated by rule: " + ", ".join(f"{k} {v}" for k, v in sorted(s["eliminated_by_rule"].items())))
+    if s.get("failed_calls"):
+        lines.append(f"  failed calls (retryable, not eliminated): {s['failed_calls']} node(s)")
     for op, counts in sorted(s["by_operation"].items()):
         lines.append(f"  {op:<20} kept {counts.get('kept', 0):>5}  eliminated {counts.get('eliminated', 0):>5}"
                      + (f"  pending {counts['pending']}" if counts.get("pending") else ""))
@@ -189,11 +227,13 @@ def format_summary(s: dict) -> str:
 
 
 def start_batch(store: Store, settings: Settings, seeds_path: str, *, rounds: int, seed: int, limit: int | None,
-                created_by: str | None, log_dir) -> tuple[int, str]:
+                created_by: str | None, log_dir, sampling: dict | None = None,
+                rules: str = evol_rules.PAPER) -> tuple[int, str]:
     """Create (or find) the run and start it as a background job; returns (run id, what happened)."""
     from wizardlab import jobs
 
-    run_id = prepare_run(store, settings, seeds_path, rounds=rounds, seed=seed, limit=limit, created_by=created_by)
+    run_id = prepare_run(store, settings, seeds_path, rounds=rounds, seed=seed, limit=limit, created_by=created_by,
+                         sampling=sampling, rules=rules)
     jobs.refresh(store)
     run = store.get_run(run_id)
     if jobs.is_live(run):

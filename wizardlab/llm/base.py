@@ -17,6 +17,7 @@ class Completion:
     text: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    finish_reason: str | None = None  # "stop", "length" (hit max_tokens: the answer is cut off) ...
 
 
 class TransientError(Exception):
@@ -40,8 +41,9 @@ class Backend(Protocol):
     model: str  # the model name shown to users
     few_shot: bool  # a base model: tasks add worked examples; messages are rendered as plain text
     max_concurrency: int | None  # the backend's own cap (an in-process model: 1)
+    in_process: bool  # runs in this process (short default budgets, see wizardlab.llm.params)
 
     async def chat(self, messages: list[dict], *, max_tokens: int, temperature: float,
-                   stop: list[str] | None, timeout: float) -> Completion: ...
+                   stop: list[str] | None, timeout: float, top_p: float | None = None) -> Completion: ...
 
     async def aclose(self) -> None: ...

@@ -28,6 +28,12 @@ class Result:
     completion_tokens: int
     latency_ms: float
     attempts: int
+    finish_reason: str | None = None
+
+    @property
+    def truncated(self) -> bool:
+        """The answer hit max_tokens and is cut off."""
+        return self.finish_reason == "length"
 
 
 @dataclass
@@ -48,9 +54,10 @@ class Accounting:
 
 
 def request_key(identity: str, messages: list[dict], max_tokens: int, temperature: float,
-                stop: list[str] | None, salt: str | None) -> str:
-    payload = json.dumps([identity, messages, max_tokens, temperature, stop or [], salt or ""],
-                         ensure_ascii=False, separators=(",", ":"))
+                stop: list[str] | None, salt: str | None, top_p: float | None = None) -> str:
+    """Without top_p the key is the one earlier versions computed, so their caches still hit."""
+    parts = [identity, messages, max_tokens, temperature, stop or [], salt or ""]
+    payload = json.dumps(parts + ([top_p] if top_p is not None else []), ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -79,16 +86,18 @@ class LLMClient:
         return self._sem
 
     async def complete(self, messages: list[dict], *, purpose: str = "", max_tokens: int = 512,
-                       temperature: float = 0.7, stop: list[str] | None = None, salt: str | None = None) -> Result:
-        key = request_key(self.backend.identity, messages, max_tokens, temperature, stop, salt)
+                       temperature: float = 0.7, top_p: float | None = None, stop: list[str] | None = None,
+                       salt: str | None = None) -> Result:
+        key = request_key(self.backend.identity, messages, max_tokens, temperature, stop, salt, top_p)
         if self.store is not None:
             hit = self.store.cache_get(key)
             if hit is not None:
                 self.stats.cache_hits += 1
                 return Result(hit["completion"], True, hit["prompt_tokens"], hit["completion_tokens"],
-                              hit["latency_ms"], 0)
+                              hit["latency_ms"], 0, hit.get("finish_reason"))
         async with self.semaphore:
-            completion, latency_ms, attempts = await self._call_with_retries(messages, max_tokens, temperature, stop)
+            completion, latency_ms, attempts = await self._call_with_retries(messages, max_tokens, temperature, stop,
+                                                                             top_p)
         self.stats.calls += 1
         self.stats.prompt_tokens += completion.prompt_tokens
         self.stats.completion_tokens += completion.completion_tokens
@@ -97,7 +106,8 @@ class LLMClient:
             row = {"key": key, "run_id": self.run_id, "backend": self.backend.identity, "model": self.backend.model,
                    "purpose": purpose,
                    "request": json.dumps({"messages": messages, "max_tokens": max_tokens, "temperature": temperature,
-                                          "stop": stop, "salt": salt}, ensure_ascii=False),
+                                          "top_p": top_p, "stop": stop, "salt": salt}, ensure_ascii=False),
+                   "finish_reason": completion.finish_reason,
                    "completion": completion.text, "prompt_tokens": completion.prompt_tokens,
                    "completion_tokens": completion.completion_tokens, "latency_ms": latency_ms, "attempts": attempts}
             if self.writer is not None:
@@ -106,9 +116,10 @@ class LLMClient:
                 with self.store.tx() as conn:
                     self.store.cache_put(conn, row)
         return Result(completion.text, False, completion.prompt_tokens, completion.completion_tokens,
-                      latency_ms, attempts)
+                      latency_ms, attempts, completion.finish_reason)
 
-    async def _call_with_retries(self, messages, max_tokens, temperature, stop):
+    async def _call_with_retries(self, messages, max_tokens, temperature, stop, top_p=None):
+        extra = {"top_p": top_p} if top_p is not None else {}
         attempt = 0
         while True:
             attempt += 1
@@ -116,7 +127,7 @@ class LLMClient:
             try:
                 completion = await asyncio.wait_for(
                     self.backend.chat(messages, max_tokens=max_tokens, temperature=temperature, stop=stop,
-                                      timeout=self.timeout),
+                                      timeout=self.timeout, **extra),
                     timeout=self.timeout + 5)
                 return completion, (time.perf_counter() - start) * 1000, attempt
             except (TransientError, asyncio.TimeoutError) as exc:

@@ -72,7 +72,13 @@ class _Request:
     temperature: float
     stops: list[str]
     deadline: float
+    top_p: float | None = None
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+
+    @property
+    def sampling(self) -> tuple:
+        """Requests batch together only with the same sampling settings."""
+        return self.temperature, self.top_p
 
 
 class _Rows:
@@ -104,19 +110,24 @@ class _Rows:
         return keep
 
 
-def _next_tokens(logits, temperature: float, top_k: int = 50):
-    """Greedy at temperature 0, else sampling among the `top_k` likeliest (generate()'s default top_k)."""
+def _next_tokens(logits, temperature: float, top_p: float | None = None, top_k: int = 50):
+    """Greedy at temperature 0, else sampling among the `top_k` likeliest (generate()'s default top_k),
+    cut to the smallest set holding `top_p` of the probability when given (nucleus sampling)."""
     import torch
 
     if temperature <= 0:
         return logits.argmax(-1)
     values, indices = torch.topk(logits.float() / temperature, min(top_k, logits.shape[-1]), dim=-1)
-    choice = torch.multinomial(torch.softmax(values, dim=-1), 1)
+    probs = torch.softmax(values, dim=-1)  # sorted, highest first
+    if top_p is not None and top_p < 1:
+        outside = probs.cumsum(-1) - probs >= top_p  # the mass before a token already reaches top_p
+        probs = probs.masked_fill(outside, 0.0)
+    choice = torch.multinomial(probs, 1)
     return indices.gather(-1, choice).squeeze(-1)
 
 
 def decode_batch(model, prompts: list[list[int]], rows: _Rows, pad_id: int, temperature: float,
-                 deadline: float) -> None:
+                 deadline: float, top_p: float | None = None) -> None:
     """Generate for left-padded `prompts` together with one KV cache, dropping each row from the batch
     (and its cache) as soon as it is done, so a finished sequence costs nothing more; stops at `deadline`."""
     import torch
@@ -131,7 +142,7 @@ def decode_batch(model, prompts: list[list[int]], rows: _Rows, pad_id: int, temp
         while True:
             out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
                         use_cache=True, logits_to_keep=1)
-            next_ids = _next_tokens(out.logits[:, -1], temperature)
+            next_ids = _next_tokens(out.logits[:, -1], temperature, top_p)
             keep = rows.add(next_ids.tolist())
             if not keep or time.monotonic() >= deadline:
                 return
@@ -146,6 +157,8 @@ def decode_batch(model, prompts: list[list[int]], rows: _Rows, pad_id: int, temp
 
 class LocalBackend:
     """A transformers causal LM running in this process, generating in batches."""
+
+    in_process = True
 
     def __init__(self, model_dir: str | Path, *, cache_dir: str | Path | None = None, batch_size: int = 16,
                  batch_wait_s: float = 0.005):
@@ -221,8 +234,8 @@ class LocalBackend:
             raise PermanentError(f"model {self.model_dir}: {_one_line(exc)}") from exc
 
     # -- generation ------------------------------------------------------------
-    async def chat(self, messages, *, max_tokens, temperature, stop, timeout) -> Completion:
-        request = _Request(messages, max_tokens, temperature, list(stop or []), time.monotonic() + timeout)
+    async def chat(self, messages, *, max_tokens, temperature, stop, timeout, top_p=None) -> Completion:
+        request = _Request(messages, max_tokens, temperature, list(stop or []), time.monotonic() + timeout, top_p)
         with self._load_lock:
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._serve, name=f"generate {self.model}", daemon=True)
@@ -242,11 +255,11 @@ class LocalBackend:
                 self._answer(live)
 
     def _gather(self, first: _Request) -> list[_Request]:
-        """`first` and the requests with its temperature that wait now or arrive within batch_wait_s."""
+        """`first` and the requests with its sampling settings that wait now or arrive within batch_wait_s."""
         batch, kept = [first], collections.deque()
         while self._backlog and len(batch) < self.batch_size:
             r = self._backlog.popleft()
-            (batch if r.temperature == first.temperature else kept).append(r)
+            (batch if r.sampling == first.sampling else kept).append(r)
         self._backlog.extendleft(reversed(kept))
         until = time.monotonic() + self.batch_wait_s
         while len(batch) < self.batch_size:
@@ -257,7 +270,7 @@ class LocalBackend:
             if r is None:  # closing: answer this batch first
                 self._queue.put(None)
                 break
-            (batch if r.temperature == first.temperature else self._backlog).append(r)
+            (batch if r.sampling == first.sampling else self._backlog).append(r)
         return batch
 
     def _answer(self, batch: list[_Request]) -> None:
@@ -290,15 +303,17 @@ class LocalBackend:
         pad = _pad_id(tokenizer)
         try:
             decode_batch(model, prompts, rows, pad if pad is not None else 0, batch[0].temperature,
-                         min(r.deadline for r in batch))
+                         min(r.deadline for r in batch), batch[0].top_p)
         except (RuntimeError, ValueError) as exc:
             raise PermanentError(f"local model {self.model}: generation failed: {_one_line(exc)}") from exc
         self.generations += len(batch)
         self.batches.append(len(batch))
         completions = []
-        for prompt, ids, row_stops in zip(prompts, rows.tokens, stops):
-            text, _ = cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), row_stops)
-            completions.append(Completion(text.strip() if few_shot else text, len(prompt), len(ids)))
+        for prompt, ids, row_stops, r in zip(prompts, rows.tokens, stops, batch):
+            text, stopped = cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), row_stops)
+            cut_off = len(ids) >= r.max_tokens and not stopped and not (ids and ids[-1] in rows.eos_ids)
+            completions.append(Completion(text.strip() if few_shot else text, len(prompt), len(ids),
+                                          "length" if cut_off else "stop"))
         return completions
 
     async def aclose(self) -> None:

@@ -19,6 +19,7 @@ from wizardlab.llm.base import Completion, PermanentError, TransientError
 class OpenAIBackend:
     few_shot = False
     max_concurrency = None
+    in_process = False
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, max_connections: int = 256):
         self.model = model
@@ -28,9 +29,11 @@ class OpenAIBackend:
         self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=api_key or "not-needed", max_retries=0,
                                           http_client=openai.DefaultAsyncHttpxClient(limits=limits))
 
-    async def chat(self, messages, *, max_tokens, temperature, stop, timeout) -> Completion:
+    async def chat(self, messages, *, max_tokens, temperature, stop, timeout, top_p=None) -> Completion:
+        extra = {"top_p": top_p} if top_p is not None else {}
         try:
-            body = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature}
+            body = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature,
+                    **extra}
             if stop:
                 body["stop"] = stop
             raw = await self._client.post("/chat/completions", body=body, cast_to=httpx.Response,
@@ -59,7 +62,9 @@ class OpenAIBackend:
         if not isinstance(text, str):
             text = "" if text is None else str(text)
         usage = resp.get("usage") if isinstance(resp.get("usage"), dict) else {}
-        return Completion(text, usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+        finish = resp["choices"][0].get("finish_reason")
+        return Completion(text, usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0,
+                          finish if isinstance(finish, str) else None)
 
     async def aclose(self) -> None:
         await self._client.close()

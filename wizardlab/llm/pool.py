@@ -80,6 +80,7 @@ class PoolBackend:
 
     few_shot = False
     max_concurrency = None
+    in_process = False
 
     def __init__(self, endpoints: list[Endpoint], api_key: str | None = None, *, burst: int = 3,
                  backoff_s: float = 1.0, backoff_max_s: float = 60.0, clock=time.monotonic):
@@ -103,7 +104,8 @@ class PoolBackend:
             return min(healthy, key=_Member.load)
         return min(candidates, key=lambda m: m.down_until)
 
-    async def chat(self, messages, *, max_tokens, temperature, stop, timeout) -> Completion:
+    async def chat(self, messages, *, max_tokens, temperature, stop, timeout, top_p=None) -> Completion:
+        extra = {"top_p": top_p} if top_p is not None else {}
         tried: set[int] = set()
         last_error: TransientError | None = None
         while True:
@@ -115,7 +117,7 @@ class PoolBackend:
             start = self._clock()
             try:
                 completion = await member.backend.chat(messages, max_tokens=max_tokens, temperature=temperature,
-                                                       stop=stop, timeout=timeout)
+                                                       stop=stop, timeout=timeout, **extra)
             except TransientError as exc:
                 member.errors += 1
                 if not self._failed(member, str(exc)):

@@ -8,12 +8,14 @@ from wizardlab.store.base import BatchWriter, StoreBase, now_iso
 from wizardlab.store.analysis import AnalysisQueries
 from wizardlab.store.evaluation import EvalQueries
 from wizardlab.store.evol import EvolQueries
+from wizardlab.store.experiments import ExperimentQueries
 from wizardlab.store.lineage import LineageQueries
 from wizardlab.store.runs import RunQueries
 from wizardlab.store.users import UserQueries
 
 
-class Store(StoreBase, RunQueries, EvolQueries, LineageQueries, AnalysisQueries, UserQueries, EvalQueries):
+class Store(StoreBase, RunQueries, EvolQueries, LineageQueries, AnalysisQueries, UserQueries, EvalQueries,
+            ExperimentQueries):
     """Open (and migrate) the database at `path`."""
 
 

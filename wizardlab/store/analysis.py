@@ -114,20 +114,26 @@ class AnalysisQueries:
                       sum(difficulty IS NULL AND json_extract(raw, '$.difficulty_raw') IS NULL) AS unscored
                FROM nodes_effective WHERE run_id = ? AND effective_status != 'pending'""", (run_id,))
 
-    def difficulty_histogram(self, run_id: int) -> list[dict]:
-        """(round, difficulty rounded to an integer, n) over scored nodes."""
+    @staticmethod
+    def _data_cond(data_only: bool) -> str:
+        return "effective_status IN ('seed', 'kept')" if data_only else "effective_status != 'pending'"
+
+    def difficulty_histogram(self, run_id: int, *, data_only: bool = True) -> list[dict]:
+        """(round, difficulty rounded to an integer, n) over scored nodes of the data set
+        (seeds + kept, effective status), or every finished node."""
         return self.query(
             "SELECT round, CAST(round(difficulty) AS INTEGER) AS difficulty, count(*) AS n FROM nodes_effective "
-            "WHERE run_id = ? AND difficulty IS NOT NULL GROUP BY round, 2 ORDER BY round, 2", (run_id,))
+            f"WHERE run_id = ? AND difficulty IS NOT NULL AND {self._data_cond(data_only)} "
+            "GROUP BY round, 2 ORDER BY round, 2", (run_id,))
 
-    def difficulty_by_round(self, run_id: int) -> list[dict]:
+    def difficulty_by_round(self, run_id: int, *, data_only: bool = True) -> list[dict]:
         return self.query(
             "SELECT round, count(difficulty) AS scored, avg(difficulty) AS mean, min(difficulty) AS min, "
-            "max(difficulty) AS max FROM nodes_effective WHERE run_id = ? AND effective_status != 'pending' "
+            f"max(difficulty) AS max FROM nodes_effective WHERE run_id = ? AND {self._data_cond(data_only)} "
             "GROUP BY round ORDER BY round", (run_id,))
 
     # -- texts for maps -------------------------------------------------------------------
-    def map_nodes(self, run_id: int, *, data_only: bool = False) -> list[dict]:
+    def map_nodes(self, run_id: int, *, data_only: bool = True) -> list[dict]:
         """Finished nodes of a run with what a diversity map colours by."""
         cond = "effective_status IN ('seed', 'kept')" if data_only else "effective_status != 'pending'"
         return self.query(

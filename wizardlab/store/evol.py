@@ -106,17 +106,55 @@ class EvolQueries:
 
     @staticmethod
     def write_node_result(conn: sqlite3.Connection, node_id: int, *, status: str, instruction: str,
-                          response: str | None, fail_rules: list[str], error: str | None, raw: dict) -> None:
+                          response: str | None, fail_rules: list[str], error: str | None, raw: dict,
+                          finish_reason: str | None = None) -> None:
         conn.execute(
             "UPDATE nodes SET status = ?, instruction = ?, response = ?, fail_rules = ?, error = ?, raw = ?, "
-            "updated_at = ? WHERE id = ?",
-            (status, instruction, response, dumps(fail_rules), error, dumps(raw), now_iso(), node_id),
+            "finish_reason = ?, updated_at = ? WHERE id = ?",
+            (status, instruction, response, dumps(fail_rules), error, dumps(raw), finish_reason, now_iso(), node_id),
         )
 
     @staticmethod
-    def write_seed_response(conn: sqlite3.Connection, node_id: int, response: str | None, error: str | None) -> None:
-        conn.execute("UPDATE nodes SET response = ?, error = ?, updated_at = ? WHERE id = ?",
-                     (response, error, now_iso(), node_id))
+    def write_seed_response(conn: sqlite3.Connection, node_id: int, response: str | None, error: str | None,
+                            finish_reason: str | None = None) -> None:
+        failed = 1 if response is None else 0
+        conn.execute("UPDATE nodes SET response = ?, error = ?, finish_reason = ?, attempts = attempts + ?, "
+                     "last_error = coalesce(?, last_error), updated_at = ? WHERE id = ?",
+                     (response, error, finish_reason, failed, error, now_iso(), node_id))
+
+    # -- failed calls (retryable) ----------------------------------------------------
+    @staticmethod
+    def write_call_failure(conn: sqlite3.Connection, node_id: int, error: str, raw: dict) -> None:
+        """A call failed after all retries: the node stays pending (retryable), its attempts and error kept."""
+        conn.execute("UPDATE nodes SET attempts = attempts + 1, last_error = ?, raw = ?, updated_at = ? "
+                     "WHERE id = ? AND status = 'pending'", (error, dumps(raw), now_iso(), node_id))
+
+    _FAILED = "attempts > 0 AND (status = 'pending' OR (round = 0 AND response IS NULL))"
+
+    def count_failed_calls(self, run_id: int, round_: int | None = None) -> int:
+        """Nodes left retryable by a failed call (a seed without its response counts too)."""
+        sql, args = f"SELECT count(*) FROM nodes WHERE run_id = ? AND {self._FAILED}", [run_id]
+        if round_ is not None:
+            sql, args = sql + " AND round = ?", args + [round_]
+        return self.scalar(sql, tuple(args))
+
+    def failed_calls(self, run_id: int, limit: int = 20) -> list[dict]:
+        return self.query(f"SELECT id, round, operation, attempts, last_error, updated_at FROM nodes "
+                          f"WHERE run_id = ? AND {self._FAILED} ORDER BY round, id LIMIT ?", (run_id, limit))
+
+    def give_up_failed_calls(self, run_id: int, user: str | None = None) -> int:
+        """Turn the run's retryable evolved nodes into `malformed` eliminations, with the reason; a seed
+        whose response kept failing gets an empty one (never exported, never asked again)."""
+        reason = "'gave up' || ? || ' after ' || attempts || ' failed attempts: ' || coalesce(last_error, '')"
+        args = (f" by {user}" if user else "", now_iso(), run_id)
+        with self.tx() as conn:
+            cur = conn.execute(
+                f"UPDATE nodes SET status = 'eliminated', fail_rules = '[\"malformed\"]', error = {reason}, "
+                "updated_at = ? WHERE run_id = ? AND round > 0 AND status = 'pending' AND attempts > 0", args)
+            seeds = conn.execute(
+                f"UPDATE nodes SET response = '', error = {reason}, updated_at = ? "
+                "WHERE run_id = ? AND round = 0 AND response IS NULL AND attempts > 0", args)
+            return cur.rowcount + seeds.rowcount
 
     def get_node(self, node_id: int) -> dict | None:
         row = self.query_one("SELECT * FROM nodes_effective WHERE id = ?", (node_id,))
@@ -124,17 +162,17 @@ class EvolQueries:
 
     # -- LLM-call cache --------------------------------------------------------------
     def cache_get(self, key: str) -> dict | None:
-        return self.query_one("SELECT completion, prompt_tokens, completion_tokens, latency_ms FROM llm_calls "
-                              "WHERE key = ?", (key,))
+        return self.query_one("SELECT completion, prompt_tokens, completion_tokens, latency_ms, finish_reason "
+                              "FROM llm_calls WHERE key = ?", (key,))
 
     @staticmethod
     def cache_put(conn: sqlite3.Connection, row: dict) -> None:
         conn.execute(
             "INSERT OR IGNORE INTO llm_calls (key, run_id, backend, model, purpose, request, completion, "
-            "prompt_tokens, completion_tokens, latency_ms, attempts) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "prompt_tokens, completion_tokens, latency_ms, attempts, finish_reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (row["key"], row.get("run_id"), row["backend"], row["model"], row.get("purpose"), row["request"],
              row["completion"], row.get("prompt_tokens", 0), row.get("completion_tokens", 0),
-             row.get("latency_ms", 0.0), row.get("attempts", 1)),
+             row.get("latency_ms", 0.0), row.get("attempts", 1), row.get("finish_reason")),
         )
 
     def call_stats(self, run_id: int) -> dict:
@@ -184,6 +222,22 @@ class EvolQueries:
                 return
             yield from (_decode_node(r) for r in rows)
             last = rows[-1]["id"]
+
+
+    def training_ids(self, run_id: int, *, drop_truncated: bool = False) -> list[tuple[int, int]]:
+        """(id, round) of every exportable training node (seed or kept, with a response), in id order."""
+        cut = "AND coalesce(finish_reason, '') != 'length'" if drop_truncated else ""
+        return [(r["id"], r["round"]) for r in self.query(
+            f"SELECT id, round FROM nodes_effective WHERE run_id = ? AND effective_status IN ('seed', 'kept') "
+            f"AND response IS NOT NULL AND trim(response) != '' {cut} ORDER BY id", (run_id,))]
+
+    def iter_nodes_by_ids(self, ids: list[int], chunk: int = 500) -> Iterator[dict]:
+        """The nodes (effective status) with these ids, in the order given."""
+        for start in range(0, len(ids), chunk):
+            part = ids[start:start + chunk]
+            rows = {r["id"]: r for r in self.query(
+                f"SELECT * FROM nodes_effective WHERE id IN ({','.join('?' * len(part))})", tuple(part))}
+            yield from (_decode_node(rows[i]) for i in part if i in rows)
 
 
 def _decode_node(row: dict) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-FILTER_KEYS = ("text", "round", "operation", "status", "rule")
+FILTER_KEYS = ("text", "round", "operation", "status", "rule", "truncated")
 
 
 def _like(text: str) -> str:
@@ -38,6 +38,8 @@ def _where(run_id: int | None, filters: dict) -> tuple[str, list]:
     if filters.get("rule"):
         conds.append("EXISTS (SELECT 1 FROM json_each(e.fail_rules) r WHERE r.value = ?)")
         params.append(filters["rule"])
+    if filters.get("truncated"):
+        conds.append("e.finish_reason = 'length'")
     return " AND ".join(conds), params
 
 

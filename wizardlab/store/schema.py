@@ -221,4 +221,83 @@ def m004_job_process(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = [m001_core, m002_users, m003_evaluation, m004_job_process]
+def m005_call_outcomes(conn: sqlite3.Connection) -> None:
+    """Why an answer ended (finish_reason "length" = cut off at max_tokens) for cached calls and for
+    a node's response; and failed calls kept retryable: a node whose call failed after all retries
+    stays pending with its attempts and last error (`evolve` retries it; giving up makes it malformed)."""
+    conn.executescript(
+        """
+        ALTER TABLE llm_calls ADD COLUMN finish_reason TEXT;
+        ALTER TABLE nodes ADD COLUMN finish_reason TEXT;
+        ALTER TABLE nodes ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE nodes ADD COLUMN last_error TEXT;
+        CREATE INDEX nodes_failed_calls ON nodes(run_id, round) WHERE status = 'pending' AND attempts > 0;
+        """
+    )
+
+
+def m006_experiments(conn: sqlite3.Connection) -> None:
+    """Data recipes (named stored filters over the forest), their exports (row count, content hash,
+    profile), and experiments: arms (recipe + base model + preset) whose steps are runs."""
+    conn.executescript(
+        """
+        CREATE TABLE recipes (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            spec TEXT NOT NULL,              -- JSON of wizardlab.recipes.Recipe
+            created_by TEXT,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+        );
+        CREATE TABLE recipe_exports (
+            id INTEGER PRIMARY KEY,
+            recipe_id INTEGER NOT NULL REFERENCES recipes(id) ON DELETE CASCADE,
+            spec TEXT NOT NULL,              -- the recipe as it was when exported
+            path TEXT NOT NULL,
+            format TEXT NOT NULL,
+            n_rows INTEGER NOT NULL,
+            content_hash TEXT NOT NULL,      -- sha256 of the written file
+            profile TEXT NOT NULL,           -- JSON: counts per round and operation, difficulty, dispersion
+            run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+        );
+        CREATE INDEX recipe_exports_r ON recipe_exports(recipe_id);
+        CREATE TABLE experiments (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            config TEXT NOT NULL,            -- JSON of wizardlab.experiments.ExperimentConfig
+            status TEXT NOT NULL DEFAULT 'draft', -- draft | running | done | failed | cancelled
+            error TEXT,
+            driver_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            campaign_id INTEGER REFERENCES campaigns(id) ON DELETE SET NULL,
+            judge_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            created_by TEXT,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+        );
+        CREATE TABLE experiment_arms (
+            id INTEGER PRIMARY KEY,
+            experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            recipe_id INTEGER NOT NULL REFERENCES recipes(id),
+            base_model TEXT NOT NULL,
+            preset TEXT NOT NULL,
+            attempt INTEGER NOT NULL DEFAULT 0,  -- bumped by a retry (new output directories)
+            export_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            train_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            generate_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            UNIQUE (experiment_id, name)
+        );
+
+
+def m007_judgment_scores(conn: sqlite3.Connection) -> None:
+    """Score-mode judgments (Vicuna's protocol: both answers scored 1-10 in one review): the
+    scores of the item's two outputs in model terms, beside the label they imply."""
+    conn.executescript(
+        """
+        ALTER TABLE judgments ADD COLUMN score_a REAL;
+        ALTER TABLE judgments ADD COLUMN score_b REAL;
+        """
+    )
+
+
+MIGRATIONS = [m001_core, m002_users, m003_evaluation, m004_job_process, m005_call_outcomes, m006_experiments,
+              m007_judgment_scores]
