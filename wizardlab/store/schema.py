@@ -286,6 +286,8 @@ def m006_experiments(conn: sqlite3.Connection) -> None:
             generate_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
             UNIQUE (experiment_id, name)
         );
+        """
+    )
 
 
 def m007_judgment_scores(conn: sqlite3.Connection) -> None:
