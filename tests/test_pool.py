@@ -111,3 +111,23 @@ def test_evolve_tab_takes_one_endpoint_per_line():
     assert form.base_url == "http://a/v1 http://b/v1,weight=2"
     with pytest.raises(UserError, match="weight"):
         BatchForm.parse(DEMO, None, 1, 4, "http://a/v1\nhttp://b/v1,weight=-1", "m", 0, 0)
+
+
+def test_embeddings_from_an_endpoint_are_cached_per_model(store):
+    """--embed-base-url: vectors from /v1/embeddings, unit length, cached under the endpoint's model."""
+    import numpy as np
+
+    from wizardlab.analysis.embeddings import EMBED_MODEL, EndpointEmbedder, embed_texts
+
+    texts = ["a short one", "a somewhat longer instruction text", "a short one", "mid length text"]
+    with FakeLLM() as fake:
+        embedder = EndpointEmbedder(fake.base_url, "fake-embed")
+        vectors, report = embed_texts(store, texts, embedder=embedder, batch_size=2)
+        again, second = embed_texts(store, texts, embedder=embedder)
+    assert vectors.shape == (4, 8) and np.allclose(np.linalg.norm(vectors, axis=1), 1)
+    assert (report.texts, report.embedded, second.embedded, second.cached) == (3, 3, 0, 3)
+    assert np.array_equal(vectors[0], vectors[2]) and np.array_equal(vectors, again)
+    assert fake.count == 2  # 3 new texts in batches of 2; the second call was all cache
+    assert store.count_embeddings("endpoint:fake-embed") == 3 and store.count_embeddings(EMBED_MODEL) == 0
+    with pytest.raises(UserError, match="embeddings endpoint"):
+        embed_texts(store, ["new"], embedder=EndpointEmbedder("http://127.0.0.1:9/v1", "x", timeout=2))
