@@ -84,7 +84,8 @@ def main() -> None:
         if reference is None and dtype == "fp32":
             reference = vecs @ vecs.T
         diff = float(np.abs(vecs @ vecs.T - reference).max()) if reference is not None else float("nan")
-        print(f"  {dtype} batch {batch:>4} {group or 'one call':<11}: {rate:7.1f} texts/s ({len(texts) / cpu:7.1f} per CPU-second)  "
+        print(f"  {dtype} batch {batch:>4} {group or 'one call':<11}: {rate:7.1f} texts/s "
+              f"({len(texts) / cpu:7.1f} per CPU-second)  "
               f"x{rate / first:.2f}  max |cos diff| vs fp32 {diff:.4f}  ({loadavg()})", flush=True)
 
 

@@ -159,7 +159,8 @@ def measure_bare(calls: int, args, base_url: str, tmp: Path) -> dict:
 
 
 def start_server(port: int, latency: str, *extra: str) -> subprocess.Popen:
-    server = subprocess.Popen([sys.executable, "-m", "tests.fakellm", "--port", str(port), "--latency", latency, *extra],
+    server = subprocess.Popen([sys.executable, "-m", "tests.fakellm", "--port", str(port), "--latency", latency,
+                               *extra],
                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     server.stdout.readline()
     return server
@@ -167,7 +168,8 @@ def start_server(port: int, latency: str, *extra: str) -> subprocess.Popen:
 
 def report(label: str, r: dict, ideal: float) -> tuple[float, float]:
     rate, ms = r["calls"] / r["wall_s"], 1000 * r["cpu_s"] / r["calls"]
-    print(f"{label:<22} {r['calls']:>6} calls in {r['wall_s']:6.1f} s  calls/s {rate:6.1f} = {rate / ideal:.3f} of ideal"
+    print(f"{label:<22} {r['calls']:>6} calls in {r['wall_s']:6.1f} s  calls/s {rate:6.1f} = "
+          f"{rate / ideal:.3f} of ideal"
           f"  CPU/call {ms:5.2f} ms  ({r['load']})")
     return rate, ms
 

@@ -92,7 +92,8 @@ def bench_evolve(n_seeds: int, max_new_tokens: int) -> None:
             times[concurrency] = time.perf_counter() - start
             if done.returncode:
                 raise SystemExit(f"evolve failed:\n{done.stderr[-2000:]}")
-            print(f"  evolve {n_seeds} demo seeds, one round, --concurrency {concurrency:>2}: {times[concurrency]:6.1f} s"
+            print(f"  evolve {n_seeds} demo seeds, one round, --concurrency {concurrency:>2}: "
+                  f"{times[concurrency]:6.1f} s"
                   f"  ({loadavg()})", flush=True)
     print(f"  evolve speed-up at concurrency 16: x{times[1] / times[16]:.2f} (target >= 3)")
 
@@ -104,7 +105,8 @@ def main() -> None:
     p.add_argument("--in-flight", default="1,4,16")
     p.add_argument("--new-tokens", type=int, default=48)
     p.add_argument("--singles", type=int, default=3, help="requests timed one at a time")
-    p.add_argument("--evolve", type=int, default=0, help="also time evolve on this many demo seeds, concurrency 1 vs 16")
+    p.add_argument("--evolve", type=int, default=0,
+                   help="also time evolve on this many demo seeds, concurrency 1 vs 16")
     p.add_argument("--evolve-max-new-tokens", type=int, default=48)
     args = p.parse_args()
     import torch

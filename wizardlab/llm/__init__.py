@@ -6,7 +6,8 @@ from wizardlab.llm.client import LLMClient, Result
 
 
 def make_backend(settings) -> Backend:
-    """The backend named by settings: an endpoint (or a pool of them), a local model directory, or the embedded model."""
+    """The backend named by settings: an endpoint (or a pool of them), a local model directory,
+    or the embedded model."""
     if settings.base_url:
         from wizardlab.llm.pool import PoolBackend, parse_endpoints
 

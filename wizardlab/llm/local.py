@@ -4,7 +4,8 @@ The model loads lazily, once, on the first call (or earlier through `load()` / `
 and generates in one worker thread that batches: it gathers the requests waiting for it
 (up to `batch_size`, within `batch_wait_s` of the first, with the same temperature), pads
 them on the left and generates them together with one KV cache (`decode_batch`), each
-sequence stopping at its own stop string, EOS or token budget and leaving the batch then. On a CPU with bfloat16 instructions (AVX512-BF16 / AMX) the
+sequence stopping at its own stop string, EOS or token budget and leaving the batch then.
+On a CPU with bfloat16 instructions (AVX512-BF16 / AMX) the
 weights run in bfloat16, else in float32 (`WIZARDLAB_LOCAL_DTYPE` overrides).
 `bench/local_generation.py` measures batched against one-at-a-time tokens/s.
 A tokenizer without a chat template means a base model (`few_shot = True`): messages
