@@ -113,7 +113,7 @@ def main() -> None:
 
     print(f"machine: {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, {loadavg()}; model {args.model}; "
           f"{args.new_tokens} new tokens per answer (fewer where a sequence ends early)", flush=True)
-    for dtype in args.dtypes.split(","):
+    for dtype in filter(None, args.dtypes.split(",")):
         bench_dtype(args.model, dtype.strip(), [int(x) for x in args.in_flight.split(",")], args.new_tokens,
                     args.singles)
     if args.evolve:
