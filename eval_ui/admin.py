@@ -1,4 +1,4 @@
-"""Admin tab: accounts (add, disable/enable, reset password) and background jobs (list, cancel).
+"""Admin tab: accounts (add, change role, disable/enable, reset password) and background jobs (list, cancel).
 
 Every callback starts with `ctx.require_admin(request)`, so an annotator calling these
 endpoints over HTTP is refused on the server. The work is done by `wizardlab.auth` and
@@ -16,6 +16,7 @@ from eval_ui import render
 from eval_ui.context import AppContext, on_show, parse_id, ui_errors
 from wizardlab import auth, jobs
 from wizardlab.errors import UserError
+from wizardlab.store.users import ROLES
 
 USER_HEADERS = ["User", "Role", "Status", "Created (UTC)"]
 LOGIN_HEADERS = ["Kind", "Account or address", "Failures (1 h)", "Refused while locked", "Locked", "Last (UTC)",
@@ -43,14 +44,15 @@ def jobs_rows(store) -> list[list]:
 
 
 def build_tab(ctx: AppContext) -> None:
-    gr.Markdown("### Accounts\nAdmins curate data and run jobs; annotators see only the Judge tab.")
+    gr.Markdown("### Accounts\nAdmins do everything; curators see Lineage (search, trees, overrides, review "
+                "queues), a read-only Data tab and Judge; annotators see only the Judge tab.")
     users = gr.Dataframe(headers=USER_HEADERS, interactive=False, wrap=True, elem_id="wl-users")
     with gr.Row():
         with gr.Column(variant="panel"):
             gr.Markdown("**Add an account**")
             new_name = gr.Textbox(label="Username", max_lines=1)
             new_pw = gr.Textbox(label="Password (8+ characters)", type="password", max_lines=1)
-            new_role = gr.Radio(["annotator", "admin"], value="annotator", label="Role")
+            new_role = gr.Radio(list(ROLES), value="annotator", label="Role", elem_id="wl-new-role")
             add_btn = gr.Button("Add account", variant="primary")
         with gr.Column(variant="panel"):
             gr.Markdown("**Change an account**")
@@ -60,6 +62,9 @@ def build_tab(ctx: AppContext) -> None:
                 enable_btn = gr.Button("Enable")
             reset_pw = gr.Textbox(label="New password", type="password", max_lines=1)
             reset_btn = gr.Button("Set password")
+            with gr.Row(equal_height=True):
+                role = gr.Radio(list(ROLES), value="curator", label="Role", scale=3, elem_id="wl-set-role")
+                role_btn = gr.Button("Change role", scale=1, elem_id="wl-set-role-btn")
     msg = gr.HTML()
     gr.Markdown("### Failed logins\nSince the app started, per account and per address; a locked one is refused "
                 "without its password being checked (see the server log for each attempt).")
@@ -81,6 +86,7 @@ def build_tab(ctx: AppContext) -> None:
     outs = [w.users, w.who, w.jobs_table, w.logins]
     after = dict(fn=refresh, inputs=None, outputs=outs, api_visibility="private")
     _wire_accounts(ctx, w, after)
+    _wire_role(ctx, w, after)
     _wire_jobs(ctx, w, after)
     _wire_backup(ctx, w)
     w.refresh_btn.click(refresh, None, outs, api_name="admin_refresh")
@@ -134,6 +140,18 @@ def _wire_accounts(ctx: AppContext, w: SimpleNamespace, after: dict) -> None:
     w.disable_btn.click(disable, [w.who], [w.msg], api_name="admin_disable_user").then(**after)
     w.enable_btn.click(enable, [w.who], [w.msg], api_name="admin_enable_user").then(**after)
     w.reset_btn.click(set_password, [w.who, w.reset_pw], [w.msg, w.reset_pw], api_name="admin_set_password")
+
+
+def _wire_role(ctx: AppContext, w: SimpleNamespace, after: dict) -> None:
+    @ui_errors
+    def set_role(name, role, request: gr.Request):
+        user = ctx.require_admin(request)
+        if not name:
+            raise UserError("choose an account first")
+        auth.set_role(ctx.store(), name, role, acting_user=user["username"])
+        return render.note(f"{name} is now {role}.", "ok")
+
+    w.role_btn.click(set_role, [w.who, w.role], [w.msg], api_name="admin_set_role").then(**after)
 
 
 def _wire_jobs(ctx: AppContext, w: SimpleNamespace, after: dict) -> None:

@@ -1,7 +1,8 @@
 """`AppContext`: what every tab's callbacks need (settings, the store, the signed-in user).
 
 Roles are enforced here, on the server: `require_admin(request)` raises `gr.Error` for
-anyone who is not an enabled admin, whatever the browser shows or hides. The user is
+anyone who is not an enabled admin, `require_curator(request)` for anyone who is neither
+an admin nor a curator, whatever the browser shows or hides. The user is
 looked up in the store on every call, so disabling an account takes effect at once.
 `ui_errors` turns a `UserError` into a one-line `gr.Error` (no stack traces for users).
 Per-user state lives in `gr.State` or the store, never in module globals.
@@ -27,6 +28,7 @@ from wizardlab.store import Store
 
 log = logging.getLogger("wizardlab.ui")
 _SCRYPT_SLOTS = None  # anyio.CapacityLimiter(1), made in the event loop on the first login
+CURATING_ROLES = ("admin", "curator")
 
 
 @dataclass
@@ -96,6 +98,18 @@ class AppContext:
     def is_admin(self, request: gr.Request | None) -> bool:
         user = self.user_or_none(request)
         return bool(user and user["role"] == "admin")
+
+    # -- curators (Lineage, review queues, a read-only Data tab) -------------------------
+    def require_curator(self, request: gr.Request | None) -> dict:
+        """The signed-in admin or curator; anyone else (annotators) is refused."""
+        user = self.current_user(request)
+        if user["role"] not in CURATING_ROLES:
+            raise popup_error("Only curators and admins may do this.", user["username"])
+        return user
+
+    def can_curate(self, request: gr.Request | None) -> bool:
+        user = self.user_or_none(request)
+        return bool(user and user["role"] in CURATING_ROLES)
 
 
 def popup_error(message, who: str | None = None) -> gr.Error:

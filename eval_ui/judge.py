@@ -30,6 +30,7 @@ from wizardlab import evaluation as ev
 from wizardlab.errors import UserError
 
 CONCURRENCY = 16
+PREVIEW_CHARS = 20_000  # a longer response shows its start and a "show all"
 N_BUTTONS = 6  # 1, tie, 2, skip, undo, reload: inactive until a campaign is chosen
 _TOKEN_KEY = secrets.token_bytes(16)  # per server process: tokens are opaque and unguessable
 _MD = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
@@ -67,8 +68,17 @@ STYLE = """<style>
 
 
 def md(text: str | None) -> str:
-    """Model or user text as safe HTML: Markdown without raw HTML."""
-    return f'<div class="wl-md">{_MD.render(text or "")}</div>'
+    """Model or user text as safe HTML: Markdown without raw HTML, its direction isolated
+    (`dir="auto"`), and a very long text drawn in part with a "show all" for the rest."""
+    text = text or ""
+    if len(text) <= PREVIEW_CHARS:
+        return f'<div class="wl-md" dir="auto">{_MD.render(text)}</div>'
+    cut = text.rfind("\n\n", 0, PREVIEW_CHARS)
+    cut = cut if cut > PREVIEW_CHARS // 2 else PREVIEW_CHARS
+    rest = text[cut:render.MAX_SHOWN_CHARS]
+    tail = f"\n\n… {len(text) - cut - len(rest):,} more characters not shown" if cut + len(rest) < len(text) else ""
+    return (f'<div class="wl-md" dir="auto">{_MD.render(text[:cut])}<details class="wl-more"><summary>show all '
+            f'({len(text):,} characters)</summary>{_MD.render(rest + tail)}</details></div>')
 
 
 def _progress_html(p: dict | None, note: str = "") -> str:
@@ -198,7 +208,8 @@ def build_tab(ctx: AppContext) -> None:
     with gr.Row(equal_height=False, elem_classes="wl-judge-cols"):
         resp1 = gr.HTML(elem_id="wl-judge-r1")
         resp2 = gr.HTML(elem_id="wl-judge-r2")
-    rationale = gr.Textbox(label="Why? (optional)", max_lines=3, visible=False, elem_id="wl-judge-rationale")
+    rationale = gr.Textbox(label="Why? (optional)", max_lines=3, visible=False, elem_id="wl-judge-rationale",
+                           max_length=ev.MAX_RATIONALE)
     with gr.Row():
         b1 = gr.Button("Response 1 is better  [1]", variant="primary", elem_id="wl-judge-b1", interactive=False)
         tie = gr.Button("Tie  [t]", elem_id="wl-judge-tie", interactive=False)

@@ -127,6 +127,16 @@ def judge_cards_html(rep: dict) -> str:
         + _why(rep, "judge_cards"))
 
 
+def plan_html(p: dict, k: int, margin: float, power: float) -> str:
+    """The planner's answer (`trust.plan`) in one sentence and a small table."""
+    line = (f"{p['n_items']} items × {k} judgments = {p['n_judgments']} judgments detect a margin of {margin:+.2f} "
+            f"with power {power:g} (two-sided sign test on the non-tie votes, alpha 0.05).")
+    return render.note(line, "ok") + render.table(
+        ["P(first wins)", "P(second wins)", "non-tie votes needed", "design effect", "items", "judgments"],
+        [[f"{p['p_a']:.3f}", f"{p['p_b']:.3f}", p["n_nontie_votes"], f"{p['design_effect']:.2f}", p["n_items"],
+          p["n_judgments"]]])
+
+
 def sections_html(rep: dict) -> str:
     """Everything this module renders, in the order the Evaluate tab shows it."""
     return STYLE + judgment_level_html(rep) + capacity_html(rep) + trust_html(rep)

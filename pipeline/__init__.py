@@ -14,7 +14,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "score": ("pipeline.score", "Score instruction difficulty (1-10) with the LLM, as in the WizardLM paper."),
     "embed": ("pipeline.embed", "Embed instructions (all-MiniLM-L6-v2), project with UMAP, report diversity."),
     "override": ("pipeline.override", "Restore or eliminate nodes by hand, audited; or undo an override."),
-    "users": ("pipeline.users", "Manage accounts: add, disable, list users and set passwords."),
+    "users": ("pipeline.users", "Manage accounts: add, disable, list users, change roles and set passwords."),
     "train": ("pipeline.train", "Fine-tune a base model on an exported data set (SFT, DeepSpeed optional)."),
     "generate": ("pipeline.generate", "Generate an output set for a test set with a checkpoint or an endpoint."),
     "import-outputs": ("pipeline.import_outputs", "Import model outputs (JSONL/CSV, Vicuna answer files) as an output set."),
@@ -23,6 +23,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "import-judgments": ("pipeline.import_judgments", "Import external human judgments (PandaLM, llmfao, open-instruct, CSV)."),
     "agreement": ("pipeline.agreement", "Inter-annotator agreement of a judgments CSV: percent, Cohen, Fleiss, Krippendorff."),
     "report": ("pipeline.report", "Win rates (per item and per judgment), capacity ratios, ratings and agreement for a campaign."),
+    "review": ("pipeline.review", "Review tasks: curators check eliminations; agreement and per-rule precision; apply as overrides."),
     "backup": ("pipeline.backup", "Back up the database consistently while the app runs (SQLite online backup)."),
     "restore": ("pipeline.restore", "Restore the database from a backup (checked: a WizardLab file, not a newer schema)."),
 }

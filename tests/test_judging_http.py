@@ -143,7 +143,7 @@ def test_evaluate_endpoints_refuse_annotators_on_the_server(app):
     assert event == "error" and len(store.list_campaigns()) == before
     event, payload = call(ann, "eval_report", [cid], "x2")
     assert event == "error" and not any(m in json.dumps(payload) for m in MODELS)
-    event, _ = call(ann, "eval_llm_judge", [cid], "x3")
+    event, _ = call(ann, "eval_llm_judge", [cid, "pairwise"], "x3")
     assert event == "error" and store.list_runs("judge") == []
 
 

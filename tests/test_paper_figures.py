@@ -180,3 +180,16 @@ def test_parse_scores_reads_first_line_or_final_tuple():
     assert parse_scores("Let me solve it: 2+2=4.\nScores: (3, 10)") == (3.0, 10.0)
     assert parse_scores("Assistant 1 scored 8") is None
     assert parse_scores("11 3") is None and parse_scores("") is None
+
+
+def test_review_sampling_defaults_and_overrides():
+    from types import SimpleNamespace
+
+    from wizardlab.evaluation.score_judge import review_sampling
+
+    endpoint = SimpleNamespace(in_process=False, few_shot=False)
+    assert review_sampling(endpoint).kwargs() == {"temperature": 0.2, "top_p": None, "max_tokens": 1024}
+    mine = review_sampling(endpoint, {"judge": {"temperature": 0.0, "top_p": 0.9}}).kwargs()
+    assert mine == {"temperature": 0.0, "top_p": 0.9, "max_tokens": 1024}
+    local = SimpleNamespace(in_process=True, few_shot=True)
+    assert review_sampling(local).max_tokens <= 1024  # the in-process judge budget

@@ -76,6 +76,19 @@ def set_disabled(store, username: str, disabled: bool, *, acting_user: str | Non
     store.set_user_disabled(username, disabled)
 
 
+def set_role(store, username: str, role: str, *, acting_user: str | None = None) -> None:
+    """Change an account's role (admin, curator, annotator); never your own, never the last active admin."""
+    user = store.get_user(username)
+    if user is None:
+        raise UserError(f"no user named {username!r}")
+    if acting_user == username and role != user["role"]:
+        raise UserError("you cannot change your own role")
+    if user["role"] == "admin" and role != "admin" and not user["disabled"] \
+            and store.count_users("admin", True) <= 1:
+        raise UserError("cannot change the role of the last active admin")
+    store.set_user_role(username, role)
+
+
 def authenticate(store, username: str, password: str) -> bool:
     """Login check: the account exists, is enabled, and the password matches."""
     stored = store.password_hash((username or "").strip())

@@ -441,6 +441,16 @@ def _bt_rows(comparisons: Iterable[Sequence]) -> list[tuple[str, str, str]]:
     return rows
 
 
+# ---------------------------------------------------------------- proportions
+
+def proportion(k: int, n: int) -> dict:
+    """k successes of n as {k, n, rate, ci: [low, high]} (Wilson, 95%, scipy); rate and ci None when n == 0."""
+    if not n:
+        return {"k": int(k), "n": 0, "rate": None, "ci": None}
+    ci = sps.binomtest(int(k), int(n), p=0.5).proportion_ci(confidence_level=0.95, method="wilson")
+    return {"k": int(k), "n": int(n), "rate": k / n, "ci": [float(ci.low), float(ci.high)]}
+
+
 # ---------------------------------------------------------------- position bias
 
 def position_bias(rows: Iterable[Sequence]) -> dict:

@@ -6,7 +6,7 @@ import sqlite3
 
 from wizardlab.errors import UserError
 
-ROLES = ("admin", "annotator")
+ROLES = ("admin", "curator", "annotator")  # curators: Lineage, a read-only Data tab, Judge
 _COLUMNS = "id, username, role, disabled, created_at"
 
 
