@@ -78,6 +78,15 @@ class RunReporter:
         store.mark_run(self.run_id, status, error=error)
 
 
+def _peak_memory_gb() -> float | None:
+    """This process's peak GPU memory so far (GiB), or None without a GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**30, 2)
+
+
 def _make_progress_callback(out_dir: Path, stop: StopFlag, reporter: RunReporter, collator):
     from transformers import TrainerCallback
 
@@ -113,6 +122,9 @@ def _make_progress_callback(out_dir: Path, stop: StopFlag, reporter: RunReporter
                       "avg_tokens_per_s": round(tokens / max(now - self.t0, 1e-6), 1),
                       "eta_s": round((state.max_steps - state.global_step) * (now - self.t0) / done, 1),
                       "tokens": tokens, "time": now}
+            peak = _peak_memory_gb()
+            if peak is not None:
+                record["peak_mem_gb"] = peak
             self.t_last, self.tok_last = now, tokens
             self._write(state, record)
             if state.is_world_process_zero:
