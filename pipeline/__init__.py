@@ -22,5 +22,6 @@ STAGES: dict[str, tuple[str, str]] = {
     "judge": ("pipeline.judge", "Run the pairwise LLM judge on a campaign, in both orders."),
     "import-judgments": ("pipeline.import_judgments", "Import external human judgments (PandaLM, llmfao, open-instruct, CSV)."),
     "agreement": ("pipeline.agreement", "Inter-annotator agreement of a judgments CSV: percent, Cohen, Fleiss, Krippendorff."),
+    "experiment": ("pipeline.experiment", "Experiments: arms (recipe + base model + preset) trained, generated and judged blind; their report."),
     "report": ("pipeline.report", "Win rates with intervals, ratings, breakdowns and agreement for a campaign."),
 }
