@@ -141,3 +141,62 @@ def _start_app(store, tmp_path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "app.py", "--db", str(store.path), "--port", str(free_port()),
                              "--data-dir", str(tmp_path / "data")], cwd=REPO, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
+
+
+def test_definition_is_checked_before_anything_runs(store, tmp_path):
+    _forest(store)
+    testset = _testset(store, tmp_path, 2)
+    _recipes(store)
+    cfg = ExperimentConfig(testset=testset)
+    with pytest.raises(UserError, match="at least two arms"):
+        experiments.create_experiment(store, "x", [ArmSpec("a", "seeds")], cfg, data_dir=tmp_path)
+    with pytest.raises(UserError, match="recipe 'nope' does not exist"):
+        experiments.create_experiment(store, "x", [ArmSpec("a", "seeds"), ArmSpec("b", "nope")], cfg,
+                                      data_dir=tmp_path)
+    with pytest.raises(UserError, match="preset"):
+        experiments.create_experiment(store, "x", [ArmSpec("a", "seeds", preset="fast"), ArmSpec("b", "all")], cfg,
+                                      data_dir=tmp_path)
+    with pytest.raises(UserError, match="has no prompts"):
+        experiments.create_experiment(store, "x", [ArmSpec("a", "seeds"), ArmSpec("b", "all")],
+                                      ExperimentConfig(testset="other"), data_dir=tmp_path)
+    with pytest.raises(UserError, match="baseline 'c' is neither"):
+        experiments.create_experiment(store, "x", [ArmSpec("a", "seeds"), ArmSpec("b", "all")],
+                                      ExperimentConfig(testset=testset, pairs="baseline", baseline="c"),
+                                      data_dir=tmp_path)
+    with pytest.raises(UserError, match="judge needs both"):
+        ExperimentConfig(testset=testset, judge_model="m")
+    assert store.list_experiments() == []
+
+
+def test_a_failed_arm_names_its_step_and_is_retried_alone(store, tmp_path, capsys):
+    from pipeline.__main__ import main as cli
+
+    _forest(store)
+    _testset(store, tmp_path, 2)
+    _recipes(store)
+    db = str(store.path)
+    assert cli(["experiment", "--db", db, "create", "broken", "--arm", "a=seeds", "--arm", "b=all:no-such-model",
+                "--testset", "tiny", "--train", "max_steps=1", "max_length=64", "--max-tokens", "6", "--out", str(tmp_path / "exp")]) == 0
+    assert cli(["experiment", "--db", db, "launch", "broken", "--wait"]) == 1
+    out = capsys.readouterr().out
+    exp = store.experiment("broken")
+    assert exp["status"] == "failed" and "arm 'b' failed at train" in exp["error"], exp["error"]
+    assert "no-such-model" in out
+    view = {a["name"]: a for a in experiments.status(store, "broken")["arms"]}
+    assert view["a"]["status"] == "done" and (view["b"]["step"], view["b"]["status"]) == ("train", "failed")
+    with pytest.raises(UserError, match="has not failed"):
+        experiments.retry(store, "broken", "a")
+    arm_b = next(a for a in store.experiment_arms(exp["id"]) if a["name"] == "b")
+    store.update_arm(arm_b["id"], base_model="tiny-llama")  # the fix
+    a_runs = {k: v for k, v in next(a for a in store.experiment_arms(exp["id"]) if a["name"] == "a").items()
+              if k.endswith("_run_id")}
+    assert cli(["experiment", "--db", db, "retry", "broken", "--arm", "b"]) == 0
+    _wait(lambda: store.experiment("broken")["status"] != "running", 300, "the retried experiment")
+    exp = store.experiment("broken")
+    assert exp["status"] == "done", exp["error"]
+    arms = {a["name"]: a for a in store.experiment_arms(exp["id"])}
+    assert {k: arms["a"][k] for k in a_runs} == a_runs  # arm a was not run again
+    assert arms["b"]["attempt"] == 1 and store.get_run(arms["b"]["export_run_id"])["status"] == "done"
+    assert len(store.campaign_items(exp["campaign_id"])) == 2
+    assert cli(["experiment", "--db", db, "report", "broken"]) == 0
+    assert "No human judgments yet" in capsys.readouterr().out

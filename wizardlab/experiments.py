@@ -251,14 +251,21 @@ def _finish(store, exp: dict, settings) -> None:
 
 
 def _start_step(store, exp: dict, arm: dict, step: str, settings) -> None:
+    """Start the arm's step as a job; a step refused before it starts (no such base model, a test set
+    gone...) is recorded as a failed run of that step, so the arm says where it stopped."""
     arm_dir = Path(exp["config"]["out_dir"]) / slug(arm["name"])
     suffix = f"-{arm['attempt']}" if arm["attempt"] else ""
-    if step == "export":
-        run_id = _start_export(store, exp, arm, arm_dir / f"train{suffix}.json")
-    elif step == "train":
-        run_id = _start_train(store, exp, arm, arm_dir / f"model{suffix}", settings)
-    else:
-        run_id = _start_generate(store, exp, arm, settings, suffix)
+    try:
+        if step == "export":
+            run_id = _start_export(store, exp, arm, arm_dir / f"train{suffix}.json")
+        elif step == "train":
+            run_id = _start_train(store, exp, arm, arm_dir / f"model{suffix}", settings)
+        else:
+            run_id = _start_generate(store, exp, arm, settings, suffix)
+    except UserError as exc:
+        run_id = store.create_run(step, {"experiment": exp["id"], "arm": arm["name"]}, status="failed",
+                                  name=f"{exp['name']} / {arm['name']}: {step}", created_by=exp["created_by"])
+        store.mark_run(run_id, "failed", error=str(exc))
     store.update_arm(arm["id"], **{f"{step}_run_id": run_id})
 
 
