@@ -23,5 +23,6 @@ STAGES: dict[str, tuple[str, str]] = {
     "import-judgments": ("pipeline.import_judgments", "Import external human judgments (PandaLM, llmfao, open-instruct, CSV)."),
     "agreement": ("pipeline.agreement", "Inter-annotator agreement of a judgments CSV: percent, Cohen, Fleiss, Krippendorff."),
     "experiment": ("pipeline.experiment", "Experiments: arms (recipe + base model + preset) trained, generated and judged blind; their report."),
+    "tour": ("pipeline.tour", "The first-run tour: evolve, recipes, a two-arm experiment and a campaign on the embedded model."),
     "report": ("pipeline.report", "Win rates with intervals, ratings, breakdowns and agreement for a campaign."),
 }

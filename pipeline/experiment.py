@@ -76,15 +76,6 @@ def main(args) -> int:
             "list": _list, "report": _report, "drive": _drive}[args.action](store, settings, args)
 
 
-def parse_arm(text: str, base_model: str, preset: str) -> experiments.ArmSpec:
-    name, sep, rest = text.partition("=")
-    if not sep or not name.strip() or not rest.strip():
-        raise UserError(f"--arm {text!r}: expected NAME=RECIPE[:MODEL[:PRESET]]")
-    parts = rest.split(":")
-    return experiments.ArmSpec(name=name.strip(), recipe=parts[0], base_model=parts[1] if len(parts) > 1 else base_model,
-                               preset=parts[2] if len(parts) > 2 else preset)
-
-
 def parse_settings(pairs: list[str]) -> dict:
     out = {}
     for item in pairs:
@@ -107,7 +98,7 @@ def _create(store, settings, args) -> int:
         testset=args.testset, pairs=args.pairs, baseline=args.baseline, k=args.k, external_sets=args.external,
         train=parse_settings(args.train), max_tokens=args.max_tokens, judge_base_url=args.judge_base_url,
         judge_model=args.judge_model, out_dir=args.out)
-    arms = [parse_arm(a, args.base_model, args.preset) for a in args.arm]
+    arms = [experiments.parse_arm(a, args.base_model, args.preset) for a in args.arm]
     exp_id = experiments.create_experiment(store, args.name, arms, config, data_dir=settings.data_dir)
     print(f"experiment {exp_id} {args.name!r}: {len(arms)} arms; launch: python -m pipeline experiment launch {exp_id}")
     return 0

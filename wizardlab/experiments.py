@@ -76,6 +76,16 @@ class ExperimentConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+def parse_arm(text: str, base_model: str = "tiny-llama", preset: str = "cpu-smoke") -> ArmSpec:
+    """'NAME=RECIPE[:MODEL[:PRESET]]' (the CLI's --arm, one line of the tab's arm box) -> ArmSpec."""
+    name, sep, rest = text.partition("=")
+    if not sep or not name.strip() or not rest.strip():
+        raise UserError(f"arm {text.strip()!r}: expected NAME=RECIPE[:MODEL[:PRESET]]")
+    parts = [p.strip() for p in rest.split(":")]
+    return ArmSpec(name=name.strip(), recipe=parts[0], base_model=parts[1] if len(parts) > 1 and parts[1] else base_model,
+                   preset=parts[2] if len(parts) > 2 and parts[2] else preset)
+
+
 def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "experiment"
 
