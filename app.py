@@ -1,10 +1,11 @@
 """Start the WizardLab app: `python app.py [--db PATH] [--host H] [--port P] [--base-url URL --model NAME]`.
 
 Parses flags, builds the settings and the context, makes sure an admin account exists,
-marks vanished jobs failed, resumes interrupted experiments, and hands over to
-`eval_ui.app`. Heavy libraries (torch, transformers) are not imported here and no LLM is
-loaded into this process: every LLM task runs as a job in its own process. When the embedded model is the configured LLM and
-has not been converted yet, a child process converts it while people log in.
+marks vanished jobs failed, relaunches the drivers of interrupted experiments, and hands
+over to `eval_ui.app`. Heavy libraries (torch, transformers) are not imported here and no
+LLM is loaded into this process: every LLM task runs as a job in its own process. When
+the embedded model is the configured LLM and has not been converted yet, a child process
+converts it while people log in.
 """
 
 from __future__ import annotations
