@@ -44,11 +44,21 @@ class RecipeForm:
             run_ids = tuple(int(r) for r in str(runs or "").replace(",", " ").split())
         except ValueError:
             raise UserError(f"evolution runs: give run numbers separated by commas, got {runs!r}") from None
-        recipe = recipes.Recipe(runs=run_ids, max_round=None if max_round in (None, "") else int(max_round),
+        recipe = recipes.Recipe(runs=run_ids, max_round=_whole(max_round, "rounds <="),
                                 operations=tuple(operations or ()), overrides=bool(overrides),
                                 drop_truncated=bool(drop_truncated), seeds_only=bool(seeds_only),
-                                sample=int(sample) if sample else None, seed=int(seed or 0))
+                                sample=_whole(sample, "sample N"), seed=int(seed or 0))
         return cls((name or "").strip(), recipe)
+
+
+def _whole(value, what: str) -> int | None:
+    """An optional whole number typed into a box: None when empty."""
+    text = str(value if value is not None else "").strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise UserError(f"{what}: give a whole number or leave it empty, got {text!r}")
+    return int(text)
 
 
 def experiment_config(testset, pairs, baseline, k, max_steps, max_length, max_tokens, judge_url, judge_model,
@@ -194,8 +204,8 @@ def _recipe_form(w: dict) -> None:
     name = gr.Textbox(label="Recipe name", max_lines=1, elem_id="wl-recipe-name")
     runs = gr.Textbox(label="Evolution runs (empty = newest)", max_lines=1, placeholder="e.g. 1, 2")
     with gr.Row():
-        max_round = gr.Number(None, label="Rounds <= (empty = all)", precision=0, minimum=0)
-        sample = gr.Number(None, label="Sample N (empty = all)", precision=0, minimum=1)
+        max_round = gr.Textbox(label="Rounds <= (empty = all)", max_lines=1, placeholder="e.g. 1")
+        sample = gr.Textbox(label="Sample N (empty = all)", max_lines=1, placeholder="e.g. 70000")
         seed = gr.Number(0, label="Sample seed", precision=0)
     operations = gr.CheckboxGroup(list(OPERATIONS), label="Evolved nodes of these operations (none = all)")
     with gr.Row():
@@ -212,14 +222,15 @@ def _recipe_list(w: dict) -> None:
     w["recipe_table"] = gr.Dataframe(headers=RECIPE_HEADERS, interactive=False, wrap=True, elem_id="wl-recipes")
     w["compare_pick"] = gr.Dropdown(label="Compare profiles of", choices=[], multiselect=True,
                                     allow_custom_value=True, elem_id="wl-recipe-compare")
-    w["compare_table"] = gr.Dataframe(interactive=False, wrap=True, elem_id="wl-recipe-compare-table")
+    w["compare_table"] = gr.Dataframe(headers=["metric"], interactive=False, wrap=True,
+                                      elem_id="wl-recipe-compare-table")
 
 
 def _experiment_form(w: dict) -> None:
     gr.Markdown("### New experiment")
     w["exp_name"] = gr.Textbox(label="Experiment name", max_lines=1, elem_id="wl-exp-name")
-    w["arms"] = gr.Textbox(label="Arms, one per line: NAME=RECIPE[:MODEL[:PRESET]]", lines=3, value=ARM_EXAMPLE,
-                           elem_id="wl-exp-arms")
+    w["arms"] = gr.Textbox(label="Arms, one per line: NAME=RECIPE[:MODEL[:PRESET]]", lines=3,
+                           placeholder=ARM_EXAMPLE, elem_id="wl-exp-arms")
     with gr.Row():
         w["base_model"] = gr.Dropdown(["tiny-llama", "embedded"], value="tiny-llama", allow_custom_value=True,
                                       label="Base model (arms that name none)")
@@ -315,7 +326,7 @@ def _wire_experiments(ctx: AppContext, w: ExperimentWidgets) -> None:
         store = ctx.store()
         exp_id = experiments.create_experiment(store, name, parse_arms(arms_text, base_model, preset),
                                                experiment_config(*config), data_dir=ctx.data_dir,
-                                               created_by=user["username"])
+                                               cache_dir=ctx.settings.cache_dir, created_by=user["username"])
         experiments.launch(store, exp_id)
         return render.note(f"experiment {name!r} launched", "ok"), gr.Dropdown(
             choices=experiment_choices(store), value=exp_id)
@@ -373,7 +384,7 @@ def _attach(ctx: AppContext):
                 gr.Dropdown(choices=exps, value=exps[0][1] if exps else None),
                 gr.Dropdown(choices=testsets, value=testsets[0] if testsets else None),
                 gr.Dropdown(choices=[s["name"] for s in store.list_output_sets()]),
-                gr.Column(visible=tour.offered(store)), arms_preview(store, ARM_EXAMPLE, "tiny-llama", "cpu-smoke"))
+                gr.Column(visible=tour.offered(store)), gr.skip())
     return attach
 
 

@@ -99,7 +99,8 @@ def _create(store, settings, args) -> int:
         train=parse_settings(args.train), max_tokens=args.max_tokens, judge_base_url=args.judge_base_url,
         judge_model=args.judge_model, out_dir=args.out)
     arms = [experiments.parse_arm(a, args.base_model, args.preset) for a in args.arm]
-    exp_id = experiments.create_experiment(store, args.name, arms, config, data_dir=settings.data_dir)
+    exp_id = experiments.create_experiment(store, args.name, arms, config, data_dir=settings.data_dir,
+                                           cache_dir=settings.cache_dir)
     print(f"experiment {exp_id} {args.name!r}: {len(arms)} arms; launch: python -m pipeline experiment launch {exp_id}")
     return 0
 

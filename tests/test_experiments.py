@@ -176,7 +176,8 @@ def test_a_failed_arm_names_its_step_and_is_retried_alone(store, tmp_path, capsy
     _recipes(store)
     db = str(store.path)
     assert cli(["experiment", "--db", db, "create", "broken", "--arm", "a=seeds", "--arm", "b=all:no-such-model",
-                "--testset", "tiny", "--train", "max_steps=1", "max_length=64", "--max-tokens", "6", "--out", str(tmp_path / "exp")]) == 0
+                "--testset", "tiny", "--train", "max_steps=1", "max_length=64", "--max-tokens", "6",
+                "--out", str(tmp_path / "exp")]) == 0
     assert cli(["experiment", "--db", db, "launch", "broken", "--wait"]) == 1
     out = capsys.readouterr().out
     exp = store.experiment("broken")

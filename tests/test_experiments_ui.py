@@ -18,8 +18,8 @@ SHOTS = os.environ.get("WIZARDLAB_SCREENSHOTS")  # set to docs/screenshots to re
 
 
 def _recipe_values(name, **kw):
-    values = {"runs": "", "max_round": None, "operations": [], "overrides": True, "drop": False, "seeds_only": False,
-              "sample": None, "seed": 0, **kw}
+    values = {"runs": "", "max_round": "", "operations": [], "overrides": True, "drop": False, "seeds_only": False,
+              "sample": "", "seed": 0, **kw}
     return [name, values["runs"], values["max_round"], values["operations"], values["overrides"], values["drop"],
             values["seeds_only"], values["sample"], values["seed"]]
 
@@ -38,11 +38,13 @@ def test_recipes_over_http_and_annotators_refused(tmp_path):
             assert event == "error" and "Only admins" in str(payload), (api, payload)
         assert ctx.store().list_recipes() == [] and ctx.store().list_runs("tour") == []
         client = http_login(base_url, admin, password)
-        event, payload = call_api(client, "recipe_save", _recipe_values("r1", max_round=1))
+        event, payload = call_api(client, "recipe_save", _recipe_values("r1", max_round="1"))
         assert event == "complete", payload
         assert "saved recipe" in payload[0] and payload[1]["data"][0][:2] == ["r1", 6]
         event, payload = call_api(client, "recipe_save", _recipe_values("r1"))
         assert event == "error" and "already exists" in str(payload)
+        event, payload = call_api(client, "recipe_save", _recipe_values("r2", sample="ten"))
+        assert event == "error" and "sample N: give a whole number" in str(payload)
         event, payload = call_api(client, "recipe_compare", [["r1"]])
         assert event == "complete" and payload[0]["data"][0] == ["rows", 6], payload
     finally:
@@ -67,6 +69,8 @@ def test_tour_from_the_button_to_the_first_judged_item(tmp_path, monkeypatch):
             assert len(items) == 10 and {i["model_a"] for i in items} | {i["model_b"] for i in items} == {
                 s["model"] for s in tab.experiments.arm_output_sets(ctx.store(), exp).values()}
             page.get_by_role("tab", name="Judge").click()
+            page.locator("#wl-judge-campaign input").click()  # admins choose the campaign
+            page.get_by_role("option", name=f"Campaign {exp['campaign_id']}").click()
             page.locator("#wl-judge-r1", has_text="Response 1").wait_for()
             page.locator("body").press("1")
             page.locator("#wl-judge-progress", has_text="1 done of 10").wait_for()

@@ -81,9 +81,8 @@ def parse_arm(text: str, base_model: str = "tiny-llama", preset: str = "cpu-smok
     name, sep, rest = text.partition("=")
     if not sep or not name.strip() or not rest.strip():
         raise UserError(f"arm {text.strip()!r}: expected NAME=RECIPE[:MODEL[:PRESET]]")
-    parts = [p.strip() for p in rest.split(":")]
-    return ArmSpec(name=name.strip(), recipe=parts[0], base_model=parts[1] if len(parts) > 1 and parts[1] else base_model,
-                   preset=parts[2] if len(parts) > 2 and parts[2] else preset)
+    parts = [p.strip() for p in rest.split(":")] + ["", ""]
+    return ArmSpec(name=name.strip(), recipe=parts[0], base_model=parts[1] or base_model, preset=parts[2] or preset)
 
 
 def slug(name: str) -> str:
@@ -92,8 +91,9 @@ def slug(name: str) -> str:
 
 # -- define ---------------------------------------------------------------------------------
 def create_experiment(store, name: str, arms: list[ArmSpec], config: ExperimentConfig, *, data_dir: str | Path,
-                      created_by: str | None = None) -> int:
-    """Check everything that can be checked now, then store the experiment and its arms."""
+                      cache_dir: str | Path | None = None, created_by: str | None = None) -> int:
+    """Check everything that can be checked now, then store the experiment and its arms. `cache_dir`
+    (built base models) is stored with it, so its jobs use the caller's, whoever drives them."""
     from wizardlab import recipes
     from wizardlab.training.config import make_config
 
@@ -114,7 +114,8 @@ def create_experiment(store, name: str, arms: list[ArmSpec], config: ExperimentC
                      "preset": arm.preset})
     _check_sets(store, config, [a["name"] for a in rows])
     out_dir = config.out_dir or str(Path(data_dir).resolve() / "experiments" / slug(name))
-    return store.create_experiment(name, {**asdict(config), "out_dir": out_dir}, rows, created_by)
+    extra = {"out_dir": out_dir, **({"cache_dir": str(cache_dir)} if cache_dir else {})}
+    return store.create_experiment(name, {**asdict(config), **extra}, rows, created_by)
 
 
 def _check_sets(store, config: ExperimentConfig, arm_names: list[str]) -> None:
@@ -269,7 +270,7 @@ def _start_step(store, exp: dict, arm: dict, step: str, settings) -> None:
         if step == "export":
             run_id = _start_export(store, exp, arm, arm_dir / f"train{suffix}.json")
         elif step == "train":
-            run_id = _start_train(store, exp, arm, arm_dir / f"model{suffix}", settings)
+            run_id = _start_train(store, exp, arm, _free_dir(arm_dir / f"model{suffix}"), settings)
         else:
             run_id = _start_generate(store, exp, arm, settings, suffix)
     except UserError as exc:
@@ -277,6 +278,15 @@ def _start_step(store, exp: dict, arm: dict, step: str, settings) -> None:
                                   name=f"{exp['name']} / {arm['name']}: {step}", created_by=exp["created_by"])
         store.mark_run(run_id, "failed", error=str(exc))
     store.update_arm(arm["id"], **{f"{step}_run_id": run_id})
+
+
+def _free_dir(path: Path) -> Path:
+    """`path`, or `path-2`, `path-3`... when a driver that died mid-start left it behind, not empty."""
+    candidate, n = path, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
 
 
 def _start_export(store, exp: dict, arm: dict, out: Path) -> int:
@@ -297,7 +307,8 @@ def _start_train(store, exp: dict, arm: dict, out: Path, settings) -> int:
         raise UserError(f"arm {arm['name']!r}: its export run {arm['export_run_id']} recorded no export")
     cfg = make_config(arm["preset"], data=export["path"], output_dir=str(out), model=arm["base_model"],
                       **exp["config"].get("train", {}))
-    return launch_training(store, cfg, cache_dir=settings.cache_dir, created_by=exp["created_by"],
+    return launch_training(store, cfg, cache_dir=exp["config"].get("cache_dir") or settings.cache_dir,
+                           created_by=exp["created_by"],
                            name=f"{exp['name']} / {arm['name']}: train")
 
 
@@ -308,8 +319,8 @@ def _start_generate(store, exp: dict, arm: dict, settings, suffix: str) -> int:
     model_dir = store.get_run(arm["train_run_id"])["config"].get("model_dir")
     if not model_dir:
         raise UserError(f"arm {arm['name']!r}: training run {arm['train_run_id']} left no model")
-    gen = Settings.from_env(db=str(store.path), base_url="", model=model_dir, cache_dir=settings.cache_dir,
-                            concurrency=4)
+    gen = Settings.from_env(db=str(store.path), base_url="", model=model_dir, concurrency=4,
+                            cache_dir=exp["config"].get("cache_dir") or settings.cache_dir)
     cfg = exp["config"]
     run_id, _ = start_generation(store, gen, log_dir=Path(cfg["out_dir"]) / "logs", testset=cfg["testset"],
                                  name=f"{exp['name']} / {arm['name']}{suffix}", max_tokens=cfg.get("max_tokens"),

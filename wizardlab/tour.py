@@ -66,8 +66,12 @@ def start(store, settings, *, log_dir, created_by: str | None = None, options: T
     live = [r for r in store.list_runs(KIND) if jobs.is_live(r)]
     if live:
         raise UserError(f"the tour is already running (run {live[0]['id']})")
+    from pathlib import Path
+
     run_id = store.create_run(KIND, asdict(options), name="first-run tour", created_by=created_by)
-    jobs.launch(store, run_id, "tour", ["--run-id", run_id], log_dir=log_dir, env=EMBEDDED_ENV)
+    env = {**EMBEDDED_ENV, "WIZARDLAB_DATA_DIR": str(Path(settings.data_dir).resolve()),
+           "WIZARDLAB_CACHE_DIR": str(settings.cache_dir)}  # the app's folders, not the job's defaults
+    jobs.launch(store, run_id, "tour", ["--run-id", run_id], log_dir=log_dir, env=env)
     return run_id
 
 
@@ -89,7 +93,7 @@ def run_tour(store, settings, *, log_dir, created_by: str | None = None, say=pri
         store, NAME, [experiments.ArmSpec("seeds only", SEEDS_ONLY, options.base_model),
                       experiments.ArmSpec("seeds + evolved", EVOLVED, options.base_model)],
         experiments.ExperimentConfig(testset=TESTSET, k=1, train=dict(TRAIN), max_tokens=MAX_TOKENS),
-        data_dir=settings.data_dir, created_by=created_by))
+        data_dir=settings.data_dir, cache_dir=settings.cache_dir, created_by=created_by))
     if exp["status"] != "done":
         _run_experiment(store, exp, say, poll_s)
     exp = store.experiment(exp["id"])
