@@ -25,6 +25,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", help="model name at the endpoint")
     p.add_argument("--data-dir", help="where logs, exports and checkpoints go (default wizardlab_data)")
     p.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
+    p.add_argument("--backup-every", type=float, default=0, metavar="MINUTES",
+                   help="back up the database every MINUTES into <data dir>/backups (default: off)")
+    p.add_argument("--backup-keep", type=int, default=7, metavar="N", help="scheduled backups to keep (default 7)")
     return p.parse_args(argv)
 
 
@@ -55,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         from wizardlab.llm.embedded import prepare_in_background
 
         prepare_in_background(settings.cache_dir)
+    if args.backup_every:
+        from wizardlab.store.backup import start_scheduled
+
+        start_scheduled(settings.db, ctx.data_dir / "backups", args.backup_every, args.backup_keep)
+        print(f"Backups every {args.backup_every:g} min into {ctx.data_dir / 'backups'} "
+              f"(keeping {args.backup_keep})", flush=True)
     launch(build_app(ctx), ctx, share=args.share)
     return 0
 

@@ -1,4 +1,4 @@
-"""Admin tab: accounts (add, disable/enable, reset password) and background jobs (list, cancel).
+"""Admin tab: accounts (add, change role, disable/enable, reset password) and background jobs (list, cancel).
 
 Every callback starts with `ctx.require_admin(request)`, so an annotator calling these
 endpoints over HTTP is refused on the server. The work is done by `wizardlab.auth` and
@@ -7,6 +7,7 @@ endpoints over HTTP is refused on the server. The work is done by `wizardlab.aut
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import gradio as gr
@@ -15,14 +16,25 @@ from eval_ui import render
 from eval_ui.context import AppContext, on_show, parse_id, ui_errors
 from wizardlab import auth, jobs
 from wizardlab.errors import UserError
+from wizardlab.store.users import ROLES
 
 USER_HEADERS = ["User", "Role", "Status", "Created (UTC)"]
+LOGIN_HEADERS = ["Kind", "Account or address", "Failures (1 h)", "Refused while locked", "Locked", "Last (UTC)",
+                 "Last address / account"]
 JOB_HEADERS = ["Run", "Kind", "Status", "Created (UTC)", "By", "Progress", "Error"]
 
 
 def users_rows(store) -> list[list]:
     return [[u["username"], u["role"], "disabled" if u["disabled"] else "active", render.when(u["created_at"])]
             for u in store.list_users()]
+
+
+def login_rows(limiter) -> list[list]:
+    """The login limiter's accounts and addresses with recent failures (user text: shown as plain cells)."""
+    return [[r["kind"], r["key"], r["failures"], r["refused"],
+             f"{r['locked_for']:.0f} s" if r["locked_for"] > 0 else "no",
+             time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["last"])) if r["last"] else "", r["last_other"]]
+            for r in limiter.snapshot()]
 
 
 def jobs_rows(store) -> list[list]:
@@ -32,14 +44,15 @@ def jobs_rows(store) -> list[list]:
 
 
 def build_tab(ctx: AppContext) -> None:
-    gr.Markdown("### Accounts\nAdmins curate data and run jobs; annotators see only the Judge tab.")
+    gr.Markdown("### Accounts\nAdmins do everything; curators see Lineage (search, trees, overrides, review "
+                "queues), a read-only Data tab and Judge; annotators see only the Judge tab.")
     users = gr.Dataframe(headers=USER_HEADERS, interactive=False, wrap=True, elem_id="wl-users")
     with gr.Row():
         with gr.Column(variant="panel"):
             gr.Markdown("**Add an account**")
             new_name = gr.Textbox(label="Username", max_lines=1)
             new_pw = gr.Textbox(label="Password (8+ characters)", type="password", max_lines=1)
-            new_role = gr.Radio(["annotator", "admin"], value="annotator", label="Role")
+            new_role = gr.Radio(list(ROLES), value="annotator", label="Role", elem_id="wl-new-role")
             add_btn = gr.Button("Add account", variant="primary")
         with gr.Column(variant="panel"):
             gr.Markdown("**Change an account**")
@@ -49,9 +62,20 @@ def build_tab(ctx: AppContext) -> None:
                 enable_btn = gr.Button("Enable")
             reset_pw = gr.Textbox(label="New password", type="password", max_lines=1)
             reset_btn = gr.Button("Set password")
+            with gr.Row(equal_height=True):
+                role = gr.Radio(list(ROLES), value="curator", label="Role", scale=3, elem_id="wl-set-role")
+                role_btn = gr.Button("Change role", scale=1, elem_id="wl-set-role-btn")
     msg = gr.HTML()
+    gr.Markdown("### Failed logins\nSince the app started, per account and per address; a locked one is refused "
+                "without its password being checked (see the server log for each attempt).")
+    logins = gr.Dataframe(headers=LOGIN_HEADERS, interactive=False, wrap=True, elem_id="wl-failed-logins")
     gr.Markdown("### Background jobs\nEvery run started from the app or the command line (`python -m pipeline runs`).")
     jobs_table = gr.Dataframe(headers=JOB_HEADERS, interactive=False, wrap=True)
+    gr.Markdown("### Backup\nA consistent copy of the database while people work (SQLite online backup), "
+                "like `python -m pipeline backup`; restore with `python -m pipeline restore` (app stopped).")
+    with gr.Row():
+        backup_btn = gr.Button("Back up now", scale=0, min_width=160, elem_id="wl-backup")
+        backup_file = gr.File(label="Backup", interactive=False, visible=False, elem_id="wl-backup-file")
     with gr.Row():
         cancel_id = gr.Textbox(label="Run id", placeholder="e.g. 3", max_lines=1, scale=0, min_width=160)
         cancel_btn = gr.Button("Cancel job", variant="stop", scale=0, min_width=130, elem_classes=["wl-inline"])
@@ -59,10 +83,12 @@ def build_tab(ctx: AppContext) -> None:
 
     w = SimpleNamespace(**locals())
     refresh = _refresher(ctx)
-    outs = [w.users, w.who, w.jobs_table]
+    outs = [w.users, w.who, w.jobs_table, w.logins]
     after = dict(fn=refresh, inputs=None, outputs=outs, api_visibility="private")
     _wire_accounts(ctx, w, after)
+    _wire_role(ctx, w, after)
     _wire_jobs(ctx, w, after)
+    _wire_backup(ctx, w)
     w.refresh_btn.click(refresh, None, outs, api_name="admin_refresh")
     on_show(refresh, outs)
 
@@ -71,11 +97,11 @@ def _refresher(ctx: AppContext):
     def refresh(request: gr.Request):
         """Users and jobs tables; silent for annotators (the tab is hidden for them)."""
         if not ctx.is_admin(request):
-            return gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         store = ctx.store()
         jobs.refresh(store)
         names = [u["username"] for u in store.list_users()]
-        return users_rows(store), gr.Dropdown(choices=names), jobs_rows(store)
+        return users_rows(store), gr.Dropdown(choices=names), jobs_rows(store), login_rows(ctx.login_limiter)
 
     return refresh
 
@@ -116,6 +142,18 @@ def _wire_accounts(ctx: AppContext, w: SimpleNamespace, after: dict) -> None:
     w.reset_btn.click(set_password, [w.who, w.reset_pw], [w.msg, w.reset_pw], api_name="admin_set_password")
 
 
+def _wire_role(ctx: AppContext, w: SimpleNamespace, after: dict) -> None:
+    @ui_errors
+    def set_role(name, role, request: gr.Request):
+        user = ctx.require_admin(request)
+        if not name:
+            raise UserError("choose an account first")
+        auth.set_role(ctx.store(), name, role, acting_user=user["username"])
+        return render.note(f"{name} is now {role}.", "ok")
+
+    w.role_btn.click(set_role, [w.who, w.role], [w.msg], api_name="admin_set_role").then(**after)
+
+
 def _wire_jobs(ctx: AppContext, w: SimpleNamespace, after: dict) -> None:
     @ui_errors
     def cancel(run_id, request: gr.Request):
@@ -124,3 +162,17 @@ def _wire_jobs(ctx: AppContext, w: SimpleNamespace, after: dict) -> None:
         return render.note(f"Run {run_id}: {jobs.cancel(ctx.store(), run_id)}.", "ok")
 
     w.cancel_btn.click(cancel, [w.cancel_id], [w.msg], api_name="admin_cancel_job").then(**after)
+
+
+def _wire_backup(ctx: AppContext, w: SimpleNamespace) -> None:
+    @ui_errors
+    def backup_now(request: gr.Request):
+        ctx.require_admin(request)
+        from wizardlab.store.backup import backup, timestamped
+
+        info = backup(ctx.settings.db, timestamped(ctx.data_dir.resolve() / "backups"))
+        note = render.note(f"Backup {info['path']}: {info['bytes']:,} bytes in {info['seconds']} s, integrity "
+                           f"{info['integrity']}.", "ok")
+        return note, gr.File(value=info["path"], visible=True)
+
+    w.backup_btn.click(backup_now, None, [w.msg, w.backup_file], api_name="admin_backup")

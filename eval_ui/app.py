@@ -2,8 +2,9 @@
 
 `build_app(ctx)` builds the Blocks; `launch(demo, ctx, ...)` serves it with the login
 (`auth=ctx.authenticate`) and the stylesheet. A tab module that is not there yet is
-skipped with a note, so tabs land independently. Tabs with role "admin" are hidden for
-annotators; their callbacks refuse annotators on the server anyway (`ctx.require_admin`).
+skipped with a note, so tabs land independently. A tab's role says who sees it: "admin"
+(admins only), "curate" (admins and curators), "any"; the callbacks refuse the others on
+the server anyway (`ctx.require_admin`, `ctx.require_curator`).
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import os
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from eval_ui import render
 from eval_ui.context import AppContext
+from eval_ui.login_guard import LoginGuard
 
 TABS: list[tuple[str, str, str]] = [
     ("Evolve", "eval_ui.evolve", "admin"),
-    ("Lineage", "eval_ui.lineage", "admin"),
-    ("Data", "eval_ui.data", "admin"),
+    ("Lineage", "eval_ui.lineage", "curate"),
+    ("Data", "eval_ui.data", "curate"),
     ("Train", "eval_ui.train", "admin"),
     ("Evaluate", "eval_ui.evaluate", "admin"),
     ("Experiments", "eval_ui.experiments", "admin"),
@@ -78,10 +81,10 @@ def _build_tab(module_name: str, ctx: AppContext) -> None:
 
 
 def _on_load(ctx: AppContext, tabs: list, request: gr.Request):
-    """Show the tabs the signed-in user's role allows; admins start on Evolve, annotators on Judge."""
+    """Show the tabs the signed-in user's role allows; admins start on Evolve, curators on Lineage,
+    annotators on Judge."""
     user = ctx.user_or_none(request)
-    admin = bool(user and user["role"] == "admin")
-    visible = [admin or role == "any" for _, role in tabs]
+    visible = [tab_visible(role, user) for _, role in tabs]
     first = next((tab_id(label) for (label, _, _), v in zip(TABS, visible) if v), None)
     return (header_html(ctx, user), gr.Tabs(selected=first),
             *[gr.Tab(visible=v) for v in visible])
@@ -91,6 +94,12 @@ def _empty(ctx: AppContext) -> bool:
     from wizardlab import tour
 
     return tour.offered(ctx.store())
+
+
+def tab_visible(tab_role: str, user: dict | None) -> bool:
+    """Whether a tab of role "admin" | "curate" | "any" is shown to `user`."""
+    role = user["role"] if user else None
+    return tab_role == "any" or role == "admin" or (tab_role == "curate" and role == "curator")
 
 
 def header_html(ctx: AppContext, user: dict | None) -> str:
@@ -119,6 +128,7 @@ def launch(demo: gr.Blocks, ctx: AppContext, **kwargs):
     """Serve `demo` with the login and stylesheet; kwargs go to `gr.Blocks.launch`."""
     kwargs.setdefault("server_name", ctx.settings.host)
     kwargs.setdefault("server_port", ctx.settings.port)
+    kwargs.setdefault("app_kwargs", {})["middleware"] = [Middleware(LoginGuard, limiter=ctx.login_limiter)]
     return demo.launch(
         auth=ctx.authenticate,
         auth_message="Sign in to WizardLab. Ask an admin for an account.",

@@ -1,7 +1,8 @@
 """`AppContext`: what every tab's callbacks need (settings, the store, the signed-in user).
 
 Roles are enforced here, on the server: `require_admin(request)` raises `gr.Error` for
-anyone who is not an enabled admin, whatever the browser shows or hides. The user is
+anyone who is not an enabled admin, `require_curator(request)` for anyone who is neither
+an admin nor a curator, whatever the browser shows or hides. The user is
 looked up in the store on every call, so disabling an account takes effect at once.
 `ui_errors` turns a `UserError` into a one-line `gr.Error` (no stack traces for users).
 Per-user state lives in `gr.State` or the store, never in module globals.
@@ -14,15 +15,20 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import gradio as gr
 
 from eval_ui import render
+from eval_ui.login_guard import LOGIN
 from wizardlab import auth
 from wizardlab.config import Settings
 from wizardlab.errors import UserError
+from wizardlab.login_limits import LoginLimiter
 from wizardlab.store import Store
 
 log = logging.getLogger("wizardlab.ui")
+_SCRYPT_SLOTS = None  # anyio.CapacityLimiter(1), made in the event loop on the first login
+CURATING_ROLES = ("admin", "curator")
 
 
 @dataclass
@@ -46,10 +52,31 @@ class AppContext:
         """Where background jobs write their logs (`<data dir>/logs`)."""
         return self.data_dir.resolve() / "logs"
 
+    # -- login (issue 12: limits live in eval_ui/login_guard.py and wizardlab/login_limits.py) ----------
+    @property
+    def login_limiter(self) -> LoginLimiter:
+        """Failed-login limits of this app process (the login guard and the Admin tab share it)."""
+        if not hasattr(self, "_login_limiter"):
+            self._login_limiter = LoginLimiter()
+        return self._login_limiter
+
+    async def authenticate(self, username: str, password: str) -> bool:
+        """The `auth=` callable of `launch()`: enabled account and matching password.
+
+        Gradio awaits it inside its event loop, so the scrypt check runs in a worker thread, one
+        at a time (a flood of logins takes one core at most, never the event loop). The outcome
+        goes to the login guard (`LOGIN`), which counts failures per account and address."""
+        global _SCRYPT_SLOTS
+        if _SCRYPT_SLOTS is None:
+            _SCRYPT_SLOTS = anyio.CapacityLimiter(1)
+        result = await anyio.to_thread.run_sync(auth.check_login, self.store(), username, password,
+                                                limiter=_SCRYPT_SLOTS)
+        outcome = LOGIN.get()
+        if outcome is not None:
+            outcome["result"] = result
+        return result == "ok"
+
     # -- accounts ---------------------------------------------------------------------
-    def authenticate(self, username: str, password: str) -> bool:
-        """The `auth=` callable of `launch()`: enabled account and matching password."""
-        return auth.authenticate(self.store(), username, password)
 
     def user_or_none(self, request: gr.Request | None) -> dict | None:
         """The signed-in, enabled user (id, username, role), or None."""
@@ -71,6 +98,18 @@ class AppContext:
     def is_admin(self, request: gr.Request | None) -> bool:
         user = self.user_or_none(request)
         return bool(user and user["role"] == "admin")
+
+    # -- curators (Lineage, review queues, a read-only Data tab) -------------------------
+    def require_curator(self, request: gr.Request | None) -> dict:
+        """The signed-in admin or curator; anyone else (annotators) is refused."""
+        user = self.current_user(request)
+        if user["role"] not in CURATING_ROLES:
+            raise popup_error("Only curators and admins may do this.", user["username"])
+        return user
+
+    def can_curate(self, request: gr.Request | None) -> bool:
+        user = self.user_or_none(request)
+        return bool(user and user["role"] in CURATING_ROLES)
 
 
 def popup_error(message, who: str | None = None) -> gr.Error:

@@ -6,7 +6,9 @@ timer, re-attached after a reload). The diversity map is built in the server whe
 small (IN_PROCESS_MAX points, IN_PROCESS_EMBED_MAX texts to embed) and as an `embed` job
 beyond; either way it is saved as JSON under the data dir and shown again on the next
 visit, drawn from a seeded sample of at most DISPLAY_MAX points.
-Every callback checks `ctx.require_admin(request)` on the server.
+Every callback checks the role on the server: curators may look (`ctx.require_curator`),
+only admins score, build maps, import reference sets or export (`ctx.require_admin`);
+those controls are hidden for curators (`_read_only_for_curators`).
 """
 
 from __future__ import annotations
@@ -193,7 +195,7 @@ def build_tab(ctx: AppContext) -> None:
             _difficulty_section(w)
         with gr.Tab("Diversity"):
             _diversity_section(w)
-        with gr.Tab("Export"):
+        with gr.Tab("Export") as w["export_tab"]:
             _export_section(w)
     w["timer"] = gr.Timer(2.0, active=False)
     _wire(ctx, w)
@@ -250,7 +252,7 @@ def _diversity_section(w: dict) -> None:
         w["map"] = gr.ScatterPlot(x="x", y="y", color="color", title="Diversity map", tooltip=["color", "text"],
                                   height=480, x_title=" ", y_title=" ", scale=3, elem_id="wl-map")
         w["dispersion"] = gr.Dataframe(label="Dispersion", interactive=False, scale=2)
-    with gr.Accordion("Import a reference set", open=False):
+    with gr.Accordion("Import a reference set", open=False) as w["ref_box"]:
         with gr.Row(equal_height=True):
             w["ref_file"] = gr.File(label="Any seed format, or JSONL/CSV with an instruction column", type="filepath",
                                     file_types=[".json", ".jsonl", ".csv", ".parquet"], scale=3)
@@ -322,6 +324,19 @@ def _wire(ctx: AppContext, w: dict) -> None:
     _wire_difficulty(ctx, w)
     _wire_map(ctx, w)
     _wire_export(ctx, w)
+    _read_only_for_curators(ctx, w)
+
+
+WRITES = ("score", "score_cancel", "build_map", "map_all", "ref_box", "export_tab")
+
+
+def _read_only_for_curators(ctx: AppContext, w: dict) -> None:
+    """Hide the controls that change data or launch jobs from anyone but an admin (their
+    callbacks refuse non-admins on the server anyway)."""
+    def hide(request: gr.Request):
+        return [gr.skip() if ctx.is_admin(request) else gr.update(visible=False) for _ in WRITES]
+
+    on_show(hide, [w[k] for k in WRITES])
 
 
 def _wire_run(ctx: AppContext, w: dict) -> None:
@@ -329,7 +344,7 @@ def _wire_run(ctx: AppContext, w: dict) -> None:
 
     @ui_errors
     def show(run_id, color_by, request: gr.Request):
-        ctx.require_admin(request)
+        ctx.require_curator(request)
         store = ctx.store()
         if not run_id:
             return (render.note("No evolution run yet: start one on the Evolve tab.", "info"),
@@ -340,7 +355,7 @@ def _wire_run(ctx: AppContext, w: dict) -> None:
 
     def attach(request: gr.Request, keep: bool = False):
         """Fill the run list; on load pick the newest run, on Refresh keep the chosen one."""
-        if not ctx.is_admin(request):
+        if not ctx.can_curate(request):
             return gr.skip()
         choices = run_choices(ctx.store())
         if keep:
@@ -378,7 +393,7 @@ def _wire_difficulty(ctx: AppContext, w: dict) -> None:
 
     @ui_errors
     def poll(run_id, include_eliminated, request: gr.Request):
-        ctx.require_admin(request)
+        ctx.require_curator(request)
         store = ctx.store()
         jobs.refresh(store)
         run_id = _run_id(store, run_id)
@@ -408,7 +423,7 @@ def _wire_map(ctx: AppContext, w: dict) -> None:
 
     @ui_errors
     def on_color(run_id, color_by, request: gr.Request):
-        ctx.require_admin(request)
+        ctx.require_curator(request)
         return map_out(ctx, _run_id(ctx.store(), run_id), color_by)
 
     @ui_errors

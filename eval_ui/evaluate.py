@@ -10,9 +10,13 @@
   FairEval labels into a campaign (`python -m pipeline import-judgments`).
 - Agreement of a file: the figures of `python -m pipeline agreement` as tables; the store
   is not touched.
-- Report: progress per annotator, win / tie / loss bars with 95% intervals, ratings,
-  difficulty split, position bias, agreement, annotators with flags, LLM judges; JSON and
-  CSV export; start the LLM judge (a `judge` job) on the campaign.
+- Report: progress per annotator, win / tie / loss bars with 95% intervals per item and
+  over all judgments (the paper's count), ratings, difficulty split, position bias,
+  agreement, annotators with flags, LLM judges, the capacity ratio chart of score-giving
+  judges, length-controlled win rates, fragility and judge cards (`eval_ui.report_sections`);
+  JSON and CSV export.
+- LLM judge: start it (a `judge` job) on a campaign, pairwise verdicts or Vicuna-style 1-10
+  scores of both answers (`python -m pipeline judge --mode pairwise|score`).
 Every callback checks `ctx.require_admin(request)` on the server; nothing with a model
 name is filled in at build time (annotators receive the page config too), only by
 admin-only callbacks. Library calls: `wizardlab.evaluation` and its report module.
@@ -28,12 +32,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from eval_ui import render
+from eval_ui import render, report_sections
 from eval_ui.context import AppContext, on_show, ui_errors
 from wizardlab import evaluation as ev
 from wizardlab import jobs
 from wizardlab.errors import UserError
 from wizardlab.evaluation import report as rp
+from wizardlab.evaluation import trust
 from wizardlab.evaluation.judge import start_judging
 from wizardlab.training.base_models import resolve_model
 from wizardlab.config import default_cache_dir
@@ -105,7 +110,9 @@ def pairs_html(pairs: list[dict], title: str) -> str:
 
 
 def report_html(rep: dict) -> str:
-    parts = [pairs_html(rep["pairs"], "Humans: win / tie / loss of the first model (per item, 95% bootstrap CI)")]
+    parts = [pairs_html(rep["pairs"], "Humans: win / tie / loss of the first model (per item, 95% bootstrap CI)"),
+             f'<div class="wl-why">{render.esc(rep["notes"]["pairs"])}</div>',
+             report_sections.judgment_level_html(rep), report_sections.capacity_html(rep)]
     if rep["ratings"]:
         parts.append("<h4>Bradley-Terry ratings (Elo scale, 95% CI)</h4>" + render.table(
             ["model", "rating", "CI", "items"],
@@ -139,7 +146,8 @@ def report_html(rep: dict) -> str:
             [[j["n_items"], j["n_with_majority"], _pct(j["majority_agreement"]),
               _pct(j["majority_agreement_without_ties"]), _num(j["majority_kappa"]), _pct(j["vote_agreement"])]])
             + pairs_html(j["pairs"], f"{j['judge']}: its own verdicts"))
-    return STYLE + "".join(parts)
+    parts.append(report_sections.trust_html(rep))
+    return STYLE + report_sections.STYLE + "".join(parts)
 
 
 def progress_html(store, campaign_id: int) -> str:
@@ -327,6 +335,16 @@ class Evaluate:
         n = len(self.ctx.store().campaign_items(cid, include_attention=True))
         return render.note(f"Campaign {cid} created with {n} items. Annotators find it in the Judge tab.", "ok")
 
+    def plan(self, margin, tie_rate, k, icc, power, request: gr.Request):
+        """`python -m pipeline campaign plan --margin M --tie-rate T --k K --icc I --power P`."""
+        self.ctx.require_admin(request)
+        try:
+            p = trust.plan(float(margin or 0), float(tie_rate or 0), int(k or 1), icc=float(icc or 0),
+                           power=float(power or 0.8))
+        except ValueError as exc:
+            raise UserError(f"planner: {exc}") from None
+        return report_sections.plan_html(p, int(k or 1), float(margin), float(power or 0.8))
+
     def status(self, campaign_id, request: gr.Request):
         """A campaign's fill and per-annotator progress (the Campaigns sub-tab)."""
         if not self.ctx.is_admin(request) or not campaign_id:
@@ -417,15 +435,17 @@ class Evaluate:
         out = Path(tempfile.mkdtemp(prefix="wl-report-", dir=self.ctx.data_dir.resolve()))
         return gr.File(value=list(export(rep, out)), visible=True)
 
-    def judge(self, campaign_id, request: gr.Request):
+    def judge(self, campaign_id, mode: str, request: gr.Request):
         user = self.ctx.require_admin(request)
         if not campaign_id:
             raise UserError("choose a campaign first")
+        if mode not in JUDGE_MODES.values():
+            raise UserError(f"unknown judge mode {mode!r}")
         store = self.ctx.store()
         c = ev.require_campaign(store, int(campaign_id))
         s = self.ctx.settings
-        run_id, status = start_judging(store, s, c, created_by=user["username"], log_dir=self.ctx.log_dir)
-        return render.note(f"LLM judge run {run_id} {status} ({s.llm_label}).", "ok"), gr.Timer(active=True)
+        run_id, status = start_judging(store, s, c, created_by=user["username"], log_dir=self.ctx.log_dir, mode=mode)
+        return render.note(f"LLM judge run {run_id} ({mode}) {status} ({s.llm_label}).", "ok"), gr.Timer(active=True)
 
     def poll(self, request: gr.Request):
         if not self.ctx.is_admin(request):
@@ -468,6 +488,12 @@ class EvalWidgets:
     rationale: gr.Checkbox = None
     guidelines: gr.Textbox = None
     create: gr.Button = None
+    pmargin: gr.Number = None
+    ptie: gr.Number = None
+    picc: gr.Number = None
+    ppower: gr.Number = None
+    plan: gr.Button = None
+    plan_out: gr.HTML = None
     camp_msg: gr.HTML = None
     campaign: gr.Dropdown = None
     status: gr.HTML = None
@@ -488,6 +514,7 @@ class EvalWidgets:
     report: gr.HTML = None
     # LLM judge
     lcampaign: gr.Dropdown = None
+    judge_mode: gr.Radio = None
     judge: gr.Button = None
     judge_msg: gr.HTML = None
     judge_jobs: gr.HTML = None
@@ -514,7 +541,10 @@ class EvalWidgets:
                 self.jobs, self.jcampaign, self.gmodel]
 
 
+UPLOAD_HEIGHT = 120
 SUBTABS = ("Output sets", "Campaigns", "Report", "LLM judge", "Tools")
+JUDGE_MODES = {"Pairwise verdict (A, B or tie; a flip between orders is a tie)": "pairwise",
+               "Scores 1-10 for both answers (Vicuna's protocol; orders averaged)": "score"}
 
 
 def build_tab(ctx: AppContext) -> None:
@@ -548,10 +578,10 @@ def _sets_tab(w: EvalWidgets) -> None:
             gr.Markdown("**Import outputs**: JSONL/CSV with prompt id, prompt, model, output; or Vicuna answer "
                         "files (`answer_*.jsonl`, several at once) with their `question.jsonl`")
             w.file = gr.File(label="Output file(s)", type="filepath", file_count="multiple", elem_id="wl-out-file",
-                             file_types=[".jsonl", ".json", ".csv"])
+                             file_types=[".jsonl", ".json", ".csv"], height=UPLOAD_HEIGHT)
             w.tfile = gr.File(label="Test set file the ids refer to (e.g. question.jsonl; optional when the "
                                     "outputs carry the prompt)", type="filepath", elem_id="wl-out-tfile",
-                              file_types=[".jsonl", ".json", ".csv"])
+                              file_types=[".jsonl", ".json", ".csv"], height=UPLOAD_HEIGHT)
             with gr.Row():
                 w.model = gr.Textbox(label="Model (optional)", max_lines=1)
                 w.name = gr.Textbox(label="Output set name (optional)", max_lines=1)
@@ -560,7 +590,7 @@ def _sets_tab(w: EvalWidgets) -> None:
             gr.Markdown("**Generate outputs** with the app's LLM or a trained checkpoint, as a background job")
             w.testset = gr.Dropdown(label="Stored test set", choices=[], allow_custom_value=True)
             w.gfile = gr.File(label="…or a test set file (WizardLM, Vicuna or seed format)", type="filepath",
-                              file_types=[".jsonl", ".json", ".csv"])
+                              file_types=[".jsonl", ".json", ".csv"], height=UPLOAD_HEIGHT)
             with gr.Row():
                 w.gmodel = gr.Dropdown(label="Model", value=APP_LLM, elem_id="wl-gen-model", allow_custom_value=True,
                                        choices=[("The app's LLM (named in the header)", APP_LLM),
@@ -587,6 +617,7 @@ def _campaigns_tab(w: EvalWidgets) -> None:
             w.both_bad = gr.Checkbox(label="Offer 'both bad'")
             w.rationale = gr.Checkbox(label="Ask for a rationale")
         w.guidelines = gr.Textbox(value=ev.DEFAULT_GUIDELINES, lines=4, label="Guidelines (Markdown)")
+        _planner(w)
         w.create = gr.Button("Create campaign", variant="primary")
     w.camp_msg = gr.HTML(elem_id="wl-camp-msg")
     gr.Markdown("**Manage a campaign**")
@@ -609,6 +640,19 @@ def _campaigns_tab(w: EvalWidgets) -> None:
     w.status = gr.HTML(elem_id="wl-camp-status")
 
 
+def _planner(w: EvalWidgets) -> None:
+    """How many items and judgments the campaign needs (uses the form's annotators per item)."""
+    with gr.Accordion("How many judgments are enough?", open=False, elem_id="wl-planner"):
+        with gr.Row(equal_height=True):
+            w.pmargin = gr.Number(value=0.1, minimum=-1, maximum=1, step=0.01,
+                                  label="Expected margin P(first) - P(second)")
+            w.ptie = gr.Number(value=0.3, minimum=0, maximum=0.99, step=0.05, label="Expected tie rate")
+            w.picc = gr.Number(value=0.2, minimum=0, maximum=1, step=0.05, label="Correlation of votes on one item")
+            w.ppower = gr.Number(value=0.8, minimum=0.5, maximum=0.99, step=0.05, label="Power")
+            w.plan = gr.Button("Plan", scale=0, elem_id="wl-plan-btn")
+        w.plan_out = gr.HTML(elem_id="wl-plan-out")
+
+
 def _report_tab(w: EvalWidgets) -> None:
     with gr.Row(equal_height=True):
         w.rcampaign = gr.Dropdown(label="Campaign", choices=[], allow_custom_value=True, scale=3,
@@ -621,8 +665,11 @@ def _report_tab(w: EvalWidgets) -> None:
 
 
 def _judge_tab(w: EvalWidgets) -> None:
-    gr.Markdown("The pairwise LLM judge (asked in both orders) on a campaign's items, as a background job with "
-                "the app's LLM; its verdicts appear in the Report beside the humans'.")
+    gr.Markdown("The LLM judge on a campaign's items, asked in both orders, as a background job with the app's "
+                "LLM; its verdicts appear in the Report beside the humans'. Scores (Vicuna's GPT-4 review, as in "
+                "the WizardLM paper) also give the capacity ratio chart per skill and category.")
+    w.judge_mode = gr.Radio(list(JUDGE_MODES.items()), value="pairwise", label="Judge mode",
+                            elem_id="wl-judge-mode")
     with gr.Row(equal_height=True):
         w.lcampaign = gr.Dropdown(label="Campaign", choices=[], allow_custom_value=True, scale=3,
                                   elem_id="wl-judge-job-campaign")
@@ -696,13 +743,14 @@ def _wire_campaigns(e: Evaluate, w: EvalWidgets) -> None:
                    api_name="eval_assign")
     w.release.click(ui_errors(e.release), [w.campaign, w.minutes], [w.release_msg, w.status],
                     api_name="eval_release")
+    w.plan.click(ui_errors(e.plan), [w.pmargin, w.ptie, w.k, w.picc, w.ppower], w.plan_out, api_name="eval_plan")
 
 
 def _wire_report(e: Evaluate, w: EvalWidgets) -> None:
     w.show.click(ui_errors(e.show), [w.rcampaign], [w.progress, w.report], api_name="eval_report")
     w.rcampaign.change(ui_errors(e.show), [w.rcampaign], [w.progress, w.report], **PRIVATE)
     w.export.click(ui_errors(e.export), [w.rcampaign], w.files, api_name="eval_export")
-    w.judge.click(ui_errors(e.judge), [w.lcampaign], [w.judge_msg, w.timer], api_name="eval_llm_judge")
+    w.judge.click(ui_errors(e.judge), [w.lcampaign, w.judge_mode], [w.judge_msg, w.timer], api_name="eval_llm_judge")
 
 
 def _wire_tools(e: Evaluate, w: EvalWidgets) -> None:

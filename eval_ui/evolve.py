@@ -124,6 +124,11 @@ def progress_html(store, run_id: int | None) -> str:
     parts = [f'<div class="wl-run-head">{render.badge(run["status"])} <b>Run {run["id"]}</b> · '
              f'{render.esc(c.get("n_seeds", "?"))} seeds × {render.esc(c.get("rounds", "?"))} rounds · '
              f'{render.esc(c.get("llm") or c.get("model") or "")}</div>']
+    if c.get("sampling_used"):
+        used = " · ".join(f"{stage} T={v['temperature']:g} top-p={v['top_p'] if v['top_p'] is not None else '-'} "
+                          f"max {v['max_tokens']}" for stage, v in c["sampling_used"].items())
+        parts.append(f'<div class="wl-run-settings">rules: {render.esc(c.get("rules") or "paper")} · '
+                     f'{render.esc(used)}</div>')
     if p.get("total"):
         label = (f"round {p.get('round')}/{p.get('rounds')}" if p.get("phase") == "round" else p.get("phase", ""))
         parts.append(render.bar(p.get("done", 0), p["total"], f"{label}: {p.get('done', 0)}/{p['total']}"))

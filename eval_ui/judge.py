@@ -30,8 +30,12 @@ from wizardlab import evaluation as ev
 from wizardlab.errors import UserError
 
 CONCURRENCY = 16
+PREVIEW_CHARS = 20_000  # a longer response shows its start and a "show all"
+N_BUTTONS = 6  # 1, tie, 2, skip, undo, reload: inactive until a campaign is chosen
 _TOKEN_KEY = secrets.token_bytes(16)  # per server process: tokens are opaque and unguessable
 _MD = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
+ALREADY_JUDGED = ("Already judged in another tab: this click was not stored (your first answer counts). "
+                  "Here is your next item.")
 CHOICES = {"1": "Response 1 is better", "2": "Response 2 is better", "tie": "Tie", "both_bad": "Both are bad"}
 KEYS_JS = """
 () => {
@@ -64,8 +68,17 @@ STYLE = """<style>
 
 
 def md(text: str | None) -> str:
-    """Model or user text as safe HTML: Markdown without raw HTML."""
-    return f'<div class="wl-md">{_MD.render(text or "")}</div>'
+    """Model or user text as safe HTML: Markdown without raw HTML, its direction isolated
+    (`dir="auto"`), and a very long text drawn in part with a "show all" for the rest."""
+    text = text or ""
+    if len(text) <= PREVIEW_CHARS:
+        return f'<div class="wl-md" dir="auto">{_MD.render(text)}</div>'
+    cut = text.rfind("\n\n", 0, PREVIEW_CHARS)
+    cut = cut if cut > PREVIEW_CHARS // 2 else PREVIEW_CHARS
+    rest = text[cut:render.MAX_SHOWN_CHARS]
+    tail = f"\n\n… {len(text) - cut - len(rest):,} more characters not shown" if cut + len(rest) < len(text) else ""
+    return (f'<div class="wl-md" dir="auto">{_MD.render(text[:cut])}<details class="wl-more"><summary>show all '
+            f'({len(text):,} characters)</summary>{_MD.render(rest + tail)}</details></div>')
 
 
 def _progress_html(p: dict | None, note: str = "") -> str:
@@ -88,8 +101,8 @@ def _item_outputs(item: dict | None, state: dict, note: str = ""):
     """
     if item is None:
         state = {**state, "assignment_id": None, "token": None}
-        done = state.get("campaign_id") and note == ""
-        message = render.note("All done in this campaign: thank you!", "ok") if done else (note or "")
+        done = state.get("campaign_id") and (note == "" or ALREADY_JUDGED in note)
+        message = (note + render.note("All done in this campaign: thank you!", "ok")) if done else (note or "")
         return message, "", "", _progress_html(state.get("progress"), ""), state, "", ""
     if state.get("assignment_id") != item["assignment_id"] or not state.get("token"):
         state = {**state, "assignment_id": item["assignment_id"], "token": item_token(item["assignment_id"]),
@@ -132,15 +145,18 @@ class Judge:
         return gr.Dropdown(choices=choices, value=choices[0][1] if auto else None)
 
     def start(self, campaign_id, state: dict, request: gr.Request):
+        """Open a campaign in this tab; the judging buttons work only once one is chosen."""
         user = self.ctx.current_user(request)
         if not campaign_id:
-            return "", "", "", _progress_html(None), {}, gr.Textbox(visible=False), "", "", gr.Button(visible=False)
-        state = {"campaign_id": int(campaign_id)}
+            return ("", "", "", _progress_html(None), {}, gr.Textbox(visible=False), "", "", gr.Button(visible=False),
+                    *[gr.Button(interactive=False)] * N_BUTTONS)
+        state = {"campaign_id": int(campaign_id), "tab": secrets.token_hex(8)}  # this browser tab's own id
         campaign = self._campaign(state)
         guide = md(campaign["guidelines"]) + '<div class="wl-muted">Criteria: ' + render.chips(ev.CRITERIA) + "</div>"
         prompt, one, two, progress, state, _, token = self._show_next(campaign, user, state)
         return (prompt, one, two, progress, state, gr.Textbox(value="", visible=bool(campaign["config"].get("rationale"))),
-                token, guide, gr.Button(visible=bool(campaign["allow_both_bad"])))
+                token, guide, gr.Button(visible=bool(campaign["allow_both_bad"]), interactive=True),
+                *[gr.Button(interactive=True)] * N_BUTTONS)
 
     def next(self, state: dict, request: gr.Request):
         user = self.ctx.current_user(request)
@@ -151,12 +167,15 @@ class Judge:
         def handler(state: dict, token: str, rationale: str, request: gr.Request):
             user = self.ctx.current_user(request)
             campaign = self._campaign(state)
-            store = self.ctx.store()
+            note = ""
             if state.get("assignment_id") and token == state.get("token"):  # else: a stale repeat, ignore
                 seconds = round(time.time() - state.get("shown_at", time.time()), 2)
-                ev.submit(store, campaign, user["username"], state["assignment_id"], choice,
-                          request_id=state["token"], rationale=(rationale or "").strip() or None, seconds=seconds)
-            return self._show_next(campaign, user, state)
+                result = ev.submit(self.ctx.store(), campaign, user["username"], state["assignment_id"], choice,
+                                   request_id=f"{state['token']}.{state.get('tab', '')}",
+                                   rationale=(rationale or "").strip() or None, seconds=seconds)
+                if result["elsewhere"]:
+                    note = render.note(ALREADY_JUDGED, "warn")
+            return self._show_next(campaign, user, state, note)
 
         handler.__name__ = f"judge_{choice}"
         return handler
@@ -189,16 +208,17 @@ def build_tab(ctx: AppContext) -> None:
     with gr.Row(equal_height=False, elem_classes="wl-judge-cols"):
         resp1 = gr.HTML(elem_id="wl-judge-r1")
         resp2 = gr.HTML(elem_id="wl-judge-r2")
-    rationale = gr.Textbox(label="Why? (optional)", max_lines=3, visible=False, elem_id="wl-judge-rationale")
+    rationale = gr.Textbox(label="Why? (optional)", max_lines=3, visible=False, elem_id="wl-judge-rationale",
+                           max_length=ev.MAX_RATIONALE)
     with gr.Row():
-        b1 = gr.Button("Response 1 is better  [1]", variant="primary", elem_id="wl-judge-b1")
-        tie = gr.Button("Tie  [t]", elem_id="wl-judge-tie")
-        b2 = gr.Button("Response 2 is better  [2]", variant="primary", elem_id="wl-judge-b2")
+        b1 = gr.Button("Response 1 is better  [1]", variant="primary", elem_id="wl-judge-b1", interactive=False)
+        tie = gr.Button("Tie  [t]", elem_id="wl-judge-tie", interactive=False)
+        b2 = gr.Button("Response 2 is better  [2]", variant="primary", elem_id="wl-judge-b2", interactive=False)
         bad = gr.Button("Both are bad  [b]", visible=False, elem_id="wl-judge-bad")
     with gr.Row():
-        skip = gr.Button("Skip  [s]", size="sm", elem_id="wl-judge-skip")
-        undo = gr.Button("Undo last  [u]", size="sm", elem_id="wl-judge-undo")
-        nxt = gr.Button("Reload item", size="sm", elem_id="wl-judge-next")
+        skip = gr.Button("Skip  [s]", size="sm", elem_id="wl-judge-skip", interactive=False)
+        undo = gr.Button("Undo last  [u]", size="sm", elem_id="wl-judge-undo", interactive=False)
+        nxt = gr.Button("Reload item", size="sm", elem_id="wl-judge-next", interactive=False)
     gr.HTML('<div class="wl-muted">Keys: <span class="wl-kbd">1</span> <span class="wl-kbd">2</span> '
             '<span class="wl-kbd">t</span> tie <span class="wl-kbd">b</span> both bad '
             '<span class="wl-kbd">s</span> skip <span class="wl-kbd">u</span> undo</div>')
@@ -206,7 +226,7 @@ def build_tab(ctx: AppContext) -> None:
     token = gr.Textbox(visible=False, elem_id="wl-judge-token")
     item_out = [prompt, resp1, resp2, progress, state, rationale, token]
     on_show(ui_errors(judge.campaigns), [campaign])
-    campaign.change(ui_errors(judge.start), [campaign, state], [*item_out, guidelines, bad],
+    campaign.change(ui_errors(judge.start), [campaign, state], [*item_out, guidelines, bad, b1, tie, b2, skip, undo, nxt],
                     api_name="judge_start", concurrency_limit=CONCURRENCY, concurrency_id="judge")
     common = {"concurrency_limit": CONCURRENCY, "concurrency_id": "judge", "show_progress": "hidden"}
     nxt.click(ui_errors(judge.next), [state], item_out, api_name="judge_next", **common)

@@ -1,5 +1,8 @@
 """Lineage tab: find roots by text and filters, show a root's whole tree, override verdicts.
 
+Admins and curators use it (`ctx.require_curator`); a curator may undo only their own
+overrides, and bulk overrides are for admins only.
+
 Searches and trees come from `wizardlab.store` (lineage queries) and `wizardlab.curation`;
 overrides (one node, a whole filter, undo) go through `wizardlab.curation`, which writes
 the audit log. All model and user text is escaped by `eval_ui.render`.
@@ -12,6 +15,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from eval_ui import render
+from eval_ui import review as review_ui
 from eval_ui.context import AppContext, on_show, parse_id, ui_errors
 from wizardlab import curation
 from wizardlab.errors import UserError
@@ -62,12 +66,12 @@ def _node_html(node: dict) -> str:
 def _audit_html(overrides: list[dict]) -> str:
     items = []
     for o in overrides:
-        undone = (f' <span class="wl-muted">(undone by {render.esc(o["undone_by"])} {render.when(o["undone_at"])})'
+        undone = (f' <span class="wl-muted">(undone by {render.inline(o["undone_by"])} {render.when(o["undone_at"])})'
                   f'</span>') if o["undone_at"] else ""
         cls = "wl-undone" if o["undone_at"] else ""
         items.append(f'<li class="{cls}">override #{o["id"]}: {render.badge(o["action"])} by '
-                     f'<b>{render.esc(o["user"])}</b> {render.when(o["created_at"])} · '
-                     f'“{render.esc(o["reason"])}”{undone}</li>')
+                     f'<b>{render.inline(o["user"])}</b> {render.when(o["created_at"])} · '
+                     f'“{render.inline(o["reason"])}”{undone}</li>')
     return f'<div class="wl-label">Audit log</div><ul class="wl-audit">{"".join(items)}</ul>'
 
 
@@ -77,6 +81,18 @@ def run_choices(store) -> list[tuple[str, int]]:
 
 
 def build_tab(ctx: AppContext) -> None:
+    """Trees (search, overrides), the curator's review queue, and the admins' review tasks."""
+    with gr.Tabs(elem_id="wl-lin-tabs"):
+        with gr.Tab("Trees", id="trees", elem_id="wl-lin-trees"):
+            _build_trees(ctx)
+        with gr.Tab("Review queue", id="review", elem_id="wl-lin-review"):
+            review_ui.build_queue(ctx)
+        with gr.Tab("Review tasks", id="review-tasks", visible=False, elem_id="wl-lin-review-tasks") as tasks_tab:
+            review_ui.build_tasks(ctx)
+    on_show(_admin_only(ctx), [tasks_tab])
+
+
+def _build_trees(ctx: AppContext) -> None:
     gr.Markdown("Find seeds by text or filters, open a tree, and restore or eliminate nodes. "
                 "Every decision is audited; exports and training use the effective status.")
     with gr.Row(equal_height=True):
@@ -113,7 +129,8 @@ def build_tab(ctx: AppContext) -> None:
                 undo_id = gr.Textbox(label="Override id", placeholder="from the audit log", max_lines=1,
                                      elem_id="wl-undo-id")
                 undo = gr.Button("Undo", elem_id="wl-undo")
-            with gr.Accordion("Bulk override: every node matching the filters", open=False):
+            with gr.Accordion("Bulk override: every node matching the filters (admins)", open=False,
+                              visible=False) as bulk_box:
                 b_action = gr.Radio(list(curation.ACTIONS), value="restore", label="Action")
                 b_reason = gr.Textbox(label="Reason", lines=2, elem_id="wl-bulk-reason")
                 with gr.Row():
@@ -128,8 +145,17 @@ def _wire(ctx: AppContext, w: SimpleNamespace) -> None:
     show_tree = _wire_search(ctx, w)
     _wire_overrides(ctx, w)
     _wire_bulk(ctx, w)
+    on_show(_admin_only(ctx), [w.bulk_box])
     w.roots.select(_pick(ctx), None, w.root_id, api_visibility="private").then(
         show_tree, w.root_id, w.tree, api_visibility="private")
+
+
+def _admin_only(ctx: AppContext):
+    def show(request: gr.Request):
+        """Admin-only widgets (bulk overrides, review tasks) appear for admins; curators never see them."""
+        return gr.update(visible=True) if ctx.is_admin(request) else gr.skip()
+
+    return show
 
 
 def _filters(text, rnd, op, status, rule) -> curation.Filters:
@@ -142,7 +168,7 @@ def _filters(text, rnd, op, status, rule) -> curation.Filters:
 def _pick(ctx: AppContext):
     def pick(evt: gr.SelectData, request: gr.Request):
         """A click on a row of the roots table puts its root id in the box."""
-        if not ctx.is_admin(request) or evt.row_value is None:
+        if not ctx.can_curate(request) or evt.row_value is None:
             return gr.skip()
         return str(int(evt.row_value[0]))
 
@@ -152,7 +178,7 @@ def _pick(ctx: AppContext):
 def _wire_search(ctx: AppContext, w: SimpleNamespace):
     @ui_errors
     def search(run_id, text, rnd, op, status, rule, request: gr.Request):
-        ctx.require_admin(request)
+        ctx.require_curator(request)
         filters, store = _filters(text, rnd, op, status, rule), ctx.store()
         n = store.count_roots(int(run_id) if run_id else None, filters.as_dict())
         shown = f" (showing the first {PAGE})" if n > PAGE else ""
@@ -161,11 +187,11 @@ def _wire_search(ctx: AppContext, w: SimpleNamespace):
 
     @ui_errors
     def show_tree(root, request: gr.Request):
-        ctx.require_admin(request)
+        ctx.require_curator(request)
         return tree_html(ctx.store(), parse_id(root, "root id"))
 
     def load(request: gr.Request):
-        if not ctx.is_admin(request):
+        if not ctx.can_curate(request):
             return gr.skip()
         store = ctx.store()
         runs = store.list_runs("evolve")
@@ -183,7 +209,7 @@ def _wire_search(ctx: AppContext, w: SimpleNamespace):
 def _wire_overrides(ctx: AppContext, w: SimpleNamespace) -> None:
     @ui_errors
     def override(node, action, reason, request: gr.Request):
-        user = ctx.require_admin(request)
+        user = ctx.require_curator(request)
         node = parse_id(node, "node id")
         curation.override_node(ctx.store(), node, action, reason, user["username"])
         root = ctx.store().get_node(node)["root_id"]
@@ -191,9 +217,9 @@ def _wire_overrides(ctx: AppContext, w: SimpleNamespace) -> None:
 
     @ui_errors
     def undo_override(oid, request: gr.Request):
-        user = ctx.require_admin(request)
+        user = ctx.require_curator(request)
         oid = parse_id(oid, "override id")
-        row = curation.undo(ctx.store(), oid, user["username"])
+        row = curation.undo(ctx.store(), oid, user["username"], own_only=user["role"] != "admin")
         root = ctx.store().get_node(row["node_id"])["root_id"]
         return render.note(f"Override {oid} undone.", "ok"), tree_html(ctx.store(), root), str(root)
 

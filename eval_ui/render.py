@@ -28,11 +28,28 @@ def message(value) -> str:
     return html.escape(" ".join(str(value or "").split()), quote=False)
 
 
+PREVIEW_CHARS = 3_000  # a longer text shows its start and a "show all"
+MAX_SHOWN_CHARS = 100_000  # beyond this, not even "show all" draws it (export the data to read it all)
+
+
 def text(value, cls: str = "wl-text", empty: str = "(empty)") -> str:
-    """A block of free text shown literally (whitespace kept, nothing interpreted)."""
+    """A block of free text shown literally (whitespace kept, nothing interpreted), its direction
+    isolated (`dir="auto"`: a right-to-left override inside stays inside) and a long one collapsed."""
     if value is None or str(value) == "":
         return f'<div class="{cls} wl-empty">{esc(empty)}</div>'
-    return f'<div class="{cls}">{esc(value)}</div>'
+    value = str(value)
+    if len(value) <= PREVIEW_CHARS:
+        return f'<div class="{cls}" dir="auto">{esc(value)}</div>'
+    shown = value[:MAX_SHOWN_CHARS]
+    cut = f"\n… {len(value) - len(shown):,} more characters not shown" if len(value) > len(shown) else ""
+    return (f'<div class="{cls}" dir="auto">{esc(shown[:PREVIEW_CHARS])}<details class="wl-more"><summary>'
+            f'show all ({len(value):,} characters)</summary><span dir="auto">{esc(shown[PREVIEW_CHARS:] + cut)}'
+            f'</span></details></div>')
+
+
+def inline(value) -> str:
+    """User or model text inside a line of other text: escaped and bidi-isolated (`<bdi>`)."""
+    return f"<bdi>{esc(value)}</bdi>"
 
 
 def badge(status: str | None, label: str | None = None) -> str:

@@ -8,6 +8,8 @@
     campaign assign CAMPAIGN --annotators alice,bob [--password PW]
                                     (create annotator accounts that do not exist yet)
     campaign close|open CAMPAIGN
+    campaign plan --margin 0.1 --tie-rate 0.3 [--k 3] [--icc 0.2] [--power 0.8] [--alpha 0.05]
+                                    (items and judgments needed; see wizardlab.evaluation.trust.plan)
 Output sets and campaigns are named or numbered.
 """
 
@@ -45,6 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r = sub.add_parser("release", help="free open assignments nobody judged (annotators who left)")
     r.add_argument("campaign")
     r.add_argument("--older-than", type=float, default=30.0, metavar="MINUTES", help="default 30")
+    pl = sub.add_parser("plan", help="how many items and judgments a campaign needs for a given power")
+    pl.add_argument("--margin", type=float, required=True, help="expected P(first wins) - P(second wins) per vote")
+    pl.add_argument("--tie-rate", type=float, default=0.0, help="expected share of tie votes (default 0)")
+    pl.add_argument("--k", type=int, default=3, help="judgments per item (default 3)")
+    pl.add_argument("--icc", type=float, default=0.0, help="correlation of two votes on one item (default 0)")
+    pl.add_argument("--power", type=float, default=0.8)
+    pl.add_argument("--alpha", type=float, default=0.05)
+    pl.add_argument("--json", action="store_true")
     a = sub.add_parser("assign", help="create annotator accounts for a campaign")
     a.add_argument("campaign")
     a.add_argument("--annotators", required=True, help="comma-separated user names")
@@ -55,6 +65,8 @@ def main(args) -> int:
     from wizardlab.config import Settings
     from wizardlab.store import Store
 
+    if args.action == "plan":
+        return _plan(args)
     store = Store(Settings.from_env(db=args.db).db)
     return {"create": _create, "list": _list, "status": _status, "assign": _assign, "release": _release,
             "close": _set_status, "open": _set_status}[args.action](store, args)
@@ -117,4 +129,20 @@ def _release(store, args) -> int:
 def _set_status(store, args) -> int:
     c = evaluation.set_status(store, args.campaign, "closed" if args.action == "close" else "open")
     print(f"campaign {c['id']} is now {c['status']}")
+    return 0
+
+
+def _plan(args) -> int:
+    from wizardlab.evaluation import trust
+
+    try:
+        p = trust.plan(args.margin, args.tie_rate, args.k, icc=args.icc, alpha=args.alpha, power=args.power)
+    except ValueError as exc:
+        raise UserError(f"campaign plan: {exc}") from None
+    if args.json:
+        print(json.dumps(p))
+        return 0
+    print(f"{p['n_items']} items x k={args.k} = {p['n_judgments']} judgments ({p['n_nontie_votes']} non-tie votes, "
+          f"design effect {p['design_effect']:.2f}) detect a margin of {args.margin:+.2f} with power {args.power:g} "
+          f"at alpha {args.alpha:g} (two-sided sign test on the non-tie votes)")
     return 0

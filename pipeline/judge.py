@@ -1,9 +1,15 @@
-"""`python -m pipeline judge`: the pairwise LLM judge over a campaign, asked in both orders.
+"""`python -m pipeline judge`: the LLM judge over a campaign, asked in both orders.
 
-    judge --campaign NAME|ID [--base-url URL --model NAME | --model CHECKPOINT | embedded] [--limit N]
-A flip between the two orders counts as a tie (see wizardlab.evaluation.judge). Verdicts
-are stored as judgments of annotator "llm:<model>" (source llm) and compared with the
-humans in `pipeline report`. Resumable (judged items are skipped, LLM calls cached) and
+    judge --campaign NAME|ID [--mode pairwise|score] [--base-url URL --model NAME | --model CHECKPOINT
+          | embedded] [--limit N]
+`--mode pairwise` (default): a verdict [[A]]/[[B]]/[[C]]; a flip between the two orders
+counts as a tie (see wizardlab.evaluation.judge); stored as judgments of annotator
+"llm:<model>". `--mode score`: Vicuna's GPT-4 review protocol, both answers scored 1-10 in
+one review, both orders averaged (see wizardlab.evaluation.score_judge); stored with the
+scores as annotator "llm-score:<model>", and `pipeline report` shows the capacity ratio
+(sampling: Vicuna's reviewer settings, temperature 0.2 and 1024 tokens, unless
+--temperature / --top-p / --max-tokens say otherwise). Both are compared with the humans
+in `pipeline report`. Resumable (judged items are skipped, LLM calls cached) and
 SIGTERM-safe; as a job it reports into the run it was launched for.
 """
 
@@ -18,7 +24,7 @@ from tqdm import tqdm
 
 from wizardlab.llm import params
 
-HELP = "Run the pairwise LLM judge on a campaign, in both orders."
+HELP = "Run the LLM judge (pairwise verdicts or Vicuna-style 1-10 scores) on a campaign, in both orders."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="endpoint model name, or a local checkpoint directory")
     parser.add_argument("--concurrency", type=int, default=None, help="parallel requests (default 16)")
     parser.add_argument("--limit", type=int, default=None, help="judge at most N items in this pass")
+    parser.add_argument("--mode", choices=("pairwise", "score"), default="pairwise",
+                        help="pairwise verdicts (default) or Vicuna-style 1-10 scores of both answers")
     params.add_arguments(parser, ("judge",))
 
 
@@ -43,13 +51,15 @@ def main(args) -> int:
     sampling = params.from_arguments(args, ("judge",))
     run_id = current_job_id() or store.create_run(
         "judge", {"campaign": campaign["id"], "base_url": settings.base_url, "model": settings.model,
-                  "concurrency": settings.concurrency, "limit": args.limit, "sampling": sampling},
+                  "concurrency": settings.concurrency, "limit": args.limit, "sampling": sampling, "mode": args.mode},
         name=f"LLM judge on {campaign['name']}")
-    return run(store, settings, campaign, run_id, args.limit, sampling)
+    return run(store, settings, campaign, run_id, args.limit, sampling, args.mode)
 
 
-def run(store, settings, campaign: dict, run_id: int, limit: int | None, sampling: dict | None = None) -> int:
+def run(store, settings, campaign: dict, run_id: int, limit: int | None, sampling: dict | None = None,
+        mode: str = "pairwise") -> int:
     from wizardlab.evaluation.judge import judge_campaign
+    from wizardlab.evaluation.score_judge import score_campaign
     from wizardlab.jobs import job_run
     from wizardlab.llm import LLMClient, make_backend
 
@@ -66,8 +76,9 @@ def run(store, settings, campaign: dict, run_id: int, limit: int | None, samplin
 
         async def go():
             try:
-                return await judge_campaign(store, client, campaign, stop=job.stop, on_progress=progress,
-                                            limit=limit, grace_s=settings.stop_grace_s, sampling=sampling)
+                judge = score_campaign if mode == "score" else judge_campaign
+                return await judge(store, client, campaign, stop=job.stop, on_progress=progress,
+                                   limit=limit, grace_s=settings.stop_grace_s, sampling=sampling)
             finally:
                 await client.aclose()
 

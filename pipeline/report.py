@@ -1,9 +1,11 @@
-"""`python -m pipeline report`: a campaign's win rates, ratings, breakdowns, agreement and judges.
+"""`python -m pipeline report`: a campaign's win rates (per item and over all judgments), capacity
+ratios of score-giving judges, ratings, breakdowns, agreement and judges.
 
     report --campaign NAME|ID [--json] [--csv DIR] [--bootstrap 2000] [--seed 0]
 Prints the text report (or one JSON object with `--json`); `--csv DIR` also writes
-pairs.csv, ratings.csv, breakdowns.csv, kappa_pairs.csv, agreement.csv, annotators.csv,
-llm_judges.csv and progress.csv. See wizardlab.evaluation.report for the conventions.
+pairs.csv, ratings.csv, breakdowns.csv, judgment_level.csv, capacity.csv, kappa_pairs.csv,
+agreement.csv, annotators.csv, llm_judges.csv and progress.csv. See wizardlab.evaluation.report
+for the conventions.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import argparse
 import json
 import sys
 
-HELP = "Win rates with intervals, ratings, breakdowns and agreement for a campaign."
+HELP = "Win rates (per item and per judgment), capacity ratios, ratings and agreement for a campaign."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,6 @@
-"""`python -m pipeline users`: add, disable, enable, list accounts and set passwords.
+"""`python -m pipeline users`: add, disable, enable, list accounts, change a role and set passwords.
+
+Roles: admin, curator (Lineage, review queues, read-only Data, Judge), annotator (Judge).
 
 Passwords come from `--password`, the WIZARDLAB_NEW_PASSWORD env var, or a prompt; they
 are stored salted and hashed (`wizardlab.auth`).
@@ -13,8 +15,9 @@ import os
 
 from wizardlab import auth
 from wizardlab.errors import UserError
+from wizardlab.store.users import ROLES
 
-HELP = "Manage accounts: add, disable, list users and set passwords."
+HELP = "Manage accounts: add, disable, list users, change roles and set passwords."
 
 
 DB_HELP = "SQLite database (default: settings / WIZARDLAB_DB)"
@@ -31,11 +34,14 @@ def add_arguments(parser) -> None:
 def _add_parsers(sub) -> None:
     add = sub.add_parser("add", help="create an account")
     add.add_argument("username")
-    add.add_argument("--role", choices=("annotator", "admin"), default="annotator")
+    add.add_argument("--role", choices=ROLES, default="annotator")
     add.add_argument("--password", help="the password (else WIZARDLAB_NEW_PASSWORD, else a prompt)")
     for name, text in (("disable", "disable an account (it can no longer log in)"), ("enable", "enable an account")):
         sub.add_parser(name, help=text).add_argument("username")
     sub.add_parser("list", help="list accounts")
+    role = sub.add_parser("role", help="change an account's role")
+    role.add_argument("username")
+    role.add_argument("role", choices=ROLES)
     pw = sub.add_parser("passwd", help="set a new password")
     pw.add_argument("username")
     pw.add_argument("--password", help="the new password (else WIZARDLAB_NEW_PASSWORD, else a prompt)")
@@ -67,6 +73,9 @@ def main(args) -> int:
     elif args.action in ("disable", "enable"):
         auth.set_disabled(store, args.username, args.action == "disable")
         print(f"{args.action}d {args.username}")
+    elif args.action == "role":
+        auth.set_role(store, args.username, args.role)
+        print(f"{args.username} is now {args.role}")
     elif args.action == "passwd":
         auth.set_password(store, args.username, _password(args))
         print(f"password set for {args.username}")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.uihelpers import browser, call_api, http_login, login, make_user, start_app, stop_app
+from tests.uihelpers import browser, call_api, http_login, login, make_user, start_app, stop_app, upload_file
 from wizardlab import evaluation as ev
 from wizardlab import jobs
 from wizardlab.evaluation import stats
@@ -221,6 +221,7 @@ def test_annotator_is_refused_on_every_new_endpoint(app, small_csv, shared_data)
         "eval_agreement": [upload(ann, small_csv), "auto"],
         "eval_release": [cid, 0],
         "eval_generate": ["", None, "sneaky set", "dir", str(tmp)],
+        "eval_plan": [0.1, 0.3, 3, 0.2, 0.8],
     }
     for api, data in calls.items():
         event, payload = call_api(ann, api, data)
@@ -234,14 +235,12 @@ def evaluate_tools_page(page, base_url: str, admin: str, password: str, judgment
     login(page, base_url, admin, password)
     page.get_by_role("tab", name="Evaluate").click()
     page.get_by_role("tab", name="Tools").click()
-    page.locator("#wl-jfile input[type=file]").set_input_files(str(judgments))
-    page.locator("#wl-jfile").get_by_text(judgments.name).first.wait_for()
+    upload_file(page, "wl-jfile", judgments)
     page.locator("#wl-import-campaign input").fill("PandaLM humans")
     page.locator("#wl-import-campaign input").press("Enter")
     page.locator("#wl-import-judgments-btn").click()
     page.locator("#wl-import-result table").wait_for(timeout=60_000)
-    page.locator("#wl-afile input[type=file]").set_input_files(str(agreement_csv))
-    page.locator("#wl-afile").get_by_text(agreement_csv.name).first.wait_for()
+    upload_file(page, "wl-afile", agreement_csv)
     page.locator("#wl-agree-btn").click()
     page.locator("#wl-agree-result table").first.wait_for(timeout=60_000)
 
@@ -261,7 +260,8 @@ def test_browser_imports_and_computes_agreement(app, small_csv, shared_data):
 
 
 def take_screenshot(out_dir: str, shared: Path) -> str:
-    """docs/screenshots/evaluate_tools.png: the Evaluate tab with the import and agreement sections in use."""
+    """docs/screenshots/evaluate_tools.png: the Evaluate tab's Tools (import judgments, agreement of a file)
+    in use; evaluate.png: its Output sets sub-tab with generation from a training run's checkpoint."""
     import tempfile
 
     tmp = Path(tempfile.mkdtemp())
@@ -281,11 +281,122 @@ def take_screenshot(out_dir: str, shared: Path) -> str:
         with browser() as b:
             page = b.new_page(viewport={"width": 1440, "height": 1000})
             evaluate_tools_page(page, base_url, admin, password, shared / PANDALM, sample)
+            page.wait_for_timeout(800)
+            page.screenshot(path=str(out), full_page=True)
             page.get_by_role("tab", name="Output sets").click()
             page.locator("#wl-gen-model input").click()
             page.get_by_role("option", name="Training run").first.click()
+            page.get_by_role("tab", name="Campaigns").click()
+            page.get_by_role("tab", name="Output sets").click()
             page.wait_for_timeout(800)
+            page.screenshot(path=str(Path(out_dir) / "evaluate.png"), full_page=True)
+    finally:
+        stop_app(ctx)
+    return str(out)
+
+
+def test_planner_on_the_campaign_form(app):
+    from wizardlab.evaluation import trust
+
+    _, adm, _, _ = app
+    event, data = call_api(adm, "eval_plan", [0.12, 0.3, 3, 0.3, 0.8])
+    assert event == "complete", data
+    want = trust.plan(0.12, 0.3, 3, icc=0.3, power=0.8)
+    assert rows(data[0])[0][-2:] == [str(want["n_items"]), str(want["n_judgments"])]
+    event, data = call_api(adm, "eval_plan", [0, 0.3, 3, 0.3, 0.8])
+    assert event == "error" and "planner" in json.dumps(data)
+
+
+def _reviewer(body):
+    """A Vicuna-style reviewer: alpha's answers 8, beta's 6, whichever is shown first."""
+    user = body["messages"][-1]["content"]
+    first = user.split("[The Start of Assistant 1's Answer]\n", 1)[1].split()[0]
+    second = user.split("[The Start of Assistant 2's Answer]\n", 1)[1].split()[0]
+    score = {"alpha": 8, "beta": 6}
+    return f"{score[first]} {score[second]}\nAlpha is more complete."
+
+
+def test_score_judge_from_the_tab_and_the_capacity_chart_in_the_report(tmp_path):
+    from tests.fakellm import FakeLLM
+
+    with FakeLLM(_reviewer) as fake:
+        base_url, admin, password, ctx = start_app(tmp_path, base_url=fake.base_url, model="reviewer")
+        adm = http_login(base_url, admin, password)
+        try:
+            store = ctx.store()
+            rows = [{"prompt_id": i, "prompt": f"question {i}", "model": m, "output": f"{m} answers {i}"}
+                    for m in ("alpha", "beta") for i in range(1, 5)]
+            out = tmp_path / "out.jsonl"
+            out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            sets = [s["id"] for s in ev.import_outputs(store, out, testset="toy")]
+            cid = ev.create_campaign(store, "scored", sets, k=1)
+            event, data = call_api(adm, "eval_llm_judge", [cid, "sideways"])
+            assert event == "error" and store.list_runs("judge") == []
+            event, data = call_api(adm, "eval_llm_judge", [cid, "score"])
+            assert event == "complete" and "(score)" in data[0], data
+            run = _wait_ended(store, store.list_runs("judge")[0]["id"], timeout=120)
+            assert run["status"] == "done" and run["config"]["mode"] == "score", run
+            assert len(fake.requests) == 8
+            event, data = call_api(adm, "eval_report", [cid])
+            assert event == "complete", data
+            html = data[1]
+            assert "Capacity of alpha relative to beta" in html and "133.3%" in html and "wl-cap-fill" in html
+            assert "over all judgments" in html and "Length- and style-controlled" in html
+            assert "LLM judge report cards" in html and "llm-score:reviewer" in html
+        finally:
+            adm.close()
+            stop_app(ctx)
+
+
+def take_report_screenshot(out_dir: str, shared: Path) -> str:
+    """docs/screenshots/report_capacity.png: the Report sub-tab of Vicuna-13B vs ChatGPT with the shared
+    GPT-4 reviews (capacity chart per category) and FairEval's human labels."""
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp())
+    base_url, admin, password, ctx = start_app(tmp)
+    store = ctx.store()
+    v80 = shared / "testsets/vicuna80"
+    sets = [ev.import_outputs(store, v80 / f"answer/answer_{m}.jsonl")[0]["id"] for m in ("vicuna-13b", "gpt35")]
+    c = store.campaign(ev.create_campaign(store, "Vicuna-13B vs ChatGPT", sets, k=1))
+    from wizardlab.evaluation import external
+
+    external.import_vicuna_reviews(store, c, v80 / "review/vicuna-13b_20230322-clean-lang/review_gpt35_vicuna-13b.jsonl")
+    external.import_faireval(store, c, shared / "human_judgments/faireval/review_gpt35_vicuna-13b_human.txt",
+                             chatgpt="gpt-3.5-turbo:20230327", vicuna="vicuna-13b:20230322-clean-lang")
+    out = Path(out_dir) / "report_capacity.png"
+    try:
+        with browser() as b:
+            page = b.new_page(viewport={"width": 1440, "height": 1000})
+            login(page, base_url, admin, password)
+            page.get_by_role("tab", name="Evaluate").click()
+            page.get_by_role("tab", name="Report").click()
+            page.locator("#wl-report-campaign input").click()
+            page.get_by_role("option", name=re.compile("Vicuna-13B vs ChatGPT")).first.click()
+            page.locator("#wl-report .wl-cap").wait_for(timeout=120_000)
+            page.wait_for_timeout(500)
             page.screenshot(path=str(out), full_page=True)
+    finally:
+        stop_app(ctx)
+    return str(out)
+
+
+def take_planner_screenshot(out_dir: str) -> str:
+    """docs/screenshots/planner.png: the campaign form's "How many judgments are enough?" planner."""
+    import tempfile
+
+    base_url, admin, password, ctx = start_app(Path(tempfile.mkdtemp()))
+    out = Path(out_dir) / "planner.png"
+    try:
+        with browser() as b:
+            page = b.new_page(viewport={"width": 1440, "height": 1000})
+            login(page, base_url, admin, password)
+            page.get_by_role("tab", name="Evaluate").click()
+            page.get_by_role("tab", name="Campaigns").click()
+            page.get_by_text("How many judgments are enough?").click()
+            page.locator("#wl-plan-btn").click()
+            page.locator("#wl-plan-out table").wait_for(timeout=60_000)
+            page.locator("#wl-planner").screenshot(path=str(out))
     finally:
         stop_app(ctx)
     return str(out)
@@ -296,7 +407,10 @@ if __name__ == "__main__":
 
     from tests.conftest import SHARED_DATA
 
-    print(take_screenshot(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots", Path(SHARED_DATA)))
+    target = sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots"
+    print(take_screenshot(target, Path(SHARED_DATA)))
+    print(take_report_screenshot(target, Path(SHARED_DATA)))
+    print(take_planner_screenshot(target))
 
 
 def test_vicuna_answer_files_import_with_their_question_file(app, shared_data):

@@ -307,6 +307,8 @@ def test_outage_leaves_failed_calls_retryable_and_a_rerun_eliminates_nothing_for
 
 def test_give_up_failed_makes_them_malformed_with_the_reason(tmp_path):
     seeds = write_seeds(tmp_path / "s.jsonl", ["Explain rainbows.", "Name a planet."])
+    with open(seeds, "a") as fh:
+        fh.write(json.dumps({"instruction": "A seed without its output."}) + "\n")
     db = tmp_path / "w.db"
     with FakeLLM(scripted_responder) as fake:
         fake.down = True
@@ -314,6 +316,11 @@ def test_give_up_failed_makes_them_malformed_with_the_reason(tmp_path):
         fake.down = False
         assert evolve(db, seeds, fake, "--rounds", "2", "--give-up-failed") == 0
     nodes = lineage(db, tmp_path)
+    no_output = next(n for n in nodes if n["instruction"] == "A seed without its output.")
+    assert no_output["response"] == "" and "gave up after 1 failed attempts" in no_output["error"]
+    out = tmp_path / "train.json"
+    assert cli(["export", "--db", str(db), "--out", str(out), "--format", "alpaca"]) == 0
+    assert "A seed without its output." not in [r["instruction"] for r in json.loads(out.read_text())]
     first = [n for n in nodes if n["round"] == 1]
     assert all(n["fail_rules"] == ["malformed"] and "gave up after 1 failed attempts" in n["error"] for n in first)
     assert all(n["status"] == "kept" for n in nodes if n["round"] == 2)
@@ -393,3 +400,21 @@ def test_truncated_responses_can_be_found_in_curation(tmp_path):
     assert cli(["override", "--db", str(db), "--run", "1", "--truncated", "--action", "eliminate",
                 "--reason", "cut off", "--user", "ana"]) == 0
     assert sum(n["status"] == "eliminated" for n in lineage(db, tmp_path)) == 2
+
+
+def test_rules_mode_paper_by_default_lenient_on_request(tmp_path):
+    def responder(body):
+        if kind_of(body) == "evolve" and "LABEL" in body["messages"][-1]["content"]:
+            return "Rewritten Prompt: Explain how tides work, with one worked example."
+        return scripted_responder(body)
+
+    seeds = write_seeds(tmp_path / "s.jsonl", ["LABEL tides.", "Name a planet."])
+    db = tmp_path / "w.db"
+    with FakeLLM(responder) as fake:
+        assert evolve(db, seeds, fake, "--rounds", "1") == 0
+        assert evolve(db, seeds, fake, "--rounds", "1", "--rules", "lenient") == 0
+    store = Store(db)
+    runs = {r["config"]["rules"]: r["id"] for r in store.list_runs("evolve")}
+    verdicts = {mode: [n["fail_rules"] for n in store.iter_nodes(run) if n["round"] == 1 and "tides" in n["instruction"]]
+                for mode, run in runs.items()}
+    assert verdicts == {"paper": [["copied_prompt_words"]], "lenient": [[]]}

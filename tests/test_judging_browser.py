@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from tests.uihelpers import browser, login, make_user, start_app, stop_app
+from tests.uihelpers import UI_TIMEOUT_MS, browser, login, make_user, start_app, stop_app
 from wizardlab import evaluation as ev
 
 MODELS = ("zebra-model-7b", "okapi-model-13b")
@@ -46,7 +46,7 @@ def _progress(page, done: int):
 def _session(b, base_url: str, name: str, keys: list[str], seen: list[str]):
     context = b.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
-    page.set_default_timeout(30_000)
+    page.set_default_timeout(UI_TIMEOUT_MS)
 
     def record(response):
         try:

@@ -143,7 +143,7 @@ def test_evaluate_endpoints_refuse_annotators_on_the_server(app):
     assert event == "error" and len(store.list_campaigns()) == before
     event, payload = call(ann, "eval_report", [cid], "x2")
     assert event == "error" and not any(m in json.dumps(payload) for m in MODELS)
-    event, _ = call(ann, "eval_llm_judge", [cid], "x3")
+    event, _ = call(ann, "eval_llm_judge", [cid, "pairwise"], "x3")
     assert event == "error" and store.list_runs("judge") == []
 
 
@@ -168,3 +168,35 @@ def test_admin_creates_campaign_reads_report_and_exports(app, tmp_path):
     assert event == "complete"
     names = sorted(f["orig_name"] for f in data[0]["value"])
     assert names == ["report.json", "report_csv.zip"]
+
+
+def test_same_annotator_in_two_tabs_is_told_and_nothing_is_stored_twice(app):
+    """Issue 12.4: tab 2 still shows the item judged in tab 1 and clicks the other answer."""
+    base_url, ctx, _ = app
+    store = ctx.store()
+    sets = [s["id"] for s in store.list_output_sets() if s["model"] in MODELS]
+    cid = ev.create_campaign(store, "two tabs", sets, k=1, seed=5)
+    make_user(ctx, "twotabs", "two-pass-123")
+    client = http_login(base_url, "twotabs", "two-pass-123")
+    event, one = call(client, "judge_start", [cid], "tab-one")
+    assert event == "complete", one
+    event, two = call(client, "judge_start", [cid], "tab-two")
+    assert event == "complete" and two[0] == one[0] and two[6] == one[6]  # the same item in both tabs
+    event, after_one = call(client, "judge_1", [None, one[6], ""], "tab-one")
+    assert event == "complete" and "another tab" not in json.dumps(after_one)
+    event, after_two = call(client, "judge_2", [None, two[6], ""], "tab-two")
+    assert event == "complete" and "Already judged in another tab" in json.dumps(after_two), after_two
+    rows = store.query("SELECT label FROM judgments WHERE campaign_id = ? AND annotator = 'twotabs'", (cid,))
+    assert len(rows) == 1
+    event, again = call(client, "judge_2", [None, two[6], ""], "tab-two")  # a stale repeat: ignored quietly
+    assert event == "complete" and len(store.query("SELECT id FROM judgments WHERE campaign_id = ? AND "
+                                                   "annotator = 'twotabs'", (cid,))) == 1
+    store.set_campaign_status(cid, "closed")
+
+
+def test_judging_buttons_wait_for_a_campaign(app):
+    base_url, ctx, _ = app
+    config = httpx.get(f"{base_url}/config", cookies=http_login(base_url, "admin", "admin-pass-123").cookies).json()
+    buttons = {c["props"].get("elem_id"): c["props"].get("interactive") for c in config["components"]
+               if c.get("type") == "button" and str(c["props"].get("elem_id", "")).startswith("wl-judge-")}
+    assert buttons and all(v is False for k, v in buttons.items() if k != "wl-judge-bad"), buttons

@@ -53,3 +53,17 @@ def test_command_line_options():
         "equal": {"top_p": 0.9, "temperature": 0.0}}
     with pytest.raises(UserError, match="STAGE:KEY=VALUE"):
         params.from_arguments(parser.parse_args(["--sampling", "judge:temperature=0"]), params.EVOLVE_STAGES)
+
+
+def test_the_evolve_tab_form_parses_generation_settings_and_rules():
+    from eval_ui.evolve import DEMO, BatchForm
+
+    form = BatchForm.parse(DEMO, None, 2, 4, "", "", 0, 0, 0.5, None, 1024, "equal:temperature=0, respond:top_p=0.9",
+                           "lenient")
+    assert form.rules == "lenient" and form.sampling == {
+        "evolve": {"temperature": 0.5, "max_tokens": 1024},
+        "respond": {"temperature": 0.5, "max_tokens": 1024, "top_p": 0.9},
+        "equal": {"temperature": 0.0, "max_tokens": 1024}}
+    assert BatchForm.parse(DEMO, None, 2, 4, "", "", 0, 0).sampling == {}
+    with pytest.raises(UserError, match="STAGE:KEY=VALUE"):
+        BatchForm.parse(DEMO, None, 2, 4, "", "", 0, 0, None, None, None, "equal=0")

@@ -110,3 +110,59 @@ def test_every_pop_up_goes_through_the_one_helper():
             if re.search(r"gr\.(Error|Warning|Info)\(", line) and path.name != "context.py":
                 offenders.append(f"{path.name}:{n}")
     assert not offenders
+
+
+SECRET_WORDS = ("secret-model-omega", "Secret Campaign Zeta", "hidden-admin2", "Confidential seed run")
+
+
+def _queue(client, fn_index: int, data: list, session: str) -> tuple[bool, object]:
+    r = client.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session,
+                                                     "event_data": None, "trigger_id": None})
+    if r.status_code != 200:
+        return False, r.text
+    with client.stream("GET", "/gradio_api/queue/data", params={"session_hash": session}) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                msg = json.loads(line[5:])
+                if msg.get("msg") == "process_completed":
+                    return msg.get("success", False), msg.get("output")
+    return False, None
+
+
+def _silent(text: str) -> bool:
+    """An answer made only of no-op updates (a poll that stays quiet for non-admins)."""
+    return '"value"' not in text and '"choices"' not in text and '"headers"' not in text
+
+
+def test_every_backend_function_refuses_an_annotator(app, tmp_path):
+    """Every function the app registers (named or not, 'private' ones too: they are reachable by
+    fn_index), called with an annotator's cookie and empty inputs: nothing changes in the store and
+    no admin data comes back. The Judge tab's own endpoints are the annotator's and are left out."""
+    base_url, _, _, ctx, _ = app
+    from wizardlab import evaluation as ev
+
+    store = ctx.store()
+    make_user(ctx, "hidden-admin2", "hidden-pass-123", "admin")
+    rows = [{"prompt_id": i, "prompt": f"q{i}", "model": m, "output": f"{m} {i}"}
+            for m in ("secret-model-omega", "other-model") for i in range(3)]
+    path = tmp_path / "o.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sets = ev.import_outputs(store, path, testset="sec-ts")
+    ev.create_campaign(store, "Secret Campaign Zeta", [s["id"] for s in sets], k=1)
+    tables = [r["name"] for r in store.query("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    before = {t: store.scalar(f"SELECT COUNT(*) FROM [{t}]") for t in tables}
+    ann = http_login(base_url, "ann", "ann-pass-123")
+    fns = [(i, fn) for i, fn in ctx._demo.fns.items() if fn.fn is not None
+           and not str(fn.api_name or "").startswith("judge_")]
+    assert len(fns) > 100
+    answers = []
+    for i, fn in fns:
+        ok, out = _queue(ann, i, [None] * len(fn.inputs), f"sweep-{i}")
+        answers.append((fn.api_name if fn.api_visibility != "private" else None, ok, json.dumps(out, default=str)))
+    after = {t: store.scalar(f"SELECT COUNT(*) FROM [{t}]") for t in tables}
+    assert after == before
+    leaks = [(name, w) for name, _, text in answers for w in SECRET_WORDS if w in text]
+    assert not leaks, leaks[:5]
+    named = [(name, ok, text[:120]) for name, ok, text in answers
+             if name and not ("Only admins" in text or not ok or _silent(text))]
+    assert not named, named[:5]  # every named admin endpoint refused ("Only admins") or answered nothing

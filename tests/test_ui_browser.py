@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.fakellm import FakeLLM
-from tests.uihelpers import browser, login, make_forest, make_user, start_app, stop_app
+from tests.uihelpers import UI_TIMEOUT_MS, browser, login, make_forest, make_user, start_app, stop_app, upload_file
 from wizardlab import jobs
 
 HOSTILE = [
@@ -31,7 +31,7 @@ def app(tmp_path_factory):
 
 def _page(b):
     page = b.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(30_000)
+    page.set_default_timeout(UI_TIMEOUT_MS)
     return page
 
 
@@ -158,8 +158,7 @@ def test_bad_seed_upload_shows_one_line_error_and_writes_nothing(app, tmp_path):
         page = _page(b)
         login(page, base_url, admin, password)
         page.get_by_text("Upload a seed file").click()
-        page.locator("#wl-upload input[type=file]").set_input_files(str(bad))
-        page.locator("#wl-upload").get_by_text("seeds.jsonl").first.wait_for(timeout=90_000)  # uploads are slow on a loaded 2-core box
+        upload_file(page, "wl-upload", bad)
         page.locator("#wl-start").click()
         toast = page.locator(".toast-body", has_text="seeds.jsonl")
         toast.wait_for(timeout=60_000)
@@ -222,6 +221,8 @@ def test_failed_calls_retry_and_give_up_in_the_evolve_tab(tmp_path):
                 run_id = store.list_runs("evolve")[0]["id"]
                 assert store.get_run(run_id)["status"] == "failed" and store.count_failed_calls(run_id, 1) == 3
                 assert "503" in page.locator("#wl-failed-calls").inner_text()
+                settings = page.locator("#wl-progress .wl-run-settings").inner_text()
+                assert "rules: paper" in settings and "evolve T=1 top-p=0.95 max 2048" in settings
                 page.screenshot(path=os.path.join(os.environ.get("WIZARDLAB_SHOTS", str(tmp_path)),
                                                   "evolve_failed_calls.png"), full_page=True)
                 page.locator("#wl-retry-failed").click()  # still down: attempts grow, nothing eliminated

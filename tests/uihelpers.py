@@ -106,9 +106,33 @@ def browser():
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            yield b
+            yield _PatientBrowser(b)
         finally:
             b.close()
+
+
+# Playwright's 30 s default is too short for uploads and first renders on a loaded 2-core box
+UI_TIMEOUT_MS = 90_000
+
+
+class _PatientBrowser:
+    """The browser, with every new page and context waiting up to UI_TIMEOUT_MS by default."""
+
+    def __init__(self, browser):
+        self._browser = browser
+
+    def new_page(self, **kwargs):
+        page = self._browser.new_page(**kwargs)
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        return page
+
+    def new_context(self, **kwargs):
+        context = self._browser.new_context(**kwargs)
+        context.set_default_timeout(UI_TIMEOUT_MS)
+        return context
+
+    def __getattr__(self, name):
+        return getattr(self._browser, name)
 
 
 def login(page, base_url: str, username: str, password: str) -> None:
@@ -117,7 +141,7 @@ def login(page, base_url: str, username: str, password: str) -> None:
     page.get_by_label("username").fill(username)
     page.get_by_label("password").fill(password)
     page.get_by_role("button", name="Login").click()
-    page.wait_for_selector(".wl-header .wl-user", timeout=30_000)
+    page.wait_for_selector(".wl-header .wl-user", timeout=UI_TIMEOUT_MS)
 
 
 def make_forest(store, seeds: list[dict], rounds: list[list[dict]], *, created_by: str = "test") -> int:
@@ -204,7 +228,7 @@ def take_screenshots(out_dir: str) -> list[str]:
         shot("evolve.png")
         page.get_by_role("tab", name="Lineage").click()
         page.locator("#wl-lin-run input").wait_for()
-        page.get_by_label("Rule or flag").click()
+        page.get_by_label("Rule or flag", exact=True).click()
         page.get_by_role("option", name="no_information_gain").click()
         page.locator("#wl-lin-find").click()
         page.locator("#wl-lin-roots [data-testid='cell-0-0']").wait_for()
@@ -237,3 +261,22 @@ if __name__ == "__main__":
     import sys
 
     print("\n".join(take_screenshots(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots")))
+
+
+def upload_file(page, elem_id: str, path) -> None:
+    """Put a file into the gr.File `#elem_id` and wait until it shows the file's name.
+
+    The component is waited for first (a tab's content may still be rendering after its click,
+    and a file set into an input that is then re-rendered is lost); if the name does not show,
+    the file is set once more."""
+    box = page.locator(f"#{elem_id}")
+    box.wait_for(state="visible")
+    name = box.get_by_text(Path(path).name).first
+    for attempt in range(2):
+        box.locator("input[type=file]").set_input_files(str(path))
+        try:
+            name.wait_for(timeout=UI_TIMEOUT_MS // 2)
+            return
+        except Exception:  # playwright's TimeoutError: try once more, then let the second wait raise
+            if attempt:
+                raise

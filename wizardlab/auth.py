@@ -76,6 +76,19 @@ def set_disabled(store, username: str, disabled: bool, *, acting_user: str | Non
     store.set_user_disabled(username, disabled)
 
 
+def set_role(store, username: str, role: str, *, acting_user: str | None = None) -> None:
+    """Change an account's role (admin, curator, annotator); never your own, never the last active admin."""
+    user = store.get_user(username)
+    if user is None:
+        raise UserError(f"no user named {username!r}")
+    if acting_user == username and role != user["role"]:
+        raise UserError("you cannot change your own role")
+    if user["role"] == "admin" and role != "admin" and not user["disabled"] \
+            and store.count_users("admin", True) <= 1:
+        raise UserError("cannot change the role of the last active admin")
+    store.set_user_role(username, role)
+
+
 def authenticate(store, username: str, password: str) -> bool:
     """Login check: the account exists, is enabled, and the password matches."""
     stored = store.password_hash((username or "").strip())
@@ -83,6 +96,19 @@ def authenticate(store, username: str, password: str) -> bool:
         hash_password(password or "")  # same work either way: no timing hint about which names exist
         return False
     return verify_password(password or "", stored)
+
+
+def check_login(store, username: str, password: str) -> str:
+    """The login check with its outcome: "ok", "wrong" (no such account or a wrong password, alike and
+    in the same time) or "disabled" (the right password of a disabled account: only its owner learns
+    that). Rate limits are `wizardlab.login_limits`; this function always does the scrypt work."""
+    row = store.login_row((username or "").strip())
+    if row is None:
+        hash_password(password or "")  # same work either way: no timing hint about which names exist
+        return "wrong"
+    if not verify_password(password or "", row["password_hash"]):
+        return "wrong"
+    return "disabled" if row["disabled"] else "ok"
 
 
 def active_user(store, username: str | None) -> dict | None:

@@ -102,11 +102,16 @@ def _already(action: str) -> tuple[str, ...]:
     return ("seed", "kept") if action == "restore" else ("eliminated",)
 
 
-def undo(store, override_id: int, user: str) -> dict:
-    """Undo one override (kept in the log, marked undone by `user`); returns the override row."""
+def undo(store, override_id: int, user: str, *, own_only: bool = False) -> dict:
+    """Undo one override (kept in the log, marked undone by `user`); returns the override row.
+
+    `own_only` (curators): only an override that `user` made may be undone.
+    """
     row = store.get_override(int(override_id))
     if row is None:
         raise UserError(f"override {override_id} does not exist")
+    if own_only and row["user"] != user:
+        raise UserError(f"override {override_id} was made by {row['user']}: curators may undo only their own")
     store.undo_override(int(override_id), user)
     return row
 

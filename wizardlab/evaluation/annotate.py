@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import hashlib
 
+from wizardlab.errors import UserError
+
+MAX_RATIONALE = 2_000
+
 
 def a_on_left(campaign_id: int, seed: int, item_id: int, annotator: str) -> bool:
     """Left/right for one annotator and item: a hash, so it is random-looking yet replayable."""
@@ -33,6 +37,9 @@ def next_item(store, campaign: dict, annotator: str) -> dict | None:
 def submit(store, campaign: dict, annotator: str, assignment_id: int, choice: str, *, request_id: str,
            rationale: str | None = None, seconds: float | None = None) -> dict:
     """Record a click (1 | 2 | tie | both_bad) for an assignment, exactly once."""
+    if rationale and len(rationale) > MAX_RATIONALE:
+        raise UserError(f"a rationale may have at most {MAX_RATIONALE:,} characters; this one has "
+                        f"{len(rationale):,}: shorten it and click again")
     return store.submit_judgment(assignment_id, annotator, choice, request_id=request_id, rationale=rationale,
                                  seconds=seconds)
 

@@ -20,6 +20,15 @@ Judge them on the WizardLM paper's criteria: **relevance** (does it answer what 
 Length alone is not quality. Choose *tie* when they are equally good. Skip what you cannot judge."""
 ATTENTION_MODEL = "attention-check"
 PAIRS = ("one", "all", "baseline")  # the first two sets; every pair; every set vs the first
+MAX_NAME = 200  # campaign and output set names
+MAX_GUIDELINES = 20_000
+
+
+def check_length(what: str, value: str, limit: int) -> str:
+    """`value`, or a UserError saying how long `what` may be and how long it is."""
+    if len(value) > limit:
+        raise UserError(f"{what}: at most {limit:,} characters, got {len(value):,}")
+    return value
 
 
 def create_campaign(store, name: str, output_sets: list, *, pairs: str = "one", k: int = 3,
@@ -28,6 +37,8 @@ def create_campaign(store, name: str, output_sets: list, *, pairs: str = "one", 
     """A campaign over the common prompts of `output_sets` (ids or names); returns its id."""
     if not name or not name.strip():
         raise UserError("a campaign needs a name")
+    check_length("campaign name", name.strip(), MAX_NAME)
+    check_length("guidelines", guidelines or "", MAX_GUIDELINES)
     if k < 1:
         raise UserError(f"annotators per item must be at least 1, got {k}")
     sets = [_require_set(store, ref) for ref in output_sets]

@@ -10,7 +10,7 @@ nothing.
 
 `import_vicuna_reviews` turns FastChat's GPT-4 reviews (a score pair per question) into
 LLM-judge judgments on an existing campaign over the Vicuna answers: the higher score
-wins, equal scores tie. `import_faireval` adds FairEval's 80 aggregated human labels
+wins, equal scores tie, and both scores are kept (in model terms) for the capacity ratio. `import_faireval` adds FairEval's 80 aggregated human labels
 (CHATGPT / VICUNA13B / TIE, one per line in question order) as one human annotator.
 """
 
@@ -94,8 +94,10 @@ def import_vicuna_reviews(store, campaign: dict, review_path: str | Path, judge:
                 continue
             winner = m1 if score[0] > score[1] else m2 if score[1] > score[0] else None
             label = "tie" if winner is None else ("a" if winner == item["model_a"] else "b")
+            scores = (score[0], score[1]) if m1 == item["model_a"] else (score[1], score[0])
             store.insert_judgment(conn, campaign["id"], item["item_id"], f"llm:{judge}", label, source="llm",
-                                  rationale=f"scores {score[0]} / {score[1]}", replace=True)
+                                  rationale=f"scores {score[0]} / {score[1]}", replace=True,
+                                  scores=tuple(map(float, scores)) if min(score) >= 0 else None)  # -1: unparsed
             added += 1
     return {"judged": added, "not_in_campaign": missing}
 

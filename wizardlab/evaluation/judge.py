@@ -118,14 +118,18 @@ def _record(store, campaign_id: int, annotator: str, item: dict, result: dict, p
                               rationale=rationale)
 
 
-def start_judging(store, settings, campaign: dict, *, created_by: str | None = None, log_dir) -> tuple[int, str]:
+def start_judging(store, settings, campaign: dict, *, created_by: str | None = None, log_dir,
+                  mode: str = "pairwise") -> tuple[int, str]:
     """Start the LLM judge (the settings' LLM) on a campaign as a background job on the "llm"
-    queue; returns (run id, job status)."""
+    queue; mode "pairwise" (verdicts) or "score" (Vicuna-style 1-10 scores, see score_judge);
+    returns (run id, job status)."""
     from wizardlab import jobs
 
+    if mode not in ("pairwise", "score"):
+        raise ValueError(f"unknown judge mode {mode!r}")
     run_id = store.create_run("judge", {"campaign": campaign["id"], "base_url": settings.base_url,
-                                        "model": settings.model},
-                              name=f"LLM judge on {campaign['name']}", created_by=created_by)
+                                        "model": settings.model, "mode": mode},
+                              name=f"LLM judge ({mode}) on {campaign['name']}", created_by=created_by)
     args = ["--campaign", campaign["id"], *(["--base-url", settings.base_url] if settings.base_url else []),
-            *(["--model", settings.model] if settings.model else [])]
+            *(["--model", settings.model] if settings.model else []), "--mode", mode]
     return run_id, jobs.launch(store, run_id, "judge", args, log_dir=log_dir, queue="llm")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wizardlab.errors import UserError
+from wizardlab.evaluation.campaigns import MAX_NAME, check_length
 from wizardlab.evaluation.testsets import default_testset_name, load_output_rows, load_testset, sibling_questions
 
 
@@ -61,7 +62,7 @@ def _create_sets(store, conn, path: Path, rows: list[dict], testset: str, key_to
         raise UserError(f"{path.name}: holds {len(by_model)} models; a set name needs a file with one model")
     created = []
     for m, outputs in by_model.items():
-        set_name = name or f"{testset}/{m}"
+        set_name = check_length("output set name", name or f"{testset}/{m}", MAX_NAME)
         if store.output_set(set_name) is not None:
             raise UserError(f"{path.name}: an output set named {set_name!r} exists already; give another name")
         sid = store.create_output_set(set_name, m, testset, "import", outputs=outputs, conn=conn)

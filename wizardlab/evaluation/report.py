@@ -13,6 +13,13 @@ module only selects and groups judgments. Conventions:
   (a split vote is a tie); intervals are 95% bootstrap over items. Bradley-Terry uses
   the same per-item labels. Attention-check items are excluded from everything but the
   attention accuracy.
+- Judgment-level rates (`judgment_level`, the WizardLM paper's human-evaluation figure)
+  count every human vote once; intervals resample whole items with their votes.
+- Capacity ratios (`capacity`, the paper's GPT-4 figure, Vicuna's protocol) come from
+  judgments that carry 1-10 scores for both answers (the score-mode LLM judge, imported
+  Vicuna GPT-4 reviews): total score of model a / total score of model b, overall and per
+  skill, category and difficulty split, with 95% bootstrap intervals over items.
+`NOTES` holds the one-sentence explanation of each figure shown with the report.
 """
 
 from __future__ import annotations
@@ -21,14 +28,32 @@ import csv
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from wizardlab.evaluation import stats
-from wizardlab.evaluation import require_campaign
+from wizardlab.evaluation import require_campaign, stats, trust
 
 HUMAN = ("ui", "import")
 HIGH_DIFFICULTY = 8
 FAST_SECONDS = 3.0
 ATTENTION_MIN = 0.8
 RATING_BOOT = 100  # Bradley-Terry refits are costly: at most this many bootstrap resamples
+NOTES = {
+    "pairs": "Per item: each item counts once, labelled by the strict plurality of its human votes "
+             "(a split vote is a tie); intervals are a 95% bootstrap over items.",
+    "judgment_level": "Per judgment (the WizardLM paper's figure): every human vote counts once, so items "
+                      "with more votes weigh more; intervals are a 95% bootstrap that resamples whole items "
+                      "with all their votes.",
+    "capacity": "Capacity ratio (the paper's GPT-4 figure, Vicuna's protocol): the judge's total 1-10 score "
+                "of the first model divided by its total score of the second over the same items; "
+                "intervals are a 95% bootstrap over items.",
+    "length_controlled": "Length-controlled: a logistic model of the verdict on the length and markdown "
+                         "differences of the two answers, read at zero difference, so a judge who prefers longer "
+                         "answers cannot make the longer arm win.",
+    "fragility": "Fragility: the fewest judgments whose removal ends the leader's lead in items won (exact search).",
+    "judge_cards": "Judge card: how an LLM judge agrees with the human majority next to how well humans agree "
+                   "with each other, how often its verdict flips when the answers swap sides, and how often it "
+                   "picks the longer answer or the one with more lists (0.5 = no preference).",
+    "conclusive": "Conclusive yet: a Bayes factor over the non-tie items that may be checked after every "
+                  "judgment and still keeps a 5% false-alarm rate (conclusive at 20).",
+}
 
 
 def model_label(label: str) -> str:
@@ -61,7 +86,9 @@ def build_report(store, campaign_ref, *, n_boot: int = 2000, seed: int = 0) -> d
         "n_judgments": len(human),
         "progress": store.campaign_progress(campaign["id"]),
         "fill": {str(k): v for k, v in store.campaign_fill(campaign["id"]).items()},
+        "notes": NOTES,
         "pairs": _pairs(items, n_boot, seed),
+        "judgment_level": judgment_level(items, n_boot, seed),
         "ratings": _ratings(items, n_boot, seed),
         "breakdowns": _breakdowns(items, n_boot, seed),
         "position_bias": stats.position_bias([(r["label"], r["a_on_left"]) for r in human
@@ -69,7 +96,87 @@ def build_report(store, campaign_ref, *, n_boot: int = 2000, seed: int = 0) -> d
         "agreement": stats.agreement([(r["item_id"], r["annotator"], model_label(r["label"])) for r in human]),
         "annotators": _annotators(rows, human),
         "llm_judges": _llm_judges(rows, items, n_boot, seed),
+        "capacity": capacity(rows, n_boot, seed),
+        **trust_sections(store.campaign_items(campaign["id"]), rows, human, items, n_boot, seed),
     }
+
+
+def trust_sections(campaign_items: list[dict], rows: list[dict], human: list[dict], items: dict, n_boot: int,
+                   seed: int) -> dict:
+    """Length-controlled win rates (humans and each LLM judge), fragility and "conclusive yet?" per pair;
+    see `wizardlab.evaluation.trust`."""
+    texts = {i["item_id"]: (i["response_a"], i["response_b"]) for i in campaign_items}
+    judged = defaultdict(list)  # (who, model a, model b) -> judgments
+    for r in human:
+        judged[("humans", r["model_a"], r["model_b"])].append(r)
+    for r in rows:
+        if r["source"] == "llm" and r["attention_label"] is None:
+            judged[(r["annotator"], r["model_a"], r["model_b"])].append(r)
+    controlled = [{"judges": who, "model_a": a, "model_b": b, **trust.length_controlled(
+        [(r["item_id"], r["label"], *texts.get(r["item_id"], ("", ""))) for r in rs],
+        n_boot=min(n_boot, trust.STYLE_BOOT), seed=seed)} for (who, a, b), rs in sorted(judged.items())]
+    by_pair = defaultdict(dict)
+    for item_id, it in items.items():
+        by_pair[(it["model_a"], it["model_b"])][item_id] = it
+    item_votes = defaultdict(list)
+    for r in human:
+        item_votes[r["item_id"]].append((r["id"], r["label"]))
+    fragile, sequential = [], []
+    for (a, b), its in sorted(by_pair.items()):
+        votes = {i: item_votes[i] for i in its}
+        fragile.append({"model_a": a, "model_b": b, **trust.fragility(votes)})
+        sequential.append({"model_a": a, "model_b": b, **trust.conclusive([it["label"] for it in its.values()])})
+    return {"length_controlled": controlled, "fragility": fragile, "conclusive": sequential,
+            "judge_cards": judge_cards(texts, rows, human, items)}
+
+
+def judge_cards(texts: dict, rows: list[dict], human: list[dict], items: dict) -> list[dict]:
+    """Per LLM judge: agreement with the human majority beside the human-human ceiling, flip rate
+    when the sides swap, preference for the longer answer and for lists (humans' beside it), and
+    self-preference for a compared model of its own family."""
+    pooled = [a for a in stats.annotator_report([(r["item_id"], r["annotator"], model_label(r["label"]))
+                                                  for r in human]) if a["n_compared"]] if human else []
+    ceiling = (sum(a["agreement"] * a["n_compared"] for a in pooled) / sum(a["n_compared"] for a in pooled)
+               if pooled else None)
+    with_text = lambda rs: [(r["label"], *texts.get(r["item_id"], ("", ""))) for r in rs]  # noqa: E731
+    humans = {kind: trust.preference(with_text(human), kind) for kind in ("words", "lists")}
+    by_judge = defaultdict(list)
+    for r in rows:
+        if r["source"] == "llm" and r["attention_label"] is None:
+            by_judge[r["annotator"]].append(r)
+    cards = []
+    for judge, rs in sorted(by_judge.items()):
+        swaps = [o for o in (trust.swap_outcome(r["rationale"]) for r in rs) if o is not None]
+        agree = compare_with_humans({r["item_id"]: model_label(r["label"]) for r in rs}, items)
+        cards.append({"judge": judge, "n": len(rs), "majority_agreement": agree["majority_agreement"],
+                      "human_ceiling": ceiling, "n_swapped": len(swaps),
+                      "flip_rate": swaps.count("flip") / len(swaps) if swaps else None,
+                      "longer_preference": trust.preference(with_text(rs), "words"),
+                      "list_preference": trust.preference(with_text(rs), "lists"),
+                      "humans_longer_preference": humans["words"], "humans_list_preference": humans["lists"],
+                      "self_preference": _self_preference(judge, rs, items)})
+    return cards
+
+
+def _self_preference(judge: str, rs: list[dict], items: dict) -> list[dict]:
+    """For each pair with one model of the judge's family: that model's win rate (ties half) by the
+    judge and by the human majority on the same items, and the difference."""
+    fam, out = trust.family(judge), []
+    groups = defaultdict(list)
+    for r in rs:
+        groups[(r["model_a"], r["model_b"])].append(r)
+    for (a, b), its in sorted(groups.items()):
+        own = [side for side, m in (("a", a), ("b", b)) if trust.family(m) == fam]
+        if len(own) != 1:
+            continue
+        rate = lambda labels: (sum(x == own[0] for x in labels) + sum(x == "tie" for x in labels) / 2  # noqa: E731
+                               ) / len(labels) if labels else None
+        judge_rate = rate([model_label(r["label"]) for r in its])
+        human_rate = rate([items[r["item_id"]]["label"] for r in its if r["item_id"] in items])
+        out.append({"model": a if own[0] == "a" else b, "other": b if own[0] == "a" else a, "n": len(its),
+                    "judge_win_rate": judge_rate, "humans_win_rate": human_rate,
+                    "difference": None if human_rate is None else judge_rate - human_rate})
+    return out
 
 
 def llm_judges_report(store, campaign_ref, *, n_boot: int = 2000, seed: int = 0) -> list[dict]:
@@ -117,21 +224,78 @@ def _ratings(items: dict, n_boot: int, seed: int) -> list[dict]:
     return stats.bradley_terry(comparisons, n_boot=min(n_boot, RATING_BOOT), seed=seed)
 
 
-def _breakdowns(items: dict, n_boot: int, seed: int) -> list[dict]:
-    keys = {"skill": lambda it: it["skill"], "category": lambda it: it["category"],
-            "difficulty_band": lambda it: band(it["difficulty"]),
-            "difficulty_split": lambda it: None if it["difficulty"] is None else
-            (f">={HIGH_DIFFICULTY}" if float(it["difficulty"]) >= HIGH_DIFFICULTY else f"<{HIGH_DIFFICULTY}")}
-    out = []
+def split(difficulty) -> str | None:
+    """The paper's difficulty split: ">=8" or "<8" (None without a difficulty)."""
+    if difficulty is None:
+        return None
+    return f">={HIGH_DIFFICULTY}" if float(difficulty) >= HIGH_DIFFICULTY else f"<{HIGH_DIFFICULTY}"
+
+
+BREAKDOWN_KEYS = {"skill": lambda it: it["skill"], "category": lambda it: it["category"],
+                  "difficulty_band": lambda it: band(it["difficulty"]),
+                  "difficulty_split": lambda it: split(it["difficulty"])}
+
+
+def _grouped(rows: list[dict], keys=BREAKDOWN_KEYS):
+    """(by, group, rows of that group) for every breakdown key, groups sorted; rows without the key drop."""
     for by, key in keys.items():
         groups = defaultdict(list)
-        for it in items.values():
-            if key(it) is not None:
-                groups[key(it)].append(it)
-        for group, its in sorted(groups.items()):
-            for row in _pair_rows(its, min(n_boot, 1000), seed):
-                out.append({"by": by, "group": str(group), **row})
+        for r in rows:
+            if key(r) is not None:
+                groups[key(r)].append(r)
+        for group, its in sorted(groups.items(), key=lambda g: str(g[0])):
+            yield by, str(group), its
+
+
+def _breakdowns(items: dict, n_boot: int, seed: int) -> list[dict]:
+    return [{"by": by, "group": group, **row} for by, group, its in _grouped(list(items.values()))
+            for row in _pair_rows(its, min(n_boot, 1000), seed)]
+
+
+def _vote_rows(items: list[dict], n_boot: int, seed: int) -> list[dict]:
+    groups = defaultdict(list)
+    for it in items:
+        groups[(it["model_a"], it["model_b"])].append(it["labels"])
+    return [{"model_a": a, "model_b": b, **stats.vote_rates(labels, n_boot=n_boot, seed=seed)}
+            for (a, b), labels in sorted(groups.items())]
+
+
+def judgment_level(items: dict, n_boot: int = 2000, seed: int = 0) -> list[dict]:
+    """Win / tie / loss over all human judgments (the paper's count), per pair ("by": "all")
+    and per breakdown group; see `stats.vote_rates`."""
+    its = list(items.values())
+    out = [{"by": "all", "group": "all", **row} for row in _vote_rows(its, n_boot, seed)]
+    return out + [{"by": by, "group": group, **row} for by, group, rows in _grouped(its)
+                  for row in _vote_rows(rows, min(n_boot, 1000), seed)]
+
+
+def capacity(rows: list[dict], n_boot: int = 2000, seed: int = 0) -> list[dict]:
+    """Capacity ratios (score of a / score of b) per score-giving judge and model pair, overall and
+    per skill, category and difficulty split; see `stats.capacity_ratio`."""
+    groups = defaultdict(list)
+    for r in rows:
+        if r["score_a"] is not None and r["score_b"] is not None and r["attention_label"] is None:
+            groups[(r["annotator"], r["model_a"], r["model_b"])].append(r)
+    keys = {k: BREAKDOWN_KEYS[k] for k in ("skill", "category", "difficulty_split")}
+    out = []
+    for (judge, a, b), its in sorted(groups.items()):
+        ratio = lambda rs, n: stats.capacity_ratio([(r["score_a"], r["score_b"]) for r in rs],  # noqa: E731
+                                                   n_boot=n, seed=seed)
+        groups = [{"by": by, "group": group, **ratio(rs, min(n_boot, 1000))} for by, group, rs in _grouped(its, keys)]
+        out.append({"judge": judge, "model_a": a, "model_b": b, **ratio(its, n_boot), "groups": groups,
+                    "at_least_90": _at_least(groups, 0.9)})
     return out
+
+
+def _at_least(groups: list[dict], level: float) -> dict:
+    """Per breakdown: how many groups reach `level` of the other model's capacity (the paper's
+    "more than 90% of ChatGPT's capacity on 17 of 29 skills"), of how many with a ratio."""
+    out = {}
+    for g in groups:
+        if g["ratio"] is not None:
+            n, k = out.get(g["by"], (0, 0))
+            out[g["by"]] = (n + 1, k + (g["ratio"] >= level))
+    return {by: {"n_groups": n, "n_at_least": k} for by, (n, k) in out.items()}
 
 
 def _annotators(rows: list[dict], human: list[dict]) -> list[dict]:
@@ -228,6 +392,14 @@ def render_text(rep: dict) -> str:
         lines.append(f"  {p['model_a']} vs {p['model_b']} (n={p['n']}): win {_pct(p['win'])}{_ci(p['ci']['win'])}"
                      f"  tie {_pct(p['tie'])}{_ci(p['ci']['tie'])}  loss {_pct(p['loss'])}{_ci(p['ci']['loss'])}"
                      f"  win rate (ties half) {_pct(p['win_rate_ties_half'])}")
+    lines += [f"  ({rep['notes']['pairs']})", "", "Win / tie / loss over all judgments (the paper's count):"]
+    for p in (j for j in rep["judgment_level"] if j["by"] == "all"):
+        lines.append(f"  {p['model_a']} vs {p['model_b']} ({p['n']} judgments on {p['n_items']} items): "
+                     f"win {p['counts']['a']} {_pct(p['win'])}{_ci(p['ci']['win'])}  tie {p['counts']['tie']} "
+                     f"{_pct(p['tie'])}{_ci(p['ci']['tie'])}  loss {p['counts']['b']} {_pct(p['loss'])}"
+                     f"{_ci(p['ci']['loss'])}")
+    lines.append(f"  ({rep['notes']['judgment_level']})")
+    lines += _capacity_lines(rep) + _trust_lines(rep)
     if rep["ratings"]:
         lines += ["", "Bradley-Terry ratings (Elo scale, 95% CI):"]
         lines += [f"  {r['model']}: {r['rating']:.0f} [{r['ci_low']:.0f}, {r['ci_high']:.0f}] n={r['n']}"
@@ -261,6 +433,63 @@ def render_text(rep: dict) -> str:
     return "\n".join(lines)
 
 
+def _bar_text(ratio, width: int = 30) -> str:
+    """An ASCII bar for a capacity ratio: full width = 120%, a '|' marks 100%."""
+    if ratio is None:
+        return ""
+    filled = min(width, round(ratio / 1.2 * width))
+    bar = list("#" * filled + " " * (width - filled))
+    mark = round(width / 1.2)
+    bar[mark - 1] = "|" if bar[mark - 1] == " " else bar[mark - 1]
+    return "".join(bar)
+
+
+def _capacity_lines(rep: dict) -> list[str]:
+    lines = []
+    for c in rep.get("capacity", []):
+        lines += ["", f"Capacity of {c['model_a']} relative to {c['model_b']} by {c['judge']} "
+                      f"({c['n']} items, total {c['total_a']:g} / {c['total_b']:g}): "
+                      f"{_pct(c['ratio'])}{_ci(c['ci'])}; at least 90% on "
+                      + ", ".join(f"{v['n_at_least']} of {v['n_groups']} {by} groups"
+                                  for by, v in c["at_least_90"].items() if by != "difficulty_split")]
+        for g in c["groups"]:
+            if g["by"] in ("skill", "category"):
+                lines.append(f"  {g['group'][:24]:24} {_bar_text(g['ratio'])} {_pct(g['ratio'])}{_ci(g['ci'])}"
+                             f" n={g['n']}")
+        lines.append(f"  ({rep['notes']['capacity']})")
+    return lines
+
+
+def _trust_lines(rep: dict) -> list[str]:
+    lines = ["", "Length- and style-controlled win rate of the first model (ties half; 95% CI):"]
+    for r in rep.get("length_controlled", []):
+        coef = r["coefficients"] or {}
+        lines.append(f"  {r['judges']}: {r['model_a']} vs {r['model_b']} (n={r['n']}): raw {_pct(r['raw'])}, "
+                     f"controlled {_pct(r['controlled'])}{_ci(r['ci'])}, length coefficient "
+                     f"{_num(coef.get('length'), '{:.2f}')}" + (f"  WARNING: {r['warning']}" if r["warning"] else ""))
+    lines.append(f"  ({rep['notes']['length_controlled']})")
+    for f, c in zip(rep.get("fragility", []), rep.get("conclusive", [])):
+        p, j = f["per_item"], f["judgment_level"]
+        lead = {"a": f["model_a"], "b": f["model_b"]}
+        ids = ", ".join(map(str, p["judgment_ids"][:10])) + (" ..." if len(p["judgment_ids"]) > 10 else "")
+        verdict = (f"{lead[p['leader']]} leads by {p['margin']} items; removing {p['n_to_flip']} judgments (ids {ids}) "
+                   f"ends that lead; per judgment {j['n_to_flip']}") if p["leader"] else "no model leads"
+        lines.append(f"  {f['model_a']} vs {f['model_b']}: {verdict}; conclusive yet: "
+                     f"{'yes' if c['conclusive'] else 'no'} (Bayes factor {c['bayes_factor']:.3g} vs {c['threshold']:g})")
+    lines.append(f"  ({rep['notes']['fragility']} {rep['notes']['conclusive']})")
+    for c in rep.get("judge_cards", []):
+        lp, hp = c["longer_preference"], c["humans_longer_preference"]
+        lines.append(f"  Judge card {c['judge']}: agreement with the human majority {_pct(c['majority_agreement'])}"
+                     f" (humans among themselves {_pct(c['human_ceiling'])}), flips when sides swap "
+                     f"{_pct(c['flip_rate'])} of {c['n_swapped']}, picks the longer answer {_pct(lp['share'])} "
+                     f"(humans {_pct(hp['share'])}), the one with more list items {_pct(c['list_preference']['share'])}"
+                     + "".join(f"; {s['model']} wins {_pct(s['judge_win_rate'])} by this judge of its family vs "
+                               f"{_pct(s['humans_win_rate'])} by humans" for s in c["self_preference"]))
+    if rep.get("judge_cards"):
+        lines.append(f"  ({rep['notes']['judge_cards']})")
+    return lines
+
+
 def tables(rep: dict) -> dict[str, list[dict]]:
     """The report as flat tables (for CSV and the UI)."""
     flat = lambda r: {k: v for k, v in r.items() if k not in ("ci", "counts")} | {  # noqa: E731
@@ -270,12 +499,40 @@ def tables(rep: dict) -> dict[str, list[dict]]:
         "pairs": [flat(p) for p in rep["pairs"]],
         "ratings": rep["ratings"],
         "breakdowns": [flat(b) for b in rep["breakdowns"]],
+        "judgment_level": [flat(j) | {f"n_{k}": v for k, v in j["counts"].items()} for j in rep["judgment_level"]],
+        "length_controlled": [{k: v for k, v in r.items() if k not in ("ci", "coefficients")}
+                              | {"ci_low": (r["ci"] or [None, None])[0], "ci_high": (r["ci"] or [None, None])[1]}
+                              | {f"coef_{k}": v for k, v in (r["coefficients"] or {}).items()}
+                              for r in rep["length_controlled"]],
+        "fragility": [{"model_a": f["model_a"], "model_b": f["model_b"],
+                       **{f"per_item_{k}": v for k, v in f["per_item"].items() if k != "judgment_ids"},
+                       "per_item_judgment_ids": " ".join(map(str, f["per_item"]["judgment_ids"])),
+                       **{f"judgment_level_{k}": v for k, v in f["judgment_level"].items()}}
+                      for f in rep["fragility"]],
+        "conclusive": rep["conclusive"],
+        "judge_cards": [{k: v for k, v in c.items() if not isinstance(v, (dict, list))}
+                        | {f"{k}_share": v["share"] for k, v in c.items() if isinstance(v, dict)}
+                        | {f"{k}_n": v["n"] for k, v in c.items() if isinstance(v, dict)}
+                        | {"self_preference_difference": "; ".join(f"{s['model']}: {s['difference']}"
+                                                                    for s in c["self_preference"])}
+                        for c in rep["judge_cards"]],
+        "capacity": [_flat_capacity(c, {"by": "all", "group": "all"}) for c in rep["capacity"]]
+        + [_flat_capacity(c, g) for c in rep["capacity"] for g in c["groups"]],
         "kappa_pairs": rep["agreement"]["cohen_kappa_pairs"],
         "agreement": [{k: v for k, v in rep["agreement"].items() if k != "cohen_kappa_pairs"}],
         "annotators": [{**r, "flags": " ".join(r["flags"])} for r in rep["annotators"]],
         "llm_judges": [{k: v for k, v in j.items() if k != "pairs"} for j in rep["llm_judges"]],
         "progress": rep["progress"],
     }
+
+
+def _flat_capacity(c: dict, g: dict) -> dict:
+    """One CSV row of the capacity table: the judge and pair of `c`, the figures of group `g`."""
+    src = c if g.get("by") == "all" else g
+    ci = src.get("ci") or [None, None]
+    return {"judge": c["judge"], "model_a": c["model_a"], "model_b": c["model_b"], "by": g["by"],
+            "group": g["group"], **{k: src[k] for k in ("n", "total_a", "total_b", "mean_a", "mean_b", "ratio")},
+            "ci_low": ci[0], "ci_high": ci[1]}
 
 
 def write_csv(rep: dict, out_dir: str | Path) -> list[Path]:

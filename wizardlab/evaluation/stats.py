@@ -441,6 +441,16 @@ def _bt_rows(comparisons: Iterable[Sequence]) -> list[tuple[str, str, str]]:
     return rows
 
 
+# ---------------------------------------------------------------- proportions
+
+def proportion(k: int, n: int) -> dict:
+    """k successes of n as {k, n, rate, ci: [low, high]} (Wilson, 95%, scipy); rate and ci None when n == 0."""
+    if not n:
+        return {"k": int(k), "n": 0, "rate": None, "ci": None}
+    ci = sps.binomtest(int(k), int(n), p=0.5).proportion_ci(confidence_level=0.95, method="wilson")
+    return {"k": int(k), "n": int(n), "rate": k / n, "ci": [float(ci.low), float(ci.high)]}
+
+
 # ---------------------------------------------------------------- position bias
 
 def position_bias(rows: Iterable[Sequence]) -> dict:
@@ -487,3 +497,77 @@ def paired_sign_test(pairs: Iterable[Sequence]) -> dict:
     p = float(sps.binomtest(x_better, n, p=0.5).pvalue) if n else None
     return {"n_items": len(rows), "n_untied": n, "x_better": x_better, "y_better": y_better, "p_value": p,
             "test": "exact sign test (two-sided binomial, equal scores dropped)"}
+
+
+# ---------------------------------------------------------------- judgment level (the paper's figure)
+
+def vote_rates(per_item: Iterable[Iterable], n_boot: int = 2000, seed: int = 0) -> dict:
+    """Win/tie/loss over ALL judgments (every vote of every item counts once), as the
+    WizardLM paper counts its human evaluation, with 95% item-cluster bootstrap intervals.
+
+    per_item: one list of labels ("a", "b", "tie", "both_bad") per item. Votes on the same
+    item are not independent, so the bootstrap resamples whole items (with all their votes)
+    with np.random.default_rng(seed) and takes percentiles of the pooled rates. Returns
+    {n, n_items, counts{a, b, tie, both_bad}, win, tie, loss, win_rate_ties_half,
+    ci{win, tie, loss, win_rate_ties_half: [low, high]}}; with no votes the rates and
+    intervals are None.
+    """
+    raw = [list(labels) for labels in per_item]
+    raw = [labels for labels in raw if labels]
+    flat = [x for labels in raw for x in labels]
+    mapped = [_model_label(x) for x in flat]
+    counts = {k: mapped.count(k) for k in ("a", "b", TIE)}
+    counts["both_bad"] = sum(1 for x in flat if isinstance(x, str) and x.strip().lower() == "both_bad")
+    names = ("win", "tie", "loss", "win_rate_ties_half")
+    result = {"n": len(mapped), "n_items": len(raw), "counts": counts}
+    if not mapped:
+        return {**result, **dict.fromkeys(names), "ci": dict.fromkeys(names)}
+    table = np.array([[sum(_model_label(x) == k for x in labels) for k in ("a", TIE, "b")] for labels in raw],
+                     dtype=float)
+    point = _pooled(table[None, :, :])[:, 0]
+    if len(raw) > 1 and n_boot:
+        rng = np.random.default_rng(seed)
+        boots = _pooled(table[rng.integers(0, len(raw), (n_boot, len(raw)))])
+        lows, highs = np.percentile(boots, [2.5, 97.5], axis=1)
+    else:
+        lows = highs = point
+    result.update({k: float(v) for k, v in zip(names, point)})
+    result["ci"] = {k: [float(lo), float(hi)] for k, lo, hi in zip(names, lows, highs)}
+    return result
+
+
+def _pooled(tables: np.ndarray) -> np.ndarray:
+    """(resamples, items, [a, tie, b]) vote counts -> [win, tie, loss, win + tie/2] x resamples."""
+    sums = tables.sum(axis=1)
+    a, t, b = (sums[:, k] / sums.sum(axis=1) for k in range(3))
+    return np.stack([a, t, b, a + t / 2])
+
+
+# ---------------------------------------------------------------- capacity ratio (score mode)
+
+def capacity_ratio(scores: Iterable[Sequence], n_boot: int = 2000, seed: int = 0) -> dict:
+    """Vicuna's / WizardLM's "capacity": total score of model a over total score of model b.
+
+    scores: (score_a, score_b) per item, e.g. GPT-4's 1-10 scores of both answers in one
+    review. The ratio is sum(score_a) / sum(score_b) over the items (Vicuna's "relative
+    response quality"; the WizardLM paper's "% of ChatGPT's capacity" per skill). Interval:
+    95% percentile bootstrap over items (np.random.default_rng(seed)). Returns {n,
+    total_a, total_b, mean_a, mean_b, ratio, ci: [low, high]}; ratio and ci are None with
+    no items or a zero total for b.
+    """
+    arr = np.array([(float(a), float(b)) for a, b in scores], dtype=float).reshape(-1, 2)
+    n = len(arr)
+    out = {"n": n, "total_a": float(arr[:, 0].sum()), "total_b": float(arr[:, 1].sum()),
+           "mean_a": float(arr[:, 0].mean()) if n else None, "mean_b": float(arr[:, 1].mean()) if n else None}
+    if not n or out["total_b"] == 0:
+        return {**out, "ratio": None, "ci": None}
+    ratio = out["total_a"] / out["total_b"]
+    ci = [ratio, ratio]
+    if n > 1 and n_boot:
+        idx = np.random.default_rng(seed).integers(0, n, (n_boot, n))
+        sums = arr[idx].sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            boots = sums[:, 0] / sums[:, 1]
+        boots = boots[np.isfinite(boots)]
+        ci = [float(x) for x in np.percentile(boots, [2.5, 97.5])] if len(boots) else [None, None]
+    return {**out, "ratio": float(ratio), "ci": ci}

@@ -215,5 +215,8 @@ class Engine:
             if self.store.count_failed_calls(self.run_id, r):
                 p.phase = "failed calls"
                 return "failed_calls"
+        if self.store.count_failed_calls(self.run_id, 0):  # seeds still without their response
+            p.phase = "failed calls"
+            return "failed_calls"
         p.phase = "done"
         return "done"

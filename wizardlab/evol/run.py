@@ -189,8 +189,8 @@ def failed_calls_message(store: Store, run_id: int) -> str:
 
 
 def give_up_failed(store: Store, run_id: int, user: str | None = None) -> int:
-    """Give up on the run's retryable nodes: they become `malformed` eliminations with the reason;
-    returns how many. Seeds whose response failed stay retryable (they are never eliminated)."""
+    """Give up on the run's retryable nodes: they become `malformed` eliminations with the reason
+    (a seed whose response kept failing gets an empty one: never exported); returns how many."""
     evolve_run(store, run_id)
     return store.give_up_failed_calls(run_id, user)
 

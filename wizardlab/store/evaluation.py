@@ -228,8 +228,9 @@ class EvalQueries:
                         rationale: str | None = None, seconds: float | None = None) -> dict:
         """Store the judgment of one assignment, once. `choice` is what was clicked: 1 | 2 | tie | both_bad.
 
-        Returns {"judgment_id", "label", "duplicate"}; a repeated request or assignment returns the
-        judgment already stored with duplicate=True.
+        Returns {"judgment_id", "label", "duplicate", "elsewhere"}; a repeated request or assignment
+        returns the judgment already stored with duplicate=True; elsewhere=True when that judgment
+        came from another request (the same annotator in another browser tab), so nothing was stored.
         """
         if choice not in ("1", "2", "tie", "both_bad"):
             raise UserError(f"unknown choice {choice!r}; expected 1, 2, tie or both_bad")
@@ -238,7 +239,7 @@ class EvalQueries:
             if old is not None:
                 if old["annotator"] != annotator:
                     raise PermissionDenied("request id belongs to another annotator")
-                return {"judgment_id": old["id"], "label": old["label"], "duplicate": True}
+                return {"judgment_id": old["id"], "label": old["label"], "duplicate": True, "elsewhere": False}
             s = c.execute("SELECT s.*, c.allow_both_bad FROM assignments s JOIN campaigns c ON c.id = s.campaign_id"
                           " WHERE s.id = ?", (assignment_id,)).fetchone()
             if s is None or s["annotator"] != annotator:
@@ -246,7 +247,7 @@ class EvalQueries:
             if s["status"] == "done":
                 old = c.execute("SELECT id, label FROM judgments WHERE item_id = ? AND annotator = ?",
                                 (s["item_id"], annotator)).fetchone()
-                return {"judgment_id": old["id"], "label": old["label"], "duplicate": True}
+                return {"judgment_id": old["id"], "label": old["label"], "duplicate": True, "elsewhere": True}
             if s["status"] != "open":
                 raise UserError("this item was skipped; fetch the next one")
             if choice == "both_bad" and not s["allow_both_bad"]:
@@ -257,7 +258,7 @@ class EvalQueries:
                             (s["campaign_id"], s["item_id"], annotator, label, s["a_on_left"], rationale or None,
                              seconds, request_id)).lastrowid
             c.execute("UPDATE assignments SET status = 'done' WHERE id = ?", (assignment_id,))
-            return {"judgment_id": jid, "label": label, "duplicate": False}
+            return {"judgment_id": jid, "label": label, "duplicate": False, "elsewhere": False}
 
     def skip_assignment(self, assignment_id: int, annotator: str) -> None:
         """Give an open item back: it is never shown to this annotator again and frees its slot."""
@@ -296,13 +297,17 @@ class EvalQueries:
     # -- judgments ---------------------------------------------------------------
     def insert_judgment(self, conn: sqlite3.Connection, campaign_id: int, item_id: int, annotator: str, label: str,
                         *, source: str, rationale: str | None = None, seconds: float | None = None,
-                        a_on_left: int | None = None, replace: bool = False) -> int:
+                        a_on_left: int | None = None, replace: bool = False,
+                        scores: tuple[float, float] | None = None) -> int:
         """Insert (or with `replace`, overwrite) one judgment; returns 1 when a row was written, 0 when
-        the annotator had already judged the item (and `replace` is off)."""
+        the annotator had already judged the item (and `replace` is off). `scores`: (score of
+        output a, score of output b) for score-mode judgments."""
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        score_a, score_b = scores if scores is not None else (None, None)
         cur = conn.execute(f"{verb} INTO judgments (campaign_id, item_id, annotator, label, a_on_left, rationale, "
-                           "seconds, source) VALUES (?,?,?,?,?,?,?,?)",
-                           (campaign_id, item_id, annotator, label, a_on_left, rationale, seconds, source))
+                           "seconds, source, score_a, score_b) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                           (campaign_id, item_id, annotator, label, a_on_left, rationale, seconds, source,
+                            score_a, score_b))
         return cur.rowcount
 
     def judged_items(self, campaign_id: int, annotator: str) -> set[int]:
@@ -313,6 +318,7 @@ class EvalQueries:
         """Every judgment with its item's models and prompt metadata, for reports (model terms)."""
         return self.query(
             "SELECT j.id, j.item_id, j.annotator, j.label, j.a_on_left, j.rationale, j.seconds, j.source,"
+            " j.score_a, j.score_b,"
             " j.created_at, i.attention_label, p.prompt_key, p.skill, p.category, p.difficulty,"
             " sa.model AS model_a, sb.model AS model_b FROM judgments j"
             " JOIN campaign_items i ON i.id = j.item_id JOIN prompts p ON p.id = i.prompt_id"

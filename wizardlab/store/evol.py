@@ -143,15 +143,18 @@ class EvolQueries:
                           f"WHERE run_id = ? AND {self._FAILED} ORDER BY round, id LIMIT ?", (run_id, limit))
 
     def give_up_failed_calls(self, run_id: int, user: str | None = None) -> int:
-        """Turn the run's retryable evolved nodes into `malformed` eliminations, with the reason."""
-        who = f" by {user}" if user else ""
+        """Turn the run's retryable evolved nodes into `malformed` eliminations, with the reason; a seed
+        whose response kept failing gets an empty one (never exported, never asked again)."""
+        reason = "'gave up' || ? || ' after ' || attempts || ' failed attempts: ' || coalesce(last_error, '')"
+        args = (f" by {user}" if user else "", now_iso(), run_id)
         with self.tx() as conn:
             cur = conn.execute(
-                "UPDATE nodes SET status = 'eliminated', fail_rules = '[\"malformed\"]', "
-                "error = 'gave up' || ? || ' after ' || attempts || ' failed attempts: ' || coalesce(last_error, ''), "
-                "updated_at = ? WHERE run_id = ? AND round > 0 AND status = 'pending' AND attempts > 0",
-                (who, now_iso(), run_id))
-            return cur.rowcount
+                f"UPDATE nodes SET status = 'eliminated', fail_rules = '[\"malformed\"]', error = {reason}, "
+                "updated_at = ? WHERE run_id = ? AND round > 0 AND status = 'pending' AND attempts > 0", args)
+            seeds = conn.execute(
+                f"UPDATE nodes SET response = '', error = {reason}, updated_at = ? "
+                "WHERE run_id = ? AND round = 0 AND response IS NULL AND attempts > 0", args)
+            return cur.rowcount + seeds.rowcount
 
     def get_node(self, node_id: int) -> dict | None:
         row = self.query_one("SELECT * FROM nodes_effective WHERE id = ?", (node_id,))

@@ -290,4 +290,75 @@ def m006_experiments(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = [m001_core, m002_users, m003_evaluation, m004_job_process, m005_call_outcomes, m006_experiments]
+def m007_judgment_scores(conn: sqlite3.Connection) -> None:
+    """Score-mode judgments (Vicuna's protocol: both answers scored 1-10 in one review): the
+    scores of the item's two outputs in model terms, beside the label they imply."""
+    conn.executescript(
+        """
+        ALTER TABLE judgments ADD COLUMN score_a REAL;
+        ALTER TABLE judgments ADD COLUMN score_b REAL;
+        """
+    )
+
+
+def m008_curators(conn: sqlite3.Connection) -> None:
+    """The `curator` role (SQLite cannot alter a CHECK: the users table is rebuilt, ids kept), and
+    review tasks: k curators per node answer keep | eliminate | unsure; applying a task writes
+    audited overrides (`review_items.override_id` links each to the override it produced)."""
+    conn.executescript(
+        """
+        CREATE TABLE users_new (
+            id INTEGER PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('admin', 'curator', 'annotator')),
+            disabled INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+        );
+        INSERT INTO users_new (id, username, password_hash, role, disabled, created_at)
+            SELECT id, username, password_hash, role, disabled, created_at FROM users;
+        DROP TABLE users;
+        ALTER TABLE users_new RENAME TO users;
+
+        CREATE TABLE review_tasks (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            filters TEXT NOT NULL DEFAULT '{}',  -- JSON of the node filter it was built from
+            k INTEGER NOT NULL DEFAULT 2,        -- curators per node
+            status TEXT NOT NULL DEFAULT 'open', -- open | applied
+            policy TEXT,                          -- majority | unanimous, once applied
+            created_by TEXT,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+            applied_by TEXT,
+            applied_at TEXT
+        );
+
+        CREATE TABLE review_items (
+            id INTEGER PRIMARY KEY,
+            task_id INTEGER NOT NULL REFERENCES review_tasks(id) ON DELETE CASCADE,
+            node_id INTEGER NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+            status_before TEXT NOT NULL,         -- the node's effective status when the task was made
+            override_id INTEGER REFERENCES overrides(id),
+            UNIQUE (task_id, node_id)
+        );
+
+        CREATE TABLE review_assignments (
+            id INTEGER PRIMARY KEY,
+            task_id INTEGER NOT NULL REFERENCES review_tasks(id) ON DELETE CASCADE,
+            item_id INTEGER NOT NULL REFERENCES review_items(id) ON DELETE CASCADE,
+            curator TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'open', -- open | done | skipped
+            verdict TEXT CHECK (verdict IN ('keep', 'eliminate', 'unsure')),
+            seconds REAL,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+            answered_at TEXT,
+            UNIQUE (item_id, curator)
+        );
+        CREATE INDEX review_assignments_t ON review_assignments(task_id, curator, status);
+        """
+    )
+
+
+MIGRATIONS = [m001_core, m002_users, m003_evaluation, m004_job_process, m005_call_outcomes, m006_experiments,
+              m007_judgment_scores, m008_curators]

@@ -6,7 +6,7 @@ import sqlite3
 
 from wizardlab.errors import UserError
 
-ROLES = ("admin", "annotator")
+ROLES = ("admin", "curator", "annotator")  # curators: Lineage, a read-only Data tab, Judge
 _COLUMNS = "id, username, role, disabled, created_at"
 
 
@@ -28,6 +28,10 @@ class UserQueries:
 
     def password_hash(self, username: str) -> str | None:
         return self.scalar("SELECT password_hash FROM users WHERE username = ? AND disabled = 0", (username,))
+
+    def login_row(self, username: str) -> dict | None:
+        """{password_hash, disabled} of an account (disabled ones too), for the login check only."""
+        return self.query_one("SELECT password_hash, disabled FROM users WHERE username = ?", (username,))
 
     def list_users(self) -> list[dict]:
         return self.query(f"SELECT {_COLUMNS} FROM users ORDER BY role, username")

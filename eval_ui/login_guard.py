@@ -1,0 +1,118 @@
+"""The login guard: an ASGI middleware in front of Gradio's `POST /login`.
+
+Gradio's login route calls the `auth=` function with only a name and a password, inside its
+event loop. This guard adds what it lacks:
+
+- limits (`wizardlab.login_limits.LoginLimiter`): a locked account or address is answered
+  429 at once, without the password being checked (no scrypt time spent);
+- the outcome of each check (wrong password, disabled account, success) goes back to the
+  limiter with the client address, and is logged with it;
+- a disabled account is told so, but only after its right password was given (an outsider
+  learns nothing about which accounts exist); everything else stays "Incorrect credentials".
+
+`LOGIN` is the per-request context the guard opens and `AppContext.authenticate` fills in.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import math
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+
+LOGIN: contextvars.ContextVar[dict | None] = contextvars.ContextVar("wizardlab_login", default=None)
+DISABLED = "This account is disabled: ask an admin to enable it."
+
+
+def _message(status: int, detail: str) -> tuple[int, bytes]:
+    return status, json.dumps({"detail": detail}).encode()
+
+
+async def _read_body(receive) -> bytes:
+    body, more = b"", True
+    while more:
+        msg = await receive()
+        body += msg.get("body", b"")
+        more = msg.get("more_body", False)
+    return body
+
+
+async def _username(scope, body: bytes) -> str:
+    """The `username` field of a urlencoded or multipart login form."""
+    headers = dict(scope.get("headers") or [])
+    if b"multipart/form-data" in headers.get(b"content-type", b""):
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        form = await Request(scope, replay).form()
+        return str(form.get("username") or "").strip()
+    return (parse_qs(body.decode("utf-8", "replace")).get("username") or [""])[0].strip()
+
+
+class LoginGuard:
+    """ASGI middleware; `limiter` is a `LoginLimiter`. Other requests pass through untouched."""
+
+    def __init__(self, app, limiter):
+        self.app, self.limiter = app, limiter
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].rstrip("/").endswith("/login"):
+            return await self.app(scope, receive, send)
+        body = await _read_body(receive)
+        username = await _username(scope, body)
+        address = (scope.get("client") or ("?", 0))[0]
+        wait = self.limiter.wait_seconds(username, address)
+        if wait > 0:
+            return await self._reply(send, *_message(429, f"Too many failed logins: try again in {math.ceil(wait)} s."))
+        outcome = {"result": None}
+        token = LOGIN.set(outcome)
+        try:
+            status, headers, out = await self._call_app(scope, body)
+        except BaseException:
+            self.limiter.release(username, address)
+            raise
+        finally:
+            LOGIN.reset(token)
+        if outcome["result"] == "ok" and status == 200:
+            self.limiter.succeeded(username, address)
+        elif outcome["result"] not in ("wrong", "disabled"):
+            self.limiter.release(username, address)
+        else:
+            self.limiter.failed(username, address)
+            if outcome["result"] == "disabled":
+                return await self._reply(send, *_message(403, DISABLED))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": out})
+
+    async def _call_app(self, scope, body: bytes):
+        sent, start, chunks = False, {}, []
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def capture(message):
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, replay, capture)
+        return start.get("status", 500), start.get("headers", []), b"".join(chunks)
+
+    @staticmethod
+    async def _reply(send, status: int, body: bytes) -> None:
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
