@@ -28,6 +28,7 @@ TABS: list[tuple[str, str, str]] = [
     ("Data", "eval_ui.data", "curate"),
     ("Train", "eval_ui.train", "admin"),
     ("Evaluate", "eval_ui.evaluate", "admin"),
+    ("Experiments", "eval_ui.experiments", "admin"),
     ("Judge", "eval_ui.judge", "any"),
     ("Admin", "eval_ui.admin", "admin"),
 ]
@@ -101,6 +102,12 @@ def _on_load(ctx: AppContext, tabs: list, request: gr.Request):
             *[gr.Tab(visible=v) for v in visible])
 
 
+def _empty(ctx: AppContext) -> bool:
+    from wizardlab import tour
+
+    return tour.offered(ctx.store())
+
+
 def tab_visible(tab_role: str, user: dict | None) -> bool:
     """Whether a tab of role "admin" | "curate" | "any" is shown to `user`."""
     role = user["role"] if user else None
@@ -119,6 +126,8 @@ def header_html(ctx: AppContext, user: dict | None) -> str:
                'not for real data; start with <code>--base-url URL --model NAME</code> for an endpoint</span>')
     else:
         llm = f"LLM: <b>{render.esc(s.llm_label)}</b>"
+    if user and user["role"] == "admin" and _empty(ctx):
+        llm += ' <span class="wl-tour-hint">New here? <b>Experiments</b> tab: Take the tour.</span>'
     who = ""
     if user:
         who = (f'<span class="wl-user">{render.esc(user["username"])} · {render.esc(user["role"])}</span>'
