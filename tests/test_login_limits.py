@@ -130,3 +130,20 @@ def test_admins_see_failed_logins_in_the_admin_tab(app):
     assert event == "complete", data
     rows = data[3]["data"]
     assert ["account", "<b>nobody</b>", 2] in [r[:3] for r in rows], rows
+
+
+def test_a_flood_of_random_names_does_not_grow_memory_without_bound():
+    clock = Clock()
+    limiter = LoginLimiter(clock=clock)
+    limiter.MAX_RECORDS = 100
+    for i in range(1_000):
+        if limiter.wait_seconds(f"name{i}", None) == 0:
+            limiter.failed(f"name{i}", None)
+        clock.t += limiter.window / 50  # old failures leave the window
+    assert len(limiter._records) <= 200
+
+
+def test_an_oversized_login_body_is_refused(app):
+    base_url, _, _, _ = app
+    r = httpx.post(f"{base_url}/login", data={"username": "x" * 100_000, "password": "y"})
+    assert r.status_code == 413
