@@ -21,7 +21,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--db", help="SQLite file (default: wizardlab.db or WIZARDLAB_DB)")
     p.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 7860)")
-    p.add_argument("--base-url", help="OpenAI-compatible endpoint; none = the embedded small model")
+    p.add_argument("--base-url", action="append",
+                   help="OpenAI-compatible endpoint; none = the embedded small model; give it several times "
+                   "for a pool: URL[,model=NAME][,weight=W]")
     p.add_argument("--model", help="model name at the endpoint")
     p.add_argument("--data-dir", help="where logs, exports and checkpoints go (default wizardlab_data)")
     p.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")

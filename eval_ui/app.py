@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from eval_ui import render
-from eval_ui.context import AppContext
+from eval_ui.context import AppContext, ui_errors
 from eval_ui.login_guard import LoginGuard
 
 TABS: list[tuple[str, str, str]] = [
@@ -56,7 +57,18 @@ def build_app(ctx: AppContext) -> gr.Blocks:
 
         demo.load(on_load, inputs=None, outputs=[header, tab_group, *[t for t, _ in tabs]], api_visibility="private")
         hide_api_description(demo)
+        catch_user_errors(demo)
     return demo
+
+
+def catch_user_errors(demo: gr.Blocks) -> None:
+    """Every callback, wrapped or not by its tab: a `UserError` becomes the escaped one-line pop-up of
+    `ui_errors` (one log line, no traceback); other exceptions keep their traceback."""
+    for fn in demo.fns.values():
+        plain = fn.fn is not None and not (inspect.iscoroutinefunction(fn.fn) or inspect.isgeneratorfunction(fn.fn)
+                                           or inspect.isasyncgenfunction(fn.fn))
+        if plain and not getattr(fn.fn, "_wl_ui_errors", False):
+            fn.fn = ui_errors(fn.fn)
 
 
 def hide_api_description(demo: gr.Blocks) -> None:
@@ -131,7 +143,8 @@ def launch(demo: gr.Blocks, ctx: AppContext, **kwargs):
     kwargs.setdefault("app_kwargs", {})["middleware"] = [Middleware(LoginGuard, limiter=ctx.login_limiter)]
     return demo.launch(
         auth=ctx.authenticate,
-        auth_message="Sign in to WizardLab. Ask an admin for an account.",
+        auth_message="Sign in to WizardLab. Ask an admin for an account. After 5 wrong passwords an account "
+                     "(and an address) waits before the next try: up to 5 minutes.",
         css_paths=[CSS_PATH],
         theme=gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
         ssr_mode=False,
