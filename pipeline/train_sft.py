@@ -200,7 +200,7 @@ def train(args, cfg, stop: StopFlag, reporter: RunReporter, is_main: bool) -> st
 
     from wizardlab.config import default_cache_dir
     from wizardlab.training.base_models import resolve_model
-    from wizardlab.training.data import CHAT_TEMPLATE, SFTCollator, encode_all, load_examples
+    from wizardlab.training.data import CHAT_TEMPLATE, SFTCollator, encode_all, iter_examples
 
     hw = detect_hardware()
     precision = resolve_precision(cfg, hw)
@@ -211,8 +211,7 @@ def train(args, cfg, stop: StopFlag, reporter: RunReporter, is_main: bool) -> st
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.chat_template = CHAT_TEMPLATE  # saved with checkpoints and the model: the format it learns
-    examples = load_examples(cfg.data)
-    encoded, dropped = encode_all(tokenizer, examples, cfg.max_length)
+    encoded, dropped = encode_all(tokenizer, iter_examples(cfg.data), cfg.max_length)  # streamed, compact
     if not encoded:
         raise UserError(f"{cfg.data}: every prompt is longer than max_length {cfg.max_length}")
     ds = deepspeed_config(cfg, precision) if cfg.deepspeed else None

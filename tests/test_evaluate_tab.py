@@ -234,6 +234,10 @@ def evaluate_tools_page(page, base_url: str, admin: str, password: str, judgment
     """In the browser: import `judgments` into a new campaign, compute the agreement of a CSV."""
     login(page, base_url, admin, password)
     page.get_by_role("tab", name="Evaluate").click()
+    tabs = page.locator("#wl-eval-tabs [role=tab]")
+    tabs.first.wait_for()
+    assert tabs.all_inner_texts() == ["Output sets", "Campaigns", "Report", "LLM judge", "Tools"]
+    assert page.evaluate("document.documentElement.scrollHeight") < 1600  # was one 2,700-pixel column
     page.get_by_role("tab", name="Tools").click()
     upload_file(page, "wl-jfile", judgments)
     page.locator("#wl-import-campaign input").fill("PandaLM humans")

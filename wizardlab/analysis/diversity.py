@@ -342,7 +342,11 @@ def build_or_launch_map(store, run_id: int, *, out: str | Path, reference: str |
     background `embed` job writing `out` and return None."""
     from wizardlab import jobs
 
-    points, missing = map_workload(store, run_id, reference=reference, data_only=data_only)
+    refs = {r["name"]: r["n"] for r in store.reference_sets()}
+    points = store.count_map_nodes(run_id, data_only=data_only) + refs.get(reference, 0)
+    missing = 0
+    if points <= IN_PROCESS_MAX:  # texts are loaded and hashed only for a map small enough to build here
+        points, missing = map_workload(store, run_id, reference=reference, data_only=data_only)
     out = Path(out)
     if points <= IN_PROCESS_MAX and missing <= IN_PROCESS_EMBED_MAX:
         dmap = build_map(store, run_id, reference=reference, data_only=data_only, on_progress=progress)

@@ -132,7 +132,8 @@ class Engine:
         except LLMError as exc:
             return out("failed_call", [], f"response call failed: {exc}", instruction)
         response, finish = res.text.strip(), res.finish_reason
-        raw["respond"] = response
+        if res.text != response:  # the response is stored once; raw keeps the text only when it differs
+            raw["respond"] = res.text
         if verdicts := evol.response_rules(response, self.rules):
             return out("eliminated", [v.rule for v in verdicts], "; ".join(v.reason for v in verdicts),
                        instruction, response, finish)
