@@ -14,6 +14,15 @@ from wizardlab.errors import UserError
 EMBEDDED_MODEL = "embedded:gemma-3-270m"
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bfloat16 matmuls natively (AVX512-BF16 or AMX): then bf16 models are faster."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("WIZARDLAB_CACHE", Path.home() / ".cache" / "wizardlab"))
 

@@ -356,11 +356,9 @@ def local_dtype():
         return getattr(torch, forced)
     if torch.cuda.is_available():
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return torch.float32
-    return torch.bfloat16 if ("avx512_bf16" in flags or "amx_bf16" in flags) else torch.float32
+    from wizardlab.config import cpu_has_bf16
+
+    return torch.bfloat16 if cpu_has_bf16() else torch.float32
 
 
 def _load_pretrained(path: Path):
