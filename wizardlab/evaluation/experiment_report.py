@@ -13,7 +13,6 @@ turn it into pages. Statistics come from `stats`; this module only groups judgme
 
 from __future__ import annotations
 
-import csv
 import html
 import itertools
 from collections import defaultdict
@@ -267,18 +266,8 @@ def tables(rep: dict) -> dict[str, list[dict]]:
 
 
 def write_csv(rep: dict, out_dir: str | Path) -> list[Path]:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, rows in tables(rep).items():
-        path = out_dir / f"{name}.csv"
-        fields = list(dict.fromkeys(k for r in rows for k in r)) or ["empty"]
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        written.append(path)
-    return written
+    """The experiment report's tables as one CSV each in `out_dir`."""
+    return report.write_tables(tables(rep), out_dir)
 
 
 def render_text(rep: dict) -> str:

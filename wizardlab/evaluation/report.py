@@ -536,10 +536,16 @@ def _flat_capacity(c: dict, g: dict) -> dict:
 
 
 def write_csv(rep: dict, out_dir: str | Path) -> list[Path]:
+    """The report's tables as one CSV each in `out_dir`."""
+    return write_tables(tables(rep), out_dir)
+
+
+def write_tables(named_rows: dict[str, list[dict]], out_dir: str | Path) -> list[Path]:
+    """Write each {name: rows} as `<out_dir>/<name>.csv` (columns: every key seen, in order)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, rows in tables(rep).items():
+    for name, rows in named_rows.items():
         path = out_dir / f"{name}.csv"
         fields = list(dict.fromkeys(k for r in rows for k in r)) or ["empty"]
         with open(path, "w", newline="", encoding="utf-8") as fh:
