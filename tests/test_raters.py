@@ -175,3 +175,40 @@ def test_routing_sends_raters_to_the_widest_interval(store, tmp_path):
         assert (last["model_a"], last["model_b"]) == (model[widest[0]], model[widest[1]]), n
     counts = sorted(p["n"] for p in store.pair_tallies(cid))
     assert sum(counts) == 18 and counts[0] >= 4, counts  # no pair left behind
+
+
+def _cli(db, *args):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    return subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, env={**__import__("os").environ, "WIZARDLAB_DB": str(db)})
+
+
+def test_cli_leaks_resolve_pause_and_html_report(tmp_path):
+    from wizardlab.store import Store
+
+    db = tmp_path / "cli.db"
+    store = Store(db)
+    sets = _sets(store, tmp_path, leak="I am ChatGPT, a model by OpenAI.")
+    store.close()
+    out = _cli(db, "campaign", "create", "--name", "c", "--sets", *sets, "--k", "2", "--gold", "0.2",
+               "--repeats", "0.1", "--routing", "widest")
+    assert out.returncode == 0 and "held for review: 1 answers" in out.stdout, out.stderr
+    leaks = json.loads(_cli(db, "campaign", "leaks", "c", "--json").stdout)
+    assert [(h["match"], h["status"]) for h in leaks] == [("ChatGPT", "open")]
+    assert _cli(db, "campaign", "open", "c").returncode != 0
+    out = _cli(db, "campaign", "resolve", "c", leaks[0]["id"], "--drop")
+    assert "dropped; 0 open left; campaign is open" in out.stdout, out.stderr
+    out = _cli(db, "campaign", "pause", "c", "--annotator", "zed")
+    assert out.returncode == 0 and "zed: paused" in out.stdout
+    html = tmp_path / "r.html"
+    out = _cli(db, "report", "--campaign", "c", "--json", "--exclude-flagged", "--html", html, "--bootstrap", "20")
+    rep = json.loads(out.stdout)
+    assert rep["options"]["routing"] == "widest" and rep["raters"]["paused"] == ["zed"]
+    assert rep["raters"]["excluded"] == ["zed"] and rep["identity_leaks"][0]["status"] == "dropped"
+    assert rep["n_items"] == N - 1  # the leaking answer's item was dropped
+    page = html.read_text()
+    assert page.startswith("<!doctype html>") and "Rater cards" in page and "<script" not in page

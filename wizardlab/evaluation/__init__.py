@@ -13,12 +13,13 @@
 The names most callers need are re-exported here.
 """
 
-from wizardlab.evaluation.annotate import MAX_RATIONALE, a_on_left, annotator_campaigns, next_item, skip, submit, undo
+from wizardlab.evaluation.annotate import (MAX_RATIONALE, a_on_left, annotator_campaigns, is_paused, next_item, skip,
+                                           submit, undo)
 from wizardlab.evaluation.campaigns import (ATTENTION_MODEL, CRITERIA, DEFAULT_GUIDELINES, assign_annotators,
                                             create_campaign, require_campaign, resolve_identity, set_rater,
                                             set_status)
 from wizardlab.evaluation.outputs import import_outputs, import_outputs_files, import_testset
 
 __all__ = ["ATTENTION_MODEL", "MAX_RATIONALE", "CRITERIA", "DEFAULT_GUIDELINES", "a_on_left", "annotator_campaigns",
-           "assign_annotators", "create_campaign", "import_outputs", "import_outputs_files", "import_testset", "next_item",
+           "assign_annotators", "create_campaign", "import_outputs", "import_outputs_files", "import_testset", "is_paused", "next_item",
            "require_campaign", "resolve_identity", "set_rater", "set_status", "skip", "submit", "undo"]

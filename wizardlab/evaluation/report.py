@@ -491,6 +491,18 @@ def _rater_lines(rep: dict) -> list[str]:
     return lines
 
 
+def render_html(rep: dict) -> str:
+    """A self-contained HTML page of the text report (inline CSS, no scripts); the Evaluate tab's
+    export writes its richer page (eval_ui.rater_sections.html_page)."""
+    from html import escape
+
+    c = rep["campaign"]
+    title = escape(f"Campaign {c['id']} {c['name']}: report")
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>body '
+            "{font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1100px} pre {white-space: pre-wrap; "
+            f"font-size: 13px}}</style></head><body><h2>{title}</h2><pre>{escape(render_text(rep))}</pre></body></html>")
+
+
 def _bar_text(ratio, width: int = 30) -> str:
     """An ASCII bar for a capacity ratio: full width = 120%, a '|' marks 100%."""
     if ratio is None:
