@@ -77,7 +77,7 @@ def raters_html(rep: dict) -> str:
                                       "–" if e["change"] is None else f"{100 * e['change']:+.1f} points"]
                                      for e in r["effect"]]))
     parts.append(f'<div class="wl-why">{render.esc(rep["notes"]["raters"])}</div>')
-    return "".join(parts)
+    return '<div class="wl-raters">' + "".join(parts) + "</div>"
 
 
 def leaks_html(hits: list[dict], note: str = "") -> str:

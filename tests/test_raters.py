@@ -212,3 +212,43 @@ def test_cli_leaks_resolve_pause_and_html_report(tmp_path):
     assert rep["n_items"] == N - 1  # the leaking answer's item was dropped
     page = html.read_text()
     assert page.startswith("<!doctype html>") and "Rater cards" in page and "<script" not in page
+
+
+def take_rater_screenshot(out_dir: str, port: int = 7821) -> str:
+    """docs/screenshots/rater_cards.png: the Report's rater cards after the simulated campaign."""
+    import re
+    import tempfile
+    from pathlib import Path
+
+    from tests.uihelpers import browser, login, start_app, stop_app
+
+    tmp = Path(tempfile.mkdtemp())
+    base_url, admin, password, ctx = start_app(tmp, port=port)
+    store = ctx.store()
+    sets = _sets(store, tmp)
+    cid = ev.create_campaign(store, "alpha vs beta, with gold and repeats", sets, k=3, gold_share=0.2,
+                             repeat_share=0.2, seed=5)
+    _simulate(store, store.campaign(cid), {"lazy": "random", "lefty": "left", "ann": "careful", "bob": "careful",
+                                           "cy": "careful"},
+              {"lazy": 6.0, "lefty": 2.5, "ann": 21.0, "bob": 15.0, "cy": 30.0})
+    out = Path(out_dir) / "rater_cards.png"
+    try:
+        with browser() as b:
+            page = b.new_page(viewport={"width": 1300, "height": 1000})
+            login(page, base_url, admin, password)
+            page.get_by_role("tab", name="Evaluate").click()
+            page.get_by_role("tab", name="Report").click()
+            page.locator("#wl-report-campaign input").click()
+            page.get_by_role("option", name=re.compile("with gold and repeats")).first.click()
+            page.locator("#wl-report .wl-raters").wait_for(timeout=120_000)
+            page.wait_for_timeout(500)
+            page.locator("#wl-report .wl-raters").screenshot(path=str(out))
+    finally:
+        stop_app(ctx)
+    return str(out)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(take_rater_screenshot(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots"))
