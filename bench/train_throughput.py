@@ -9,6 +9,11 @@ out), printed only when a GPU peak is known or given.
 
     python bench/train_throughput.py                                   # tiny-llama and embedded Gemma, CPU
     python bench/train_throughput.py --models embedded --setups plain zero3 --steps 20 --batch-size 8
+    python bench/train_throughput.py --models embedded --setups plain zero2 zero3 --gpu-precision bf16 \
+        --steps 30 --batch-size 8 --max-length 512                    # on a GPU machine
+
+On a GPU it prints the GPU's name, tokens/s per GPU, MFU and the peak GPU memory of rank 0
+(from `progress.jsonl`, `peak_mem_gb`); on a CPU the last two are "-".
 """
 
 from __future__ import annotations
@@ -70,10 +75,21 @@ def run_case(model: str, setup: str, args, data: Path, work: Path) -> dict:
         log = (out / "train.log").read_text()[-3000:] if (out / "train.log").exists() else ""
         return {"model": model, "setup": setup, "error": (proc.stderr[-1500:] + log)}
     steps = [r for r in read_progress(out) if "loss" in r]
+    if len(steps) < 2:
+        return {"model": model, "setup": setup, "error": f"only {len(steps)} logged steps: raise --steps"}
     first, last = steps[0], steps[-1]
     tokens_per_s = (last["tokens"] - first["tokens"]) / max(last["time"] - first["time"], 1e-9)
+    peaks = [r["peak_mem_gb"] for r in steps if r.get("peak_mem_gb") is not None]
     return {"model": model, "setup": setup, "steps": len(steps), "tokens_per_s": tokens_per_s, "wall_s": wall,
-            "loss_first": first["loss"], "loss_last": last["loss"]}
+            "loss_first": first["loss"], "loss_last": last["loss"], "peak_mem_gb": max(peaks) if peaks else None}
+
+
+def device_name() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    return f"CPU ({os.cpu_count()} cores, no GPU)"
 
 
 def peak_flops(args) -> float | None:
@@ -85,7 +101,7 @@ def peak_flops(args) -> float | None:
         return None
     name = torch.cuda.get_device_name(0)
     tflops = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
-    return tflops * 1e12 * torch.cuda.device_count() if tflops else None
+    return tflops * 1e12 * max(1, args.nproc) if tflops else None
 
 
 def main() -> int:
@@ -101,7 +117,10 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     peak = peak_flops(args)
-    print(f"{'model':<14} {'setup':<6} {'params':>8} {'steps':>5} {'tokens/s':>10} {'MFU':>7} {'wall s':>7} loss")
+    print(f"device: {device_name()}; {args.nproc} process(es); load average "
+          + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    print(f"{'model':<14} {'setup':<6} {'params':>8} {'steps':>5} {'tok/s/dev':>10} {'MFU':>7} {'peak GiB':>8} "
+          f"{'wall s':>7} loss")
     with tempfile.TemporaryDirectory(prefix="wl-bench-") as tmp:
         data = alpaca_file(Path(tmp))
         for model in args.models:
@@ -112,8 +131,10 @@ def main() -> int:
                     print(f"{model:<14} {setup:<6} failed:\n{r['error']}")
                     continue
                 mfu = f"{100 * r['tokens_per_s'] * 6 * n_params / peak:.1f}%" if peak else "-"
-                print(f"{model:<14} {setup:<6} {n_params / 1e6:>7.1f}M {r['steps']:>5} {r['tokens_per_s']:>10.0f} "
-                      f"{mfu:>7} {r['wall_s']:>7.1f} {r['loss_first']:.3f} -> {r['loss_last']:.3f}", flush=True)
+                mem = f"{r['peak_mem_gb']:.2f}" if r["peak_mem_gb"] is not None else "-"
+                print(f"{model:<14} {setup:<6} {n_params / 1e6:>7.1f}M {r['steps']:>5} "
+                      f"{r['tokens_per_s'] / args.nproc:>10.0f} {mfu:>7} {mem:>8} {r['wall_s']:>7.1f} "
+                      f"{r['loss_first']:.3f} -> {r['loss_last']:.3f}", flush=True)
     return 0
 
 

@@ -111,7 +111,7 @@ def _wire_accounts(ctx: AppContext, w: SimpleNamespace, after: dict) -> None:
     def add_user(name, password, role, request: gr.Request):
         ctx.require_admin(request)
         auth.add_user(ctx.store(), name, password, role)
-        return render.note(f"Added {role} {name.strip()}.", "ok"), "", ""
+        return render.note(f"Added {role} {name.strip()}.", "ok")
 
     @ui_errors
     def set_disabled(name, disabled, request):
@@ -133,13 +133,15 @@ def _wire_accounts(ctx: AppContext, w: SimpleNamespace, after: dict) -> None:
         if not name:
             raise UserError("choose an account first")
         auth.set_password(ctx.store(), name, password)
-        return render.note(f"New password set for {name}.", "ok"), ""
+        return render.note(f"New password set for {name}.", "ok")
 
-    w.add_btn.click(add_user, [w.new_name, w.new_pw, w.new_role], [w.msg, w.new_name, w.new_pw],
-                    api_name="admin_add_user").then(**after)
+    # only the message is an output of the checks: a refused account keeps what was typed, unmarked
+    w.add_btn.click(add_user, [w.new_name, w.new_pw, w.new_role], [w.msg], api_name="admin_add_user").success(
+        lambda: ("", ""), None, [w.new_name, w.new_pw], api_visibility="private").then(**after)
     w.disable_btn.click(disable, [w.who], [w.msg], api_name="admin_disable_user").then(**after)
     w.enable_btn.click(enable, [w.who], [w.msg], api_name="admin_enable_user").then(**after)
-    w.reset_btn.click(set_password, [w.who, w.reset_pw], [w.msg, w.reset_pw], api_name="admin_set_password")
+    w.reset_btn.click(set_password, [w.who, w.reset_pw], [w.msg], api_name="admin_set_password").success(
+        lambda: "", None, [w.reset_pw], api_visibility="private")
 
 
 def _wire_role(ctx: AppContext, w: SimpleNamespace, after: dict) -> None:

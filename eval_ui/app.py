@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from eval_ui import render
-from eval_ui.context import AppContext
+from eval_ui.context import AppContext, ui_errors
 from eval_ui.login_guard import LoginGuard
 
 TABS: list[tuple[str, str, str]] = [
@@ -27,6 +28,7 @@ TABS: list[tuple[str, str, str]] = [
     ("Data", "eval_ui.data", "curate"),
     ("Train", "eval_ui.train", "admin"),
     ("Evaluate", "eval_ui.evaluate", "admin"),
+    ("Experiments", "eval_ui.experiments", "admin"),
     ("Judge", "eval_ui.judge", "any"),
     ("Admin", "eval_ui.admin", "admin"),
 ]
@@ -55,7 +57,18 @@ def build_app(ctx: AppContext) -> gr.Blocks:
 
         demo.load(on_load, inputs=None, outputs=[header, tab_group, *[t for t, _ in tabs]], api_visibility="private")
         hide_api_description(demo)
+        catch_user_errors(demo)
     return demo
+
+
+def catch_user_errors(demo: gr.Blocks) -> None:
+    """Every callback, wrapped or not by its tab: a `UserError` becomes the escaped one-line pop-up of
+    `ui_errors` (one log line, no traceback); other exceptions keep their traceback."""
+    for fn in demo.fns.values():
+        plain = fn.fn is not None and not (inspect.iscoroutinefunction(fn.fn) or inspect.isgeneratorfunction(fn.fn)
+                                           or inspect.isasyncgenfunction(fn.fn))
+        if plain and not getattr(fn.fn, "_wl_ui_errors", False):
+            fn.fn = ui_errors(fn.fn)
 
 
 def hide_api_description(demo: gr.Blocks) -> None:
@@ -89,6 +102,12 @@ def _on_load(ctx: AppContext, tabs: list, request: gr.Request):
             *[gr.Tab(visible=v) for v in visible])
 
 
+def _empty(ctx: AppContext) -> bool:
+    from wizardlab import tour
+
+    return tour.offered(ctx.store())
+
+
 def tab_visible(tab_role: str, user: dict | None) -> bool:
     """Whether a tab of role "admin" | "curate" | "any" is shown to `user`."""
     role = user["role"] if user else None
@@ -107,6 +126,8 @@ def header_html(ctx: AppContext, user: dict | None) -> str:
                'not for real data; start with <code>--base-url URL --model NAME</code> for an endpoint</span>')
     else:
         llm = f"LLM: <b>{render.esc(s.llm_label)}</b>"
+    if user and user["role"] == "admin" and _empty(ctx):
+        llm += ' <span class="wl-tour-hint">New here? <b>Experiments</b> tab: Take the tour.</span>'
     who = ""
     if user:
         who = (f'<span class="wl-user">{render.esc(user["username"])} · {render.esc(user["role"])}</span>'
@@ -122,7 +143,8 @@ def launch(demo: gr.Blocks, ctx: AppContext, **kwargs):
     kwargs.setdefault("app_kwargs", {})["middleware"] = [Middleware(LoginGuard, limiter=ctx.login_limiter)]
     return demo.launch(
         auth=ctx.authenticate,
-        auth_message="Sign in to WizardLab. Ask an admin for an account.",
+        auth_message="Sign in to WizardLab. Ask an admin for an account. After 5 wrong passwords an account "
+                     "(and an address) waits before the next try: up to 5 minutes.",
         css_paths=[CSS_PATH],
         theme=gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
         ssr_mode=False,

@@ -136,6 +136,7 @@ def ui_errors(fn):
         except UserError as exc:
             raise popup_error(str(exc), getattr(fn, "__name__", None)) from None
 
+    wrapper._wl_ui_errors = True
     return wrapper
 
 
@@ -149,14 +150,15 @@ def parse_id(value, what: str) -> int:
     return int(text)
 
 
-def on_show(fn, outputs, inputs=None) -> None:
-    """Run `fn` when the page loads and whenever the enclosing tab is selected.
+def on_show(fn, outputs, inputs=None, *, on_load: bool = True) -> None:
+    """Run `fn` whenever the enclosing tab is selected, and also when the page loads unless
+    `on_load=False` (a tab whose view is costly computes nothing until someone opens it).
 
     Call inside `build_tab` (the tab is the block being built); `fn` must stay silent
     (return `gr.skip()`s) for users who may not see the tab.
     """
     root = gr.context.Context.root_block
-    if root is not None:
+    if root is not None and on_load:
         root.load(fn, inputs, outputs, api_visibility="private")
     tab = gr.context.Context.block
     if isinstance(tab, gr.Tab):

@@ -44,9 +44,8 @@ def run_choices(store) -> list[tuple[str, int]]:
             for r in store.evolve_runs()]
 
 
-def summary_html(store, run_id: int) -> str:
-    rounds = tables.round_table(store, run_id)
-    diff = store.difficulty_summary(run_id) or {}
+def summary_html(stats: dict) -> str:
+    rounds, diff = stats["rounds"], stats["diff_summary"]
     mean = diff.get("mean_data")
     items = [("Nodes", int(rounds["total"].sum())), ("Rounds", max(0, len(rounds) - 1)),
              ("Seeds", int(rounds["seed"].sum())), ("Kept evolutions", int(rounds["kept"].sum())),
@@ -57,10 +56,9 @@ def summary_html(store, run_id: int) -> str:
     return f'<div class="wl-stats">{cells}</div>'
 
 
-def count_views(store, run_id: int) -> dict:
+def count_views(stats: dict) -> dict:
     """Tables and long-form frames for the bar charts of the Counts section."""
-    rounds, ops = tables.round_table(store, run_id), tables.operation_table(store, run_id)
-    rules, lengths = tables.rule_table(store, run_id), tables.length_table(store, run_id)
+    rounds, ops, rules, lengths = stats["rounds"], stats["ops"], stats["rules"], stats["lengths"]
     status_long = rounds.melt(id_vars="round", value_vars=["seed", "kept", "eliminated", "pending"],
                               var_name="status", value_name="nodes")
     status_long = status_long[status_long["nodes"] > 0].assign(round=lambda f: f["round"].map(_round_label))
@@ -74,8 +72,8 @@ def _round_label(r) -> str:
     return f"round {int(r)}"
 
 
-def difficulty_hist(store, run_id: int, include_eliminated: bool = False) -> pd.DataFrame:
-    frame = tables.difficulty_histogram(store, run_id, include_eliminated)
+def difficulty_hist(stats: dict) -> pd.DataFrame:
+    frame = stats["diff_hist"]
     return frame.assign(difficulty=frame["difficulty"].astype(str), n=frame["n"].astype(int))
 
 
@@ -103,8 +101,8 @@ def job_html(job: dict | None, what: str) -> str:
     return "".join(parts)
 
 
-def scored_html(store, run_id: int) -> str:
-    d = store.difficulty_summary(run_id) or {}
+def scored_html(stats: dict) -> str:
+    d = stats["diff_summary"]
     return render.note(f"In the store: {d.get('scored') or 0} scored, {d.get('unparsable') or 0} unparsable "
                        f"(raw answer kept), {d.get('unscored') or 0} not scored yet (finished nodes).", "info")
 
@@ -123,7 +121,8 @@ def map_views(dmap: diversity.DiversityMap | None, color_by: str) -> tuple:
             "No map yet: press Build diversity map.", "info"), pd.DataFrame()
     frame, sampled = diversity.display_points(dmap.points, color_by, max_points=DISPLAY_MAX)
     e = dmap.embed
-    caption = (f"{len(dmap.points)} points ({e.embedded} embedded now, {e.cached} from the cache) · {dmap.method} · "
+    caption = (f"{len(dmap.points)} points, {e.texts} distinct texts ({e.embedded} embedded now, {e.cached} from "
+               f"the cache) · {dmap.method} · "
                f"embedding {dmap.seconds.get('embed')} s, projection {dmap.seconds.get('project')} s")
     if sampled:
         caption += f" · drawing a seeded sample of {len(frame)} points"
@@ -176,6 +175,13 @@ def export_file(ctx: AppContext, run_id: int, fmt: str, selection=None) -> list[
         path = shutil.make_archive(str(out_dir / name), "zip", root_dir=path)
     chosen = selection_path(out_dir / f"{name}{ext}")
     return [str(path), str(chosen)] if chosen.exists() else [str(path)]
+
+
+def _as_int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 # -- layout ---------------------------------------------------------------------------------------
@@ -296,22 +302,44 @@ DIFF = ("score_status", "diff_plot", "diff_table", "timer")
 MAPPED = ("map", "map_status", "dispersion")
 
 
-def counts_out(store, run_id: int) -> tuple:
-    v = count_views(store, run_id)
-    return (summary_html(store, run_id), v["round_plot"], v["op_plot"], v["rule_plot"], v["length_plot"],
+def counts_out(stats: dict) -> tuple:
+    v = count_views(stats)
+    return (summary_html(stats), v["round_plot"], v["op_plot"], v["rule_plot"], v["length_plot"],
             v["rounds"], v["ops"], v["rules"], v["lengths"])
 
 
-def diff_out(store, run_id: int, include_eliminated: bool = False) -> tuple:
+def diff_out(store, run_id: int, stats: dict) -> tuple:
     job = score_job(store, run_id)
     live = bool(job and job["status"] in jobs.ACTIVE)
-    return (job_html(job, "difficulty") + scored_html(store, run_id),
-            difficulty_hist(store, run_id, include_eliminated),
-            tables.difficulty_table(store, run_id, include_eliminated), gr.Timer(active=live))
+    return (job_html(job, "difficulty") + scored_html(stats), difficulty_hist(stats), stats["diff_table"],
+            gr.Timer(active=live))
+
+
+_MAPS: dict = {}  # map file -> ((mtime, size), DiversityMap): a saved map is parsed once, not per show
+
+
+def load_map(path: Path) -> diversity.DiversityMap | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    sig = (st.st_mtime_ns, st.st_size)
+    hit = _MAPS.get(str(path))
+    if hit is None or hit[0] != sig:
+        hit = _MAPS[str(path)] = (sig, diversity.DiversityMap.load(path))
+    return hit[1]
 
 
 def map_out(ctx: AppContext, run_id: int, color_by: str) -> tuple:
-    return map_views(diversity.DiversityMap.load(map_path(ctx, run_id)), color_by)
+    return map_views(load_map(map_path(ctx, run_id)), color_by)
+
+
+def show_views(ctx: AppContext, run_id: int, color_by: str) -> tuple:
+    """Everything the Data tab shows for a run (Counts, Difficulty, Diversity): one query per figure,
+    cached until the run's nodes change (`tables.run_stats`)."""
+    store = ctx.store()
+    stats = tables.run_stats(store, run_id)
+    return (*counts_out(stats), *diff_out(store, run_id, stats), *map_out(ctx, run_id, color_by))
 
 
 def reference_choices(store, value=None):
@@ -349,28 +377,28 @@ def _wire_run(ctx: AppContext, w: dict) -> None:
         if not run_id:
             return (render.note("No evolution run yet: start one on the Evolve tab.", "info"),
                     *[gr.skip()] * (len(shown) - 2), reference_choices(store))
-        run_id = _run_id(store, run_id)
-        return (*counts_out(store, run_id), *diff_out(store, run_id), *map_out(ctx, run_id, color_by),
-                reference_choices(store))
+        return (*show_views(ctx, _run_id(store, run_id), color_by), reference_choices(store))
 
-    def attach(request: gr.Request, keep: bool = False):
-        """Fill the run list; on load pick the newest run, on Refresh keep the chosen one."""
+    def attach(current, request: gr.Request, keep: bool = False):
+        """Fill the run list when the tab is opened (keeping the chosen run, else the newest); on
+        Refresh keep the chosen one. Choosing a run (a change of the value) shows it."""
         if not ctx.can_curate(request):
             return gr.skip()
         choices = run_choices(ctx.store())
-        if keep:
+        ids = [c[1] for c in choices]
+        if keep or (current not in (None, "") and _as_int(current) in ids):
             return gr.Dropdown(choices=choices)
-        return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
+        return gr.Dropdown(choices=choices, value=ids[0] if ids else None)
 
-    def refresh_runs(request: gr.Request):
-        return attach(request, keep=True)
+    def refresh_runs(current, request: gr.Request):
+        return attach(current, request, keep=True)
 
     w["run"].change(show, [w["run"], w["color_by"]], shown, api_name="data_show").then(
         map_title, w["color_by"], w["map"], api_visibility="private")
-    w["refresh"].click(refresh_runs, None, w["run"], api_visibility="private").then(
+    w["refresh"].click(refresh_runs, w["run"], w["run"], api_visibility="private").then(
         show, [w["run"], w["color_by"]], shown, api_visibility="private").then(
         map_title, w["color_by"], w["map"], api_visibility="private")
-    on_show(attach, [w["run"]])
+    on_show(attach, [w["run"]], [w["run"]], on_load=False)  # nothing is computed for a tab not opened
 
 
 def _wire_difficulty(ctx: AppContext, w: dict) -> None:
@@ -392,18 +420,27 @@ def _wire_difficulty(ctx: AppContext, w: dict) -> None:
         popup_info(f"Difficulty job {job['id']}: {jobs.cancel(store, job['id'])}")
 
     @ui_errors
-    def poll(run_id, include_eliminated, request: gr.Request):
+    def poll(run_id, include_eliminated, request: gr.Request, redraw: bool = False):
+        """A tick reads the job's progress row only; the figures are drawn again once it ends
+        (or at once when the scope changes: `redraw`)."""
         ctx.require_curator(request)
         store = ctx.store()
         jobs.refresh(store)
         run_id = _run_id(store, run_id)
-        return summary_html(store, run_id), *diff_out(store, run_id, bool(include_eliminated))
+        job = score_job(store, run_id)
+        if job and job["status"] in jobs.ACTIVE and not redraw:
+            return gr.skip(), job_html(job, "difficulty"), gr.skip(), gr.skip(), gr.skip()
+        stats = tables.run_stats(store, run_id, bool(include_eliminated))
+        return summary_html(stats), *diff_out(store, run_id, stats)
+
+    def rescope(run_id, include_eliminated, request: gr.Request):
+        return poll(run_id, include_eliminated, request, redraw=True)
 
     w["score"].click(on_score, [w["run"], w["score_all"]], [w["score_status"], w["timer"]], api_name="data_score")
     w["score_cancel"].click(on_cancel, w["run"], None, api_name="data_score_cancel")
     w["timer"].tick(poll, [w["run"], w["score_all"]], [w["summary"], *[w[k] for k in DIFF]],
                     api_visibility="private", show_progress="hidden")
-    w["score_all"].change(poll, [w["run"], w["score_all"]], [w["summary"], *[w[k] for k in DIFF]],
+    w["score_all"].change(rescope, [w["run"], w["score_all"]], [w["summary"], *[w[k] for k in DIFF]],
                           api_visibility="private")
 
 

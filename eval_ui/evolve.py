@@ -67,9 +67,11 @@ class BatchForm:
             nums[name] = int(value)
         if limit not in (None, 0) and (int(limit) != limit or limit < 0):
             raise UserError("limit must be a whole number (0 = all seeds)")
-        base_url, model = (base_url or "").strip() or None, (model or "").strip() or None
-        if base_url and not base_url.startswith(("http://", "https://")):
-            raise UserError(f"endpoint base URL must start with http:// or https://, got {base_url!r}")
+        base_url, model = " ".join((base_url or "").split()) or None, (model or "").strip() or None
+        if base_url:  # one endpoint per line (a pool); each URL[,model=NAME][,weight=W]
+            from wizardlab.llm.pool import parse_endpoints
+
+            parse_endpoints(base_url, model or "-")  # a bad entry fails here, naming it
         return cls(path, nums["rounds"], nums["concurrency"], base_url, model, nums["random seed"],
                    int(limit) if limit else None, parse_sampling(temperature, top_p, max_tokens, per_stage),
                    rules if rules in (PAPER, LENIENT) else PAPER)
@@ -133,6 +135,7 @@ def progress_html(store, run_id: int | None) -> str:
         label = (f"round {p.get('round')}/{p.get('rounds')}" if p.get("phase") == "round" else p.get("phase", ""))
         parts.append(render.bar(p.get("done", 0), p["total"], f"{label}: {p.get('done', 0)}/{p['total']}"))
     parts.append(_counters(p))
+    parts.append(_endpoints(p))
     parts.append(_failed_calls(store, run))
     parts.append(_round_table(store, run["id"]))
     if p.get("by_rule"):
@@ -155,6 +158,16 @@ def _failed_calls(store, run: dict) -> str:
                        f"(they become malformed and the next round can start).", "warn")
     return ('<div id="wl-failed-calls"><h4>Failed calls (retryable)</h4>' + head
             + render.table(["Node", "Round", "Operation", "Attempts", "Last error"], rows) + "</div>")
+
+
+def _endpoints(p: dict) -> str:
+    """A pool's endpoints: calls, errors, mean latency and whether each is backing off."""
+    if not p.get("endpoints"):
+        return ""
+    return "<h4>Endpoints</h4>" + render.table(
+        ["Endpoint", "Model", "Weight", "Calls", "Errors", "Mean latency", "State"],
+        [[e["base_url"], e["model"], f"{e['weight']:g}", e["calls"], e["errors"], f"{e['mean_latency_ms']:.0f} ms",
+          "backing off" if e["down"] else "up"] for e in p["endpoints"]])
 
 
 def _counters(p: dict) -> str:
@@ -194,8 +207,9 @@ def build_tab(ctx: AppContext) -> None:
                                   elem_id="wl-limit")
             with gr.Accordion("LLM endpoint", open=not ctx.settings.uses_embedded_llm):
                 # filled on load for admins only: the page config reaches annotators too (blinding)
-                base_url = gr.Textbox("", label="Base URL (OpenAI-compatible)",
-                                      placeholder="empty = embedded model", max_lines=1, elem_id="wl-base-url")
+                base_url = gr.Textbox("", label="Base URL (OpenAI-compatible; one per line for a pool)",
+                                      placeholder="empty = embedded model; a pool: one URL[,model=NAME][,weight=W]"
+                                      " per line", lines=1, max_lines=6, elem_id="wl-base-url")
                 model = gr.Textbox("", label="Model", max_lines=1, elem_id="wl-model",
                                    placeholder="model name at the endpoint")
             with gr.Accordion("Generation settings and rules", open=False):
@@ -252,7 +266,7 @@ def _wire(ctx: AppContext, w: SimpleNamespace) -> None:
     def endpoint_defaults(request: gr.Request):
         if not ctx.is_admin(request):
             return gr.skip(), gr.skip()
-        return ctx.settings.base_url or "", ctx.settings.model or ""
+        return "\n".join((ctx.settings.base_url or "").split()), ctx.settings.model or ""
 
     root = gr.context.Context.root_block
     if root is not None:

@@ -23,13 +23,40 @@ from wizardlab.errors import UserError
 ANY = "any"
 TRUNCATED = "response cut off (token limit)"
 ROOT_HEADERS = ["Root", "Run", "Seed instruction", "Matching nodes", "Evolutions", "Kept", "Eliminated", "Overrides"]
-PAGE = 200
+PAGE = 50
 
 
-def roots_rows(store, run_id, filters: curation.Filters) -> list[list]:
-    rows = store.find_roots(int(run_id) if run_id else None, filters.as_dict(), limit=PAGE)
+SORTS = {"root id": "root", "most matches": "matches", "newest root": "newest"}
+
+
+def _rows(found: list[dict]) -> list[list]:
     return [[r["root_id"], r["run_id"], render.short(r["instruction"], 140), r["matches"], r["evolutions"],
-             r["kept"], r["eliminated"], r["overrides"]] for r in rows]
+             r["kept"], r["eliminated"], r["overrides"]] for r in found]
+
+
+def roots_rows(store, run_id, filters: curation.Filters, page: int = 1, sort: str = "root id") -> list[list]:
+    return _rows(store.find_roots(int(run_id) if run_id else None, filters.as_dict(), limit=PAGE,
+                                  offset=(max(1, page) - 1) * PAGE, sort=SORTS.get(sort, "root")))
+
+
+def search_page(store, run_id, filters: curation.Filters, page=1, sort: str = "root id") -> tuple[str, list[list], int]:
+    """One page of the roots matching `filters` (one search pass; tree counts for this page only):
+    (a line saying how many match and which page this is, the rows, the page, clamped to the pages there are)."""
+    try:
+        page = max(1, int(page or 1))
+    except (TypeError, ValueError):
+        raise UserError(f"page must be a whole number, got {page!r}") from None
+    if sort not in SORTS:
+        raise UserError(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
+    matches = store.match_roots(int(run_id) if run_id else None, filters.as_dict(), SORTS[sort])
+    if not matches:
+        return render.note(f"No root matches ({filters.describe()}).", "info"), [], 1
+    pages = -(-len(matches) // PAGE)
+    page = min(page, pages)
+    first = (page - 1) * PAGE
+    rows = _rows(store.root_rows(matches[first:first + PAGE]))
+    return (render.note(f"{len(matches)} roots match ({filters.describe()}) · page {page} of {pages} "
+                        f"(roots {first + 1}–{first + len(rows)}, by {sort})", "info"), rows, page)
 
 
 def tree_html(store, root_id: int) -> str:
@@ -97,8 +124,8 @@ def _build_trees(ctx: AppContext) -> None:
                 "Every decision is audited; exports and training use the effective status.")
     with gr.Row(equal_height=True):
         run = gr.Dropdown(label="Run", choices=[], scale=3, allow_custom_value=True, elem_id="wl-lin-run")
-        text = gr.Textbox(label="Text contains", placeholder="instruction, input or response", scale=3,
-                          max_lines=1, elem_id="wl-lin-text")
+        text = gr.Textbox(label="Text contains", placeholder="instruction or input", scale=3, max_lines=1,
+                          elem_id="wl-lin-text")
         rnd = gr.Dropdown([ANY] + [str(i) for i in range(0, 11)], value=ANY, label="Round", scale=1)
         op = gr.Dropdown([ANY, *curation.OPERATIONS], value=ANY, label="Operation", scale=2)
         status = gr.Dropdown([ANY, *curation.STATUSES], value=ANY, label="Status", scale=1)
@@ -106,7 +133,13 @@ def _build_trees(ctx: AppContext) -> None:
                            elem_id="wl-lin-rule")
         find = gr.Button("Find", variant="primary", scale=0, min_width=100, elem_id="wl-lin-find",
                          elem_classes=["wl-inline"])
-    found = gr.HTML()
+    with gr.Row(equal_height=True):
+        found = gr.HTML(elem_id="wl-lin-found")
+        prev_page = gr.Button("‹ Previous", scale=0, min_width=110, size="sm", elem_id="wl-lin-prev")
+        page = gr.Number(value=1, label="Page", precision=0, minimum=1, scale=0, min_width=90, elem_id="wl-lin-page")
+        sort = gr.Dropdown(list(SORTS), value="root id", label="Sort by", scale=0, min_width=150,
+                           elem_id="wl-lin-sort")
+        next_page = gr.Button("Next ›", scale=0, min_width=110, size="sm", elem_id="wl-lin-next")
     roots = gr.Dataframe(headers=ROOT_HEADERS, interactive=False, wrap=True, max_height=320,
                          column_widths=["7%", "6%", "43%", "10%", "9%", "7%", "9%", "9%"], elem_id="wl-lin-roots")
     with gr.Row():
@@ -142,9 +175,12 @@ def _build_trees(ctx: AppContext) -> None:
 
 def _wire(ctx: AppContext, w: SimpleNamespace) -> None:
     """Connect the components built by `build_tab` (attributes of `w`) to their callbacks."""
-    show_tree = _wire_search(ctx, w)
-    _wire_overrides(ctx, w)
-    _wire_bulk(ctx, w)
+    show_tree, search = _wire_search(ctx, w)
+    # after an override the roots table is searched again, so its Overrides column is current
+    after = dict(fn=search, inputs=[w.run, w.text, w.rnd, w.op, w.status, w.rule], outputs=[w.found, w.roots],
+                 api_visibility="private")
+    _wire_overrides(ctx, w, after)
+    _wire_bulk(ctx, w, after)
     on_show(_admin_only(ctx), [w.bulk_box])
     w.roots.select(_pick(ctx), None, w.root_id, api_visibility="private").then(
         show_tree, w.root_id, w.tree, api_visibility="private")
@@ -177,13 +213,18 @@ def _pick(ctx: AppContext):
 
 def _wire_search(ctx: AppContext, w: SimpleNamespace):
     @ui_errors
-    def search(run_id, text, rnd, op, status, rule, request: gr.Request):
+    def search(run_id, text, rnd, op, status, rule, sort, page, request: gr.Request):
+        """A page of matching roots (Find starts at page 1; Previous/Next and the page box move)."""
         ctx.require_curator(request)
-        filters, store = _filters(text, rnd, op, status, rule), ctx.store()
-        n = store.count_roots(int(run_id) if run_id else None, filters.as_dict())
-        shown = f" (showing the first {PAGE})" if n > PAGE else ""
-        return (render.note(f"{n} roots match ({filters.describe()}){shown}.", "info"),
-                roots_rows(store, run_id, filters))
+        return search_page(ctx.store(), run_id, _filters(text, rnd, op, status, rule), page, sort or "root id")
+
+    def first_page(run_id, text, rnd, op, status, rule, sort, request: gr.Request):
+        return search(run_id, text, rnd, op, status, rule, sort, 1, request)
+
+    def step(delta):
+        def go(run_id, text, rnd, op, status, rule, sort, page, request: gr.Request):
+            return search(run_id, text, rnd, op, status, rule, sort, int(page or 1) + delta, request)
+        return go
 
     @ui_errors
     def show_tree(root, request: gr.Request):
@@ -198,15 +239,19 @@ def _wire_search(ctx: AppContext, w: SimpleNamespace):
         done = [r["id"] for r in runs if r["status"] == "done"]
         return gr.Dropdown(choices=run_choices(store), value=(done or [r["id"] for r in runs] or [None])[0])
 
-    filt = [w.run, w.text, w.rnd, w.op, w.status, w.rule]
-    w.find.click(search, filt, [w.found, w.roots], api_name="lineage_search")
-    w.text.submit(search, filt, [w.found, w.roots], api_visibility="private")
+    filt, out = [w.run, w.text, w.rnd, w.op, w.status, w.rule, w.sort], [w.found, w.roots, w.page]
+    w.find.click(first_page, filt, out, api_name="lineage_search")
+    w.text.submit(first_page, filt, out, api_visibility="private")
+    w.sort.input(first_page, filt, out, api_visibility="private")
+    w.page.submit(search, [*filt, w.page], out, api_name="lineage_search_page")
+    w.prev_page.click(step(-1), [*filt, w.page], out, api_visibility="private")
+    w.next_page.click(step(1), [*filt, w.page], out, api_visibility="private")
     w.show.click(show_tree, w.root_id, w.tree, api_name="lineage_tree")
     on_show(load, [w.run])
-    return show_tree
+    return show_tree, search
 
 
-def _wire_overrides(ctx: AppContext, w: SimpleNamespace) -> None:
+def _wire_overrides(ctx: AppContext, w: SimpleNamespace, after: dict) -> None:
     @ui_errors
     def override(node, action, reason, request: gr.Request):
         user = ctx.require_curator(request)
@@ -224,11 +269,11 @@ def _wire_overrides(ctx: AppContext, w: SimpleNamespace) -> None:
         return render.note(f"Override {oid} undone.", "ok"), tree_html(ctx.store(), root), str(root)
 
     w.apply.click(override, [w.node_id, w.action, w.reason], [w.msg, w.reason, w.tree, w.root_id],
-                  api_name="lineage_override")
-    w.undo.click(undo_override, [w.undo_id], [w.msg, w.tree, w.root_id], api_name="lineage_undo")
+                  api_name="lineage_override").success(**after)
+    w.undo.click(undo_override, [w.undo_id], [w.msg, w.tree, w.root_id], api_name="lineage_undo").success(**after)
 
 
-def _wire_bulk(ctx: AppContext, w: SimpleNamespace) -> None:
+def _wire_bulk(ctx: AppContext, w: SimpleNamespace, after: dict) -> None:
     @ui_errors
     def bulk(count_only, run_id, text, rnd, op, status, rule, action, reason, request):
         user = ctx.require_admin(request)
@@ -249,4 +294,4 @@ def _wire_bulk(ctx: AppContext, w: SimpleNamespace) -> None:
 
     bulk_in = [w.run, w.text, w.rnd, w.op, w.status, w.rule, w.b_action, w.b_reason]
     w.b_count.click(bulk_count, bulk_in, w.msg, api_name="lineage_bulk_count")
-    w.b_apply.click(bulk_apply, bulk_in, w.msg, api_name="lineage_bulk_apply")
+    w.b_apply.click(bulk_apply, bulk_in, w.msg, api_name="lineage_bulk_apply").success(**after)

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,9 +27,9 @@ from eval_ui import render
 from eval_ui.context import AppContext, on_show, ui_errors
 from wizardlab import jobs
 from wizardlab.errors import UserError
-from wizardlab.training import (PRESETS, build_argv, detect_hardware, launch_training, make_config, preview,
+from wizardlab.training import (PRESETS, build_argv, launch_training, make_config, preview,
                                 read_progress, resume_training, run_view, stop_training)
-from wizardlab.training.config import TrainConfig
+from wizardlab.training.config import Hardware, TrainConfig
 from wizardlab.training.launch import delete_training, loss_points
 
 EXPORT_NOW = "Export the current curated data now"
@@ -45,10 +49,21 @@ OVERRIDES = [("epochs", "Epochs", float), ("learning_rate", "Learning rate", flo
              ("nproc", "Processes (GPUs per node)", int)]
 
 
+_DETECT = ("import dataclasses, json; from wizardlab.training.config import detect_hardware; "
+           "print(json.dumps(dataclasses.asdict(detect_hardware())))")
+
+
 @functools.lru_cache(maxsize=1)
-def hardware():
-    """This machine's GPUs/CPUs (a process-wide fact, not user state)."""
-    return detect_hardware()
+def hardware() -> Hardware:
+    """This machine's GPUs/CPUs (a process-wide fact, not user state), detected once in a child
+    process: the app itself never imports torch (hundreds of MB and seconds of CPU)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        res = subprocess.run([sys.executable, "-c", _DETECT], capture_output=True, text=True, timeout=300, cwd=root,
+                             env={**os.environ, "PYTHONPATH": str(root)}, check=True)
+        return Hardware(**json.loads(res.stdout.strip().splitlines()[-1]))
+    except (subprocess.SubprocessError, OSError, ValueError, IndexError, TypeError):
+        return Hardware(cpus=os.cpu_count() or 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -355,7 +370,7 @@ def _wire_form(ctx: AppContext, w: TrainWidgets) -> None:
         component.change(on_preview, w.form_inputs, w.command, api_visibility="private", show_progress="hidden")
     w.launch.click(on_launch, w.form_inputs, [w.message, w.run], api_name="train_launch").then(
         _show(ctx), w.run, w.shown, api_visibility="private")
-    on_show(on_preview, [w.command], w.form_inputs)
+    on_show(on_preview, [w.command], w.form_inputs, on_load=False)  # computed when the tab is opened
 
 
 def _wire_runs(ctx: AppContext, w: TrainWidgets) -> None:

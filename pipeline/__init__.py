@@ -22,6 +22,8 @@ STAGES: dict[str, tuple[str, str]] = {
     "judge": ("pipeline.judge", "Run the LLM judge (pairwise verdicts or Vicuna-style 1-10 scores) on a campaign, in both orders."),
     "import-judgments": ("pipeline.import_judgments", "Import external human judgments (PandaLM, llmfao, open-instruct, CSV)."),
     "agreement": ("pipeline.agreement", "Inter-annotator agreement of a judgments CSV: percent, Cohen, Fleiss, Krippendorff."),
+    "experiment": ("pipeline.experiment", "Experiments: arms (recipe + base model + preset) trained, generated and judged blind; their report."),
+    "tour": ("pipeline.tour", "The first-run tour: evolve, recipes, a two-arm experiment and a campaign on the embedded model."),
     "report": ("pipeline.report", "Win rates (per item and per judgment), capacity ratios, ratings and agreement for a campaign."),
     "review": ("pipeline.review", "Review tasks: curators check eliminations; agreement and per-rule precision; apply as overrides."),
     "backup": ("pipeline.backup", "Back up the database consistently while the app runs (SQLite online backup)."),

@@ -38,6 +38,10 @@ def add_arguments(parser) -> None:
                         help="colour of the PNG's points")
     parser.add_argument("--seed", type=int, default=0, help="UMAP random_state")
     parser.add_argument("--out", default=None, help="write the map: *.png (picture) or *.json (points, for the UI)")
+    parser.add_argument("--embed-base-url", default=None,
+                        help="an OpenAI-compatible /v1/embeddings endpoint instead of the embedded MiniLM "
+                        "(e.g. text-embeddings-inference or vLLM on a GPU box); needs --embed-model")
+    parser.add_argument("--embed-model", default=None, help="the model name at --embed-base-url")
 
 
 def main(args) -> int:
@@ -47,6 +51,7 @@ def main(args) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.out and Path(args.out).suffix.lower() not in (".png", ".json"):
         raise UserError(f"--out {args.out}: use a .png or .json file name")
+    embedder = _embedder(args)
     store = Store(args.db or Settings.from_env().db)
     target = args.run or store.latest_run_id("evolve")
     if target is None or store.get_run(target) is None:
@@ -59,14 +64,26 @@ def main(args) -> int:
                                                   name=f"diversity map of run {target}")
     result = None
     with job_run(store, job_id) as job:
-        result = _build(store, target, reference, args, job)
+        result = _build(store, target, reference, args, job, embedder)
         job.progress({"phase": "done", "points": len(result.points), "out": args.out, **result.seconds}, force=True)
     if result is not None:
         _report(result, target, args)
     return 0
 
 
-def _build(store, target: int, reference: str | None, args, job) -> diversity.DiversityMap:
+def _embedder(args):
+    """The endpoint named by --embed-base-url/--embed-model, or None (the embedded MiniLM)."""
+    from wizardlab.analysis.embeddings import EndpointEmbedder
+
+    if not getattr(args, "embed_base_url", None):
+        return None
+    if not args.embed_model:
+        raise UserError("--embed-base-url needs --embed-model (the model name the endpoint serves)")
+    return EndpointEmbedder(args.embed_base_url, args.embed_model,
+                            os.environ.get("WIZARDLAB_API_KEY") or os.environ.get("OPENAI_API_KEY"))
+
+
+def _build(store, target: int, reference: str | None, args, job, embedder=None) -> diversity.DiversityMap:
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -81,8 +98,7 @@ def _build(store, target: int, reference: str | None, args, job) -> diversity.Di
 
     try:
         return diversity.build_map(store, target, reference=reference, data_only=not args.include_eliminated,
-                                   seed=args.seed,
-                                   stop=job.stop, on_progress=progress)
+                                   seed=args.seed, stop=job.stop, on_progress=progress, embedder=embedder)
     finally:
         for bar in bars.values():
             bar.close()

@@ -30,7 +30,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seeds", help="seed file (JSON, JSONL, CSV, Parquet), a saved datasets dir or a hub name")
     parser.add_argument("--run-id", type=int, help="continue this run (instead of --seeds)")
     parser.add_argument("--rounds", type=int, default=None, help="rounds of evolution (default 4)")
-    parser.add_argument("--base-url", help="OpenAI-compatible endpoint; none = the embedded model")
+    parser.add_argument("--base-url", action="append",
+                        help="OpenAI-compatible endpoint; none = the embedded model; give it several times for a pool: "
+                        "URL[,model=NAME][,weight=W]")
     parser.add_argument("--model", help="model name at the endpoint, or a local model directory")
     parser.add_argument("--concurrency", type=int, default=None, help="parallel LLM calls (default 16)")
     parser.add_argument("--seed", type=int, default=0, help="random seed for operation choice (replayable)")

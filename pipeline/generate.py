@@ -30,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--testset", default=None, help="stored test set name (or the name to give the file's)")
     parser.add_argument("--testset-file", default=None, help="WizardLM / Vicuna / seed-format test set file")
     parser.add_argument("--name", default=None, help="output set name (default: <test set>/<model>)")
-    parser.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint")
+    parser.add_argument("--base-url", action="append",
+                        help="OpenAI-compatible endpoint; give it several times for a pool: "
+                        "URL[,model=NAME][,weight=W]")
     parser.add_argument("--model", default=None, help="endpoint model name, or a local checkpoint directory")
     parser.add_argument("--concurrency", type=int, default=None, help="parallel requests (default 16)")
     params.add_arguments(parser, ("generate",))

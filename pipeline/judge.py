@@ -30,7 +30,9 @@ HELP = "Run the LLM judge (pairwise verdicts or Vicuna-style 1-10 scores) on a c
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", default=None, help="SQLite database (default: settings / WIZARDLAB_DB)")
     parser.add_argument("--campaign", required=True, help="campaign name or id")
-    parser.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint")
+    parser.add_argument("--base-url", action="append",
+                        help="OpenAI-compatible endpoint; give it several times for a pool: "
+                        "URL[,model=NAME][,weight=W]")
     parser.add_argument("--model", default=None, help="endpoint model name, or a local checkpoint directory")
     parser.add_argument("--concurrency", type=int, default=None, help="parallel requests (default 16)")
     parser.add_argument("--limit", type=int, default=None, help="judge at most N items in this pass")

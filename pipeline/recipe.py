@@ -7,6 +7,7 @@
     recipe export NAME --out FILE [--format alpaca|sharegpt]
     recipe compare NAME NAME [...] (profiles side by side, before anyone trains)
     recipe delete NAME
+    recipe which NODE              (the recipes whose training set holds this node)
 Every export records the recipe, row count, content hash and profile in the store.
 """
 
@@ -38,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("list", help="list recipes with their live row counts")
     for name in ("show", "delete"):
         sub.add_parser(name).add_argument("name")
+    sub.add_parser("which", help="recipes whose training set holds a node").add_argument("node", type=int)
     e = sub.add_parser("export", help="write the recipe's training set and record the export")
     e.add_argument("name")
     e.add_argument("--out", required=True, help="output JSON file")
@@ -54,7 +56,13 @@ def main(args) -> int:
 
     store = Store(Settings.from_env(db=args.db).db)
     return {"create": _create, "list": _list, "show": _show, "delete": _delete, "export": _export,
-            "compare": _compare}[args.action](store, args)
+            "compare": _compare, "which": _which}[args.action](store, args)
+
+
+def _which(store, args) -> int:
+    names = recipes.recipes_including(store, args.node)
+    print("\n".join(names) if names else f"no recipe includes node {args.node}")
+    return 0
 
 
 def _create(store, args) -> int:

@@ -25,7 +25,9 @@ HELP = "Score instruction difficulty (1-10) with the LLM, as in the WizardLM pap
 def add_arguments(parser) -> None:
     parser.add_argument("--db", default=None, help="SQLite database (default: settings / WIZARDLAB_DB)")
     parser.add_argument("--run", type=int, default=None, help="evolution run to score (default: the newest)")
-    parser.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (default: embedded model)")
+    parser.add_argument("--base-url", action="append",
+                        help="OpenAI-compatible endpoint (default: embedded model); give it several times for a pool: "
+                        "URL[,model=NAME][,weight=W]")
     parser.add_argument("--model", default=None, help="model name the endpoint serves")
     parser.add_argument("--concurrency", type=int, default=None, help="parallel requests (default 16)")
     parser.add_argument("--limit", type=int, default=None, help="score at most N nodes in this pass")

@@ -25,7 +25,7 @@ from wizardlab.config import Settings
 from wizardlab.errors import UserError
 from wizardlab.training import launch as runs
 from wizardlab.training.base_models import resolve_model
-from wizardlab.training.data import load_examples
+from wizardlab.training.data import count_examples
 from wizardlab.training.config import add_config_arguments, build_argv, config_from_args, detect_hardware, preview
 
 HELP = "Fine-tune a base model on an exported data set (SFT, DeepSpeed optional)."
@@ -100,7 +100,7 @@ def run_foreground(cfg, settings: Settings, *, db: str | None, resume: bool) -> 
     out = Path(cfg.output_dir)
     if not resume and out.is_dir() and any(out.iterdir()):
         raise UserError(f"output directory {out} is not empty: choose a new one, or add --resume")
-    load_examples(cfg.data)
+    count_examples(cfg.data)
     out.mkdir(parents=True, exist_ok=True)
     resolve_model(cfg.model, settings.cache_dir)
     argv = build_argv(cfg, detect_hardware(), db=db) + (["--resume"] if resume else [])

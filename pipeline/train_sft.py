@@ -78,6 +78,15 @@ class RunReporter:
         store.mark_run(self.run_id, status, error=error)
 
 
+def _peak_memory_gb() -> float | None:
+    """This process's peak GPU memory so far (GiB), or None without a GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**30, 2)
+
+
 def _make_progress_callback(out_dir: Path, stop: StopFlag, reporter: RunReporter, collator):
     from transformers import TrainerCallback
 
@@ -113,6 +122,9 @@ def _make_progress_callback(out_dir: Path, stop: StopFlag, reporter: RunReporter
                       "avg_tokens_per_s": round(tokens / max(now - self.t0, 1e-6), 1),
                       "eta_s": round((state.max_steps - state.global_step) * (now - self.t0) / done, 1),
                       "tokens": tokens, "time": now}
+            peak = _peak_memory_gb()
+            if peak is not None:
+                record["peak_mem_gb"] = peak
             self.t_last, self.tok_last = now, tokens
             self._write(state, record)
             if state.is_world_process_zero:
@@ -188,7 +200,7 @@ def train(args, cfg, stop: StopFlag, reporter: RunReporter, is_main: bool) -> st
 
     from wizardlab.config import default_cache_dir
     from wizardlab.training.base_models import resolve_model
-    from wizardlab.training.data import CHAT_TEMPLATE, SFTCollator, encode_all, load_examples
+    from wizardlab.training.data import CHAT_TEMPLATE, SFTCollator, encode_all, iter_examples
 
     hw = detect_hardware()
     precision = resolve_precision(cfg, hw)
@@ -199,8 +211,7 @@ def train(args, cfg, stop: StopFlag, reporter: RunReporter, is_main: bool) -> st
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.chat_template = CHAT_TEMPLATE  # saved with checkpoints and the model: the format it learns
-    examples = load_examples(cfg.data)
-    encoded, dropped = encode_all(tokenizer, examples, cfg.max_length)
+    encoded, dropped = encode_all(tokenizer, iter_examples(cfg.data), cfg.max_length)  # streamed, compact
     if not encoded:
         raise UserError(f"{cfg.data}: every prompt is longer than max_length {cfg.max_length}")
     ds = deepspeed_config(cfg, precision) if cfg.deepspeed else None

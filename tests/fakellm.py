@@ -123,11 +123,24 @@ class FakeLLM:
                       "total_tokens": prompt_tokens + len(answer.split())},
         })
 
+    async def _embeddings(self, request: Request) -> Response:
+        """Deterministic 8-dimensional vectors from the text's bytes (same text, same vector)."""
+        body = json.loads(await request.body())
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        with self._lock:
+            self.count += 1
+            if self.record:
+                self.requests.append(body)
+        data = [{"object": "embedding", "index": i,
+                 "embedding": [float(sum(t.encode()[k::8]) % 97 + 1) for k in range(8)]} for i, t in enumerate(texts)]
+        return JSONResponse({"object": "list", "data": data, "model": body.get("model", "fake")})
+
     async def _models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                                 Route("/v1/embeddings", self._embeddings, methods=["POST"]),
                                  Route("/v1/models", self._models)])
 
     def start(self) -> "FakeLLM":

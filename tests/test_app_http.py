@@ -134,3 +134,23 @@ def test_the_llm_model_name_never_reaches_an_annotator(tmp_path):
         assert "secret-model-7b" in header_html(ctx, ctx.store().get_user(admin))
     finally:
         stop_app(ctx)
+
+
+def test_lineage_search_pages_through_every_match_and_sorts(app):
+    base_url, admin, password, ctx = app
+    store = ctx.store()
+    run = store.create_run("evolve", {}, status="done")
+    store.insert_seeds(run, [{"instruction": f"paging topic {i}", "response": "r"} for i in range(120)])
+    adm = http_login(base_url, admin, password)
+    filters = [str(run), "paging topic", "any", "any", "any", "any", "root id"]
+    event, (note, table, page) = call_api(adm, "lineage_search", filters)
+    assert event == "complete" and page == 1 and "120 roots match" in note and "page 1 of 3" in note
+    first = [row[0] for row in table["data"]]
+    assert len(first) == 50 and first == sorted(first)
+    event, (note, table, page) = call_api(adm, "lineage_search_page", [*filters, 3])
+    assert page == 3 and len(table["data"]) == 20 and "roots 101–120" in note
+    event, (note, table, page) = call_api(adm, "lineage_search_page", [*filters, 99])
+    assert page == 3  # clamped to the last page
+    newest = [*filters[:-1], "newest root"]
+    event, (note, table, page) = call_api(adm, "lineage_search", newest)
+    assert [row[0] for row in table["data"]][:3] == sorted(first + [row[0] for row in table["data"]])[::-1][:3]

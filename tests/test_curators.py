@@ -17,7 +17,7 @@ from wizardlab.errors import UserError
 from wizardlab.store import Store
 
 # what a curator may call (the rest is refused: "Only admins"); annotators are refused these too
-CURATE = {"lineage_search", "lineage_tree", "lineage_override", "lineage_undo", "data_show"}
+CURATE = {"lineage_search", "lineage_search_page", "lineage_tree", "lineage_override", "lineage_undo", "data_show"}
 CURATE_PREFIXES = ("review_",)
 ANYONE_PREFIXES = ("judge_",)
 # background refreshes that answer non-admins with empty updates (no data) instead of an error
@@ -86,7 +86,7 @@ def test_curator_overrides_with_a_reason_and_undoes_only_their_own(app):
                          "rules": ["no_information_gain"]} for i in range(2)]])
     n1, n2 = [n["id"] for n in store.iter_nodes(run) if n["round"] == 1]
     cur, cur2 = http_login(base_url, "cur", "cur-pass-123"), http_login(base_url, "cur2", "cur2-pass-123")
-    event, payload = call_api(cur, "lineage_search", [run, "", "1", "any", "any", "no_information_gain"])
+    event, payload = call_api(cur, "lineage_search", [run, "", "1", "any", "any", "no_information_gain", "root id"])
     assert event == "complete" and "2 roots match" in payload[0]
     event, payload = call_api(cur, "lineage_override", [str(n1), "restore", ""])
     assert event == "error" and "reason" in str(payload)
@@ -113,9 +113,9 @@ def test_admin_changes_roles_over_http_and_guards_the_last_admin(app):
     event, payload = call_api(adm, "admin_set_role", ["dan", "curator"])
     assert event == "complete" and store.get_user("dan")["role"] == "curator", payload
     dan = http_login(base_url, "dan", "dan-pass-123")
-    assert call_api(dan, "lineage_search", [None, "", "any", "any", "any", "any"])[0] == "complete"
+    assert call_api(dan, "lineage_search", [None, "", "any", "any", "any", "any", "root id"])[0] == "complete"
     call_api(adm, "admin_set_role", ["dan", "annotator"])  # takes effect at once, same cookie
-    assert _refused(*call_api(dan, "lineage_search", [None, "", "any", "any", "any", "any"]), "curators")
+    assert _refused(*call_api(dan, "lineage_search", [None, "", "any", "any", "any", "any", "root id"]), "curators")
     event, payload = call_api(adm, "admin_set_role", [admin, "curator"])
     assert event == "error" and "your own role" in str(payload) and store.get_user(admin)["role"] == "admin"
     event, payload = call_api(adm, "admin_add_user", ["eve", "eve-pass-123", "curator"])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.uihelpers import browser, call_api, http_login, login, make_user, start_app, stop_app
+from tests.uihelpers import browser, call_api, http_login, login, make_user, start_app, stop_app, upload_file
 from wizardlab import evaluation as ev
 from wizardlab import jobs
 from wizardlab.evaluation import stats
@@ -234,15 +234,17 @@ def evaluate_tools_page(page, base_url: str, admin: str, password: str, judgment
     """In the browser: import `judgments` into a new campaign, compute the agreement of a CSV."""
     login(page, base_url, admin, password)
     page.get_by_role("tab", name="Evaluate").click()
+    tabs = page.locator("#wl-eval-tabs [role=tab]")
+    tabs.first.wait_for()
+    assert tabs.all_inner_texts() == ["Output sets", "Campaigns", "Report", "LLM judge", "Tools"]
+    assert page.evaluate("document.documentElement.scrollHeight") < 1600  # was one 2,700-pixel column
     page.get_by_role("tab", name="Tools").click()
-    page.locator("#wl-jfile input[type=file]").set_input_files(str(judgments))
-    page.locator("#wl-jfile").get_by_text(judgments.name).first.wait_for()
+    upload_file(page, "wl-jfile", judgments)
     page.locator("#wl-import-campaign input").fill("PandaLM humans")
     page.locator("#wl-import-campaign input").press("Enter")
     page.locator("#wl-import-judgments-btn").click()
     page.locator("#wl-import-result table").wait_for(timeout=60_000)
-    page.locator("#wl-afile input[type=file]").set_input_files(str(agreement_csv))
-    page.locator("#wl-afile").get_by_text(agreement_csv.name).first.wait_for()
+    upload_file(page, "wl-afile", agreement_csv)
     page.locator("#wl-agree-btn").click()
     page.locator("#wl-agree-result table").first.wait_for(timeout=60_000)
 

@@ -152,6 +152,26 @@ def test_caller_stop_strings_cut_the_text_and_end_generation(tiny):
     assert early.text == "The answer " and early.completion_tokens == 1
 
 
+def test_concurrent_requests_are_batched_padded_left_and_each_stops_on_its_own(tiny):
+    """Prompts of two lengths, own budgets and stop strings, in one batch: each answer is what it gets alone."""
+    backend = LocalBackend(tiny["chat"], batch_wait_s=0.2)
+    backend.load()
+    cases = [(MESSAGES, 5, None), (MESSAGES[1:], 20, ["question"]), (MESSAGES, 20, ["is 42"]), (MESSAGES[1:], 2, None)]
+
+    async def together():
+        return await asyncio.gather(*(backend.chat(m, max_tokens=n, temperature=0.0, stop=s, timeout=60)
+                                      for m, n, s in cases * 2))
+
+    batched = asyncio.run(together())
+    assert max(backend.batches) == 8
+    alone = [chat(backend, m, max_tokens=n, stop=s) for m, n, s in cases]
+    assert backend.batches[-4:] == [1, 1, 1, 1]
+    assert [(r.text, r.completion_tokens, r.prompt_tokens) for r in batched] == \
+        [(r.text, r.completion_tokens, r.prompt_tokens) for r in alone] * 2
+    assert alone[1].text == "The answer is 42.\n\n### Instruction:\nNext " and alone[3].completion_tokens == 2
+    assert alone[0].prompt_tokens > alone[1].prompt_tokens  # the batch really was padded
+
+
 def test_timeout_bounds_generation(tiny):
     backend = LocalBackend(tiny["chat"])
     backend.load()
@@ -164,7 +184,7 @@ def test_timeout_bounds_generation(tiny):
 def test_llm_client_caches_local_answers_in_the_store(tiny, store):
     backend = LocalBackend(tiny["base"])
     client = LLMClient(backend, store=store)
-    assert client.concurrency == 1
+    assert client.concurrency == backend.batch_size == 16
 
     async def twice():
         first = await client.complete(MESSAGES, max_tokens=20, temperature=0)

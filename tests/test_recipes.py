@@ -75,3 +75,7 @@ def test_recipe_cli(store, tmp_path, capsys):
     assert cli(["recipe", "--db", db, "show", "seeds"]) == 0
     assert json.loads(capsys.readouterr().out)["exports"][0]["n_rows"] == 4
     assert cli(["recipe", "--db", db, "show", "nope"]) == 2
+    r2 = next(n["id"] for n in store.iter_nodes(1) if n["round"] == 2 and n["status"] == "kept")
+    assert recipes.recipes_including(store, r2) == ["all"]
+    assert cli(["recipe", "--db", db, "which", "1"]) == 0
+    assert capsys.readouterr().out.split() == ["seeds", "all"]

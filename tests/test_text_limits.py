@@ -106,3 +106,20 @@ def test_a_200k_rationale_over_http_is_refused_with_a_message(tmp_path):
         assert store.scalar("SELECT COUNT(*) FROM judgments") == 0
     finally:
         stop_app(ctx)
+
+
+def test_diversity_caption_adds_up():
+    """Issue 12.8: '15 points (11 embedded now, 0 from the cache)' did not add up: duplicates
+    and reference points are points too. The caption now names the distinct texts."""
+    import pandas as pd
+
+    from eval_ui.data import map_views
+    from wizardlab.analysis.diversity import DiversityMap
+    from wizardlab.analysis.embeddings import EmbedReport
+
+    points = pd.DataFrame({"x": [0.0] * 15, "y": [0.0] * 15, "group": ["round 0"] * 15, "round": [0] * 15,
+                           "operation": [""] * 15, "status": ["kept"] * 15, "text": ["t"] * 15})
+    dmap = DiversityMap(points=points, dispersion=pd.DataFrame({"round": [0], "mean_cosine_distance": [0.1]}),
+                        method="umap", embed=EmbedReport(texts=11, cached=0, embedded=11), seconds={})
+    caption = map_views(dmap, "round")[1]
+    assert "15 points, 11 distinct texts (11 embedded now, 0 from the cache)" in caption

@@ -137,6 +137,25 @@ def test_bad_data_names_file_and_place(tmp_path, content, message):
     assert str(path) in str(err.value) and message in str(err.value)
 
 
+def test_examples_stream_across_chunks_and_encode_compactly(tmp_path, tokenizer):
+    """A JSON list read in chunks smaller than one item gives the same examples, with the right line
+    of a broken item; the encoded set rebuilds exactly what encode_example gives."""
+    from wizardlab.training.data import encode_all, iter_examples
+
+    items = [{"instruction": f"Task {i} " + "word " * i, "input": "", "output": f"Answer {i}."} for i in range(30)]
+    path = tmp_path / "d.json"
+    path.write_text("[\n" + ",\n".join(json.dumps(x) for x in items) + "\n]\n")
+    assert list(iter_examples(path, chunk_chars=7)) == items
+    bad = tmp_path / "bad.json"
+    bad.write_text("[\n" + ",\n".join(json.dumps(x) for x in items[:5]) + ',\n{"instruction": oops}\n]')
+    with pytest.raises(UserError, match="line 7: not valid JSON"):
+        list(iter_examples(bad, chunk_chars=7))
+    encoded, dropped = encode_all(tokenizer, iter_examples(path, chunk_chars=64), max_length=24)
+    expected = [e for e in (encode_example(tokenizer, x, 24) for x in items) if e is not None]
+    assert dropped == len(items) - len(expected) and len(encoded) == len(expected)
+    assert [encoded[i] for i in range(len(encoded))] == expected
+
+
 # -- config, presets, DeepSpeed, argv ---------------------------------------------------------
 
 def test_presets():

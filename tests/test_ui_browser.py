@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.fakellm import FakeLLM
-from tests.uihelpers import UI_TIMEOUT_MS, browser, login, make_forest, make_user, start_app, stop_app
+from tests.uihelpers import UI_TIMEOUT_MS, browser, login, make_forest, make_user, start_app, stop_app, upload_file
 from wizardlab import jobs
 
 HOSTILE = [
@@ -74,6 +74,9 @@ def test_batch_lineage_and_override_in_the_browser(app):
         assert (override["action"], override["user"], override["reason"]) == ("eliminate", admin,
                                                                                "too vague after review")
         assert store.get_node(node["id"])["effective_status"] == "eliminated"
+        row = next(i for i in range(3) if page.locator(f"#wl-lin-roots [data-testid='cell-{i}-0']").inner_text()
+                   .strip() == str(root_id))
+        page.locator(f"#wl-lin-roots [data-testid='cell-{row}-7']", has_text="1").wait_for()  # Overrides column
 
         page.locator("#wl-undo-id input").fill(str(override["id"]))
         page.locator("#wl-undo").click()
@@ -158,8 +161,7 @@ def test_bad_seed_upload_shows_one_line_error_and_writes_nothing(app, tmp_path):
         page = _page(b)
         login(page, base_url, admin, password)
         page.get_by_text("Upload a seed file").click()
-        page.locator("#wl-upload input[type=file]").set_input_files(str(bad))
-        page.locator("#wl-upload").get_by_text("seeds.jsonl").first.wait_for(timeout=90_000)  # uploads are slow on a loaded 2-core box
+        upload_file(page, "wl-upload", bad)
         page.locator("#wl-start").click()
         toast = page.locator(".toast-body", has_text="seeds.jsonl")
         toast.wait_for(timeout=60_000)
@@ -251,3 +253,42 @@ def _wait_attempts(store, run_id: int, attempts: int, timeout: float = 60) -> No
             return
         time.sleep(0.3)
     raise AssertionError(f"run {run_id}: attempts never reached {attempts}: {store.failed_calls(run_id)}")
+
+
+def test_a_refused_account_keeps_what_was_typed_and_the_pop_up_is_plain_text(app):
+    """Issue 12.8/12.2: after a failed "Add account" the fields keep their text, unmarked; the
+    pop-up shows a hostile user name as text (no link, no image)."""
+    base_url, admin, password, ctx, _ = app
+    name = '<a href="http://evil.example/">Click to re-login</a><img src="http://evil.example/p.png">'
+    with browser() as b:
+        page = _page(b)
+        login(page, base_url, admin, password)
+        page.get_by_role("tab", name="Admin").click()
+        page.get_by_label("Username").fill(name)
+        page.get_by_label("Password (8+ characters)").fill("long-enough-123")
+        page.get_by_role("button", name="Add account").click()
+        toast = page.locator(".toast-body").first
+        toast.wait_for()
+        assert "Click to re-login" in toast.inner_text() and "<a href" in toast.inner_text()
+        assert toast.locator("a, img").count() == 0
+        assert page.get_by_label("Username").input_value() == name
+        assert page.get_by_label("Password (8+ characters)").input_value() == "long-enough-123"
+    assert ctx.store().get_user(name) is None
+
+
+def test_table_headers_do_not_break_inside_words(app):
+    """Issue 12.8: with long cells the Train table's headers stayed one column wide per letter."""
+    base_url, admin, password, ctx, _ = app
+    ctx.store().create_run("train", {"output_dir": "/tmp/x", "model": "meta-llama/Llama-2-7b-hf-with-a-long-name",
+                                     "model_dir": "/very/long/path/to/a/checkpoint/of/the/run/20261202-0922/final",
+                                     "data": "/data/exports/alpaca-run12-20261202-092200-with-a-long-name.json"},
+                           name="long names", status="done")
+    with browser() as b:
+        page = _page(b)
+        login(page, base_url, admin, password)
+        page.get_by_role("tab", name="Train").click()
+        page.locator("#wl-train-runs th").first.wait_for()
+        page.wait_for_timeout(1000)
+        lines = page.evaluate("""() => Array.from(document.querySelectorAll('#wl-train-runs th .header.text')).map(
+            (e) => [e.innerText, e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight || 20)])""")
+    assert lines and all(n < 1.5 for _, n in lines), lines

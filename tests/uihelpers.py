@@ -261,3 +261,22 @@ if __name__ == "__main__":
     import sys
 
     print("\n".join(take_screenshots(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots")))
+
+
+def upload_file(page, elem_id: str, path) -> None:
+    """Put a file into the gr.File `#elem_id` and wait until it shows the file's name.
+
+    The component is waited for first (a tab's content may still be rendering after its click,
+    and a file set into an input that is then re-rendered is lost); if the name does not show,
+    the file is set once more."""
+    box = page.locator(f"#{elem_id}")
+    box.wait_for(state="visible")
+    name = box.get_by_text(Path(path).name).first
+    for attempt in range(2):
+        box.locator("input[type=file]").set_input_files(str(path))
+        try:
+            name.wait_for(timeout=UI_TIMEOUT_MS // 2)
+            return
+        except Exception:  # playwright's TimeoutError: try once more, then let the second wait raise
+            if attempt:
+                raise

@@ -25,7 +25,7 @@ class Settings:
     db: str = "wizardlab.db"
     host: str = "127.0.0.1"
     port: int = 7860
-    base_url: str | None = None
+    base_url: str | None = None  # one endpoint, or a pool: "URL[,model=NAME][,weight=W]" entries, space-separated
     model: str | None = None
     api_key: str | None = None
     concurrency: int = 16
@@ -43,8 +43,15 @@ class Settings:
             raise UserError(f"request timeout must be positive, got {self.request_timeout}")
         if self.max_retries < 0:
             raise UserError(f"max retries must be >= 0, got {self.max_retries}")
-        if self.base_url and not self.model:
-            raise UserError("--base-url needs --model (the model name the endpoint serves)")
+        if isinstance(self.base_url, (list, tuple)):  # `--base-url` given several times
+            self.base_url = " ".join(self.base_url)
+        self.base_url = " ".join((self.base_url or "").split()) or None
+        if self.base_url:
+            from wizardlab.llm.pool import parse_endpoints
+
+            if not self.model and "," not in self.base_url:
+                raise UserError("--base-url needs --model (the model name the endpoint serves)")
+            parse_endpoints(self.base_url, self.model)  # a bad entry fails here, naming it
         if self.api_key is None:
             self.api_key = os.environ.get("WIZARDLAB_API_KEY") or os.environ.get("OPENAI_API_KEY")
 
@@ -54,6 +61,8 @@ class Settings:
 
     @property
     def llm_label(self) -> str:
+        if self.base_url and len(self.base_url.split()) > 1:
+            return f"a pool of {len(self.base_url.split())} endpoints ({self.base_url})"
         if self.base_url:
             return f"{self.model} at {self.base_url}"
         if self.uses_embedded_llm:

@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import orjson
+
 from wizardlab.errors import UserError
 from wizardlab.store import Store
 
@@ -139,13 +141,13 @@ def export_dataset(store: Store, run_id: int | None, out_path: str | Path, fmt: 
     ids = _select(store, run_id, out, selection) if selection.active else None
     records = lambda: training_records(store, run_id, ids, selection.drop_truncated)  # noqa: E731
     if fmt == "hf":
-        return _write_hf(records(), out)
+        return _write_hf(store, run_id, out, ids, selection.drop_truncated)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
             if fmt == "jsonl":
                 for node in store.iter_nodes(run_id):
-                    fh.write(json.dumps(lineage_record(node), ensure_ascii=False) + "\n")
+                    fh.write(_dumps(lineage_record(node)) + "\n")
             else:
                 convert = _sharegpt if fmt == "sharegpt" else (
                     lambda r: {"instruction": r["instruction"], "input": r["input"], "output": r["output"]})
@@ -172,24 +174,42 @@ def _select(store: Store, run_id: int, out: Path, selection: Selection) -> list[
     return ids
 
 
+def _dumps(obj) -> str:
+    """Compact JSON, non-ASCII kept as is (orjson, a gradio dependency: several times faster than json)."""
+    return orjson.dumps(obj).decode("utf-8")
+
+
 def _write_json_list(fh, items) -> None:
     fh.write("[")
     for i, item in enumerate(items):
-        fh.write(("," if i else "") + "\n  " + json.dumps(item, ensure_ascii=False))
+        fh.write(("," if i else "") + "\n  " + _dumps(item))
     fh.write("\n]\n")
 
 
-def _write_hf(records, out: Path) -> Path:
+HF_FEATURES = {k: "int64" if k in ("id", "root_id", "round") else "string"
+               for k in ("id", "root_id", "round", "operation", "instruction", "input", "output")}
+
+
+def _hf_rows(db: str, run_id: int, ids: tuple | None, drop_truncated: bool) -> Iterator[dict]:
+    """The training records, read by the `datasets` writer in its own pass (a generator: constant memory)."""
+    yield from training_records(Store(db), run_id, None if ids is None else list(ids), drop_truncated)
+
+
+def _write_hf(store: Store, run_id: int, out: Path, ids: list[int] | None = None, drop_truncated: bool = False) -> Path:
     import datasets
 
-    rows = list(records)
-    features = datasets.Features({k: datasets.Value("int64") if k in ("id", "root_id", "round") else
-                                  datasets.Value("string") for k in
-                                  ("id", "root_id", "round", "operation", "instruction", "input", "output")})
-    ds = datasets.Dataset.from_list(rows, features=features)
+    features = datasets.Features({k: datasets.Value(v) for k, v in HF_FEATURES.items()})
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    try:  # a fresh cache dir: a generator's cached result is never reused for changed data
+        if next(training_records(store, run_id, ids, drop_truncated), None) is None:  # from_generator needs a row
+            ds = datasets.Dataset.from_dict({k: [] for k in HF_FEATURES}, features=features)
+        else:  # ids as a tuple: `datasets` would split a list into shards
+            ds = datasets.Dataset.from_generator(
+                _hf_rows, features=features, cache_dir=str(tmp / "cache"),
+                gen_kwargs={"db": store.path, "run_id": run_id, "ids": None if ids is None else tuple(ids),
+                            "drop_truncated": drop_truncated})
         ds.save_to_disk(str(tmp / "ds"))
+        del ds
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp / "ds", out)

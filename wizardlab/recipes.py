@@ -208,6 +208,18 @@ def _write_selection(out: Path, row: dict, recipe: Recipe, ids: list[int]) -> No
     os.replace(tmp, path)
 
 
+def recipes_including(store, node_id: int) -> list[str]:
+    """Names of the stored recipes whose training set holds node `node_id` (samples drawn as exported)."""
+    names = []
+    for row in store.list_recipes():
+        try:
+            if node_id in set(select_ids(store, Recipe.from_dict(row["spec"]))):
+                names.append(row["name"])
+        except UserError:
+            continue  # a recipe whose run is gone includes nothing
+    return names
+
+
 def recipe_view(store, row: dict) -> dict:
     """What the CLI and the tab show for a stored recipe: its line, live count, newest export."""
     recipe = Recipe.from_dict(row["spec"])

@@ -196,7 +196,7 @@ def launch_scoring(store, settings, run_id: int, *, include_eliminated: bool = F
         raise UserError(f"difficulty job {job['id']} is already {job['status']} for run {run_id}")
     args = ["--run", run_id, "--concurrency", settings.concurrency]
     if settings.base_url:
-        args += ["--base-url", settings.base_url, "--model", settings.model]
+        args += ["--base-url", settings.base_url, *(["--model", settings.model] if settings.model else [])]
     if include_eliminated:
         args.append("--all")
     job_id = store.create_run("score", {"target_run": run_id, "all": include_eliminated},

@@ -250,24 +250,26 @@ def _map_points(store, run_id: int, reference: str | None, data_only: bool = Tru
     return frame.rename(columns={"instruction": "text"})
 
 
-def map_workload(store, run_id: int, *, reference: str | None = None, data_only: bool = True) -> tuple[int, int]:
+def map_workload(store, run_id: int, *, reference: str | None = None, data_only: bool = True,
+                 embed_key: str = EMBED_MODEL) -> tuple[int, int]:
     """(points a map of this run would have, texts among them not embedded yet): what it would cost."""
     texts = _map_points(store, run_id, reference, data_only)["text"].tolist()
     hashes = list(dict.fromkeys(text_hash(t) for t in texts))
-    return len(texts), len(hashes) - len(store.get_embeddings(hashes, EMBED_MODEL))
+    return len(texts), len(hashes) - len(store.get_embeddings(hashes, embed_key))
 
 
 def build_map(store, run_id: int, *, reference: str | None = None, data_only: bool = True, seed: int = 0,
-              stop=None, on_progress: Callable[[str, int, int], None] | None = None) -> DiversityMap:
+              stop=None, on_progress: Callable[[str, int, int], None] | None = None, embedder=None) -> DiversityMap:
     """Embed (cached) the run's data set (seeds + kept after overrides, as the paper compares data
     sets; `data_only=False`: every finished node) and a reference set, project them together with
-    UMAP, and measure dispersion per round and for the reference set."""
+    UMAP, and measure dispersion per round and for the reference set. `embedder`: the embedded
+    MiniLM by default, or an `embeddings.EndpointEmbedder`."""
     points = _map_points(store, run_id, reference, data_only)
     if points.empty:
         raise UserError(f"run {run_id} has no finished nodes to map")
     progress = on_progress or (lambda stage, done, total: None)
     t0 = time.monotonic()
-    vectors, report = embed_texts(store, points["text"].tolist(), stop=stop,
+    vectors, report = embed_texts(store, points["text"].tolist(), stop=stop, embedder=embedder,
                                   on_progress=lambda d, t: progress("embedding", d, t))
     t1 = time.monotonic()
     progress("projecting", 0, len(points))
@@ -340,7 +342,11 @@ def build_or_launch_map(store, run_id: int, *, out: str | Path, reference: str |
     background `embed` job writing `out` and return None."""
     from wizardlab import jobs
 
-    points, missing = map_workload(store, run_id, reference=reference, data_only=data_only)
+    refs = {r["name"]: r["n"] for r in store.reference_sets()}
+    points = store.count_map_nodes(run_id, data_only=data_only) + refs.get(reference, 0)
+    missing = 0
+    if points <= IN_PROCESS_MAX:  # texts are loaded and hashed only for a map small enough to build here
+        points, missing = map_workload(store, run_id, reference=reference, data_only=data_only)
     out = Path(out)
     if points <= IN_PROCESS_MAX and missing <= IN_PROCESS_EMBED_MAX:
         dmap = build_map(store, run_id, reference=reference, data_only=data_only, on_progress=progress)

@@ -1,6 +1,6 @@
 """Blind pairwise campaigns: two or more output sets over their common prompts.
 
-One pair or all pairs, k annotators per item, guidelines, optional "both bad" and
+One pair, all pairs, or every set vs the first (`pairs="baseline"`), k annotators per item, guidelines, optional "both bad" and
 attention checks (a real answer against another prompt's answer: the real one must win).
 
 Verdicts you can trust (issue 14), all optional:
@@ -32,6 +32,7 @@ Judge them on the WizardLM paper's criteria: **relevance** (does it answer what 
 **calculation** (are numbers and code correct) and **accuracy** (no errors or made-up facts).
 Length alone is not quality. Choose *tie* when they are equally good. Skip what you cannot judge."""
 ATTENTION_MODEL = "attention-check"
+PAIRS = ("one", "all", "baseline")  # the first two sets; every pair; every set vs the first
 GOLD_MODEL = "gold-check"
 GOLD_KINDS = ("truncated", "off_topic", "other_answer")
 GOLD_MIN = 4  # gold items judged before a rater can be paused
@@ -66,14 +67,15 @@ def create_campaign(store, name: str, output_sets: list, *, pairs: str = "one", 
     if len({s["testset"] for s in sets}) != 1:
         raise UserError("output sets answer different test sets: " + ", ".join(f"{s['name']} ({s['testset']})"
                                                                               for s in sets))
-    if pairs not in ("one", "all"):
-        raise UserError(f"pairs must be 'one' or 'all', got {pairs!r}")
+    if pairs not in PAIRS:
+        raise UserError(f"pairs must be one of {', '.join(PAIRS)}, got {pairs!r}")
     _check_trust_options(gold_share, repeat_share, gold_threshold, routing)
     outputs = [{o["prompt_id"]: o["id"] for o in store.outputs_of(s["id"])} for s in sets]
     common = sorted(set.intersection(*(set(o) for o in outputs)))
     if not common:
         raise UserError("the output sets have no prompt in common")
-    combos = [(0, 1)] if pairs == "one" else list(itertools.combinations(range(len(sets)), 2))
+    combos = {"one": [(0, 1)], "baseline": [(0, j) for j in range(1, len(sets))],
+              "all": list(itertools.combinations(range(len(sets)), 2))}[pairs]
     items = [(pid, outputs[i][pid], outputs[j][pid], None) for pid in common for i, j in combos]
     rng = random.Random(seed)
     rng.shuffle(items)

@@ -479,6 +479,26 @@ def position_bias(rows: Iterable[Sequence]) -> dict:
             "p_value": float(test.pvalue)}
 
 
+# ---------------------------------------------------------------- paired test between two models
+
+def paired_sign_test(pairs: Iterable[Sequence]) -> dict:
+    """Exact two-sided sign test for paired judgments of models x and y on the same items.
+
+    pairs: one (score_x, score_y) per item, where a score is what the model earned on that
+    item (e.g. 1 win, 0.5 tie, 0 loss; against each other, or each against a common
+    baseline). Items with equal scores are dropped (the sign test's convention); the rest
+    go to scipy.stats.binomtest(x_better, n, 0.5). Returns {n_items, n_untied, x_better,
+    y_better, p_value (None without untied items), test}.
+    """
+    rows = [(float(a), float(b)) for a, b in pairs]
+    x_better = sum(1 for a, b in rows if a > b)
+    y_better = sum(1 for a, b in rows if a < b)
+    n = x_better + y_better
+    p = float(sps.binomtest(x_better, n, p=0.5).pvalue) if n else None
+    return {"n_items": len(rows), "n_untied": n, "x_better": x_better, "y_better": y_better, "p_value": p,
+            "test": "exact sign test (two-sided binomial, equal scores dropped)"}
+
+
 # ---------------------------------------------------------------- judgment level (the paper's figure)
 
 def vote_rates(per_item: Iterable[Iterable], n_boot: int = 2000, seed: int = 0) -> dict:

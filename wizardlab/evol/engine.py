@@ -59,13 +59,17 @@ class Progress:
         rate = self.done / round_elapsed if self.done and round_elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate else None
         s = client.stats
-        return {"phase": self.phase, "round": self.round, "rounds": self.rounds, "done": self.done,
-                "total": self.total, "kept": self.kept, "eliminated": self.eliminated,
-                "failed_calls": self.failed_calls, "truncated": self.truncated,
-                "by_rule": dict(self.by_rule), "by_operation": {k: dict(v) for k, v in self.by_operation.items()},
-                "calls": s.calls, "cache_hits": s.cache_hits, "prompt_tokens": s.prompt_tokens,
-                "completion_tokens": s.completion_tokens, "errors": s.failures, "retries": s.retries,
-                "elapsed_s": round(elapsed, 1), "eta_s": round(eta, 1) if eta is not None else None}
+        d = {"phase": self.phase, "round": self.round, "rounds": self.rounds, "done": self.done,
+             "total": self.total, "kept": self.kept, "eliminated": self.eliminated,
+             "failed_calls": self.failed_calls, "truncated": self.truncated,
+             "by_rule": dict(self.by_rule), "by_operation": {k: dict(v) for k, v in self.by_operation.items()},
+             "calls": s.calls, "cache_hits": s.cache_hits, "prompt_tokens": s.prompt_tokens,
+             "completion_tokens": s.completion_tokens, "errors": s.failures, "retries": s.retries,
+             "elapsed_s": round(elapsed, 1), "eta_s": round(eta, 1) if eta is not None else None}
+        endpoint_stats = getattr(client.backend, "endpoint_stats", None)
+        if endpoint_stats is not None:  # a pool: per-endpoint calls, errors, latency
+            d["endpoints"] = endpoint_stats()
+        return d
 
 
 @dataclass
@@ -128,7 +132,8 @@ class Engine:
         except LLMError as exc:
             return out("failed_call", [], f"response call failed: {exc}", instruction)
         response, finish = res.text.strip(), res.finish_reason
-        raw["respond"] = response
+        if res.text != response:  # the response is stored once; raw keeps the text only when it differs
+            raw["respond"] = res.text
         if verdicts := evol.response_rules(response, self.rules):
             return out("eliminated", [v.rule for v in verdicts], "; ".join(v.reason for v in verdicts),
                        instruction, response, finish)

@@ -156,7 +156,7 @@ async def _drive(store: Store, run: dict, settings: Settings, show_progress: boo
         writer.submit(lambda conn: write_progress(conn, run["id"], progress))
         writer.close()
         await client.aclose()
-    return status, client.stats.as_dict()
+    return status, client.stats_dict()
 
 
 def _progress_reporter(engine: Engine, client: LLMClient, writer: BatchWriter, bar, run_id: int):

@@ -6,11 +6,17 @@ from wizardlab.llm.client import LLMClient, Result
 
 
 def make_backend(settings) -> Backend:
-    """The backend named by settings: an endpoint, a local model directory, or the embedded model."""
+    """The backend named by settings: an endpoint (or a pool of them), a local model directory,
+    or the embedded model."""
     if settings.base_url:
-        from wizardlab.llm.openai_backend import OpenAIBackend
+        from wizardlab.llm.pool import PoolBackend, parse_endpoints
 
-        return OpenAIBackend(settings.base_url, settings.model, settings.api_key)
+        endpoints = parse_endpoints(settings.base_url, settings.model)
+        if len(endpoints) == 1:  # one endpoint: no pool, the same cache identity as ever
+            from wizardlab.llm.openai_backend import OpenAIBackend
+
+            return OpenAIBackend(endpoints[0].base_url, endpoints[0].model, settings.api_key)
+        return PoolBackend(endpoints, settings.api_key)
     from wizardlab.llm.local import LocalBackend
 
     if settings.uses_embedded_llm:

@@ -151,5 +151,13 @@ class LLMClient:
             delay = max(delay, min(retry_after, self.backoff_max * 4))
         return delay
 
+    def stats_dict(self) -> dict:
+        """The accounting, plus per-endpoint calls, errors and latency when the backend is a pool."""
+        d = self.stats.as_dict()
+        endpoint_stats = getattr(self.backend, "endpoint_stats", None)
+        if endpoint_stats is not None:
+            d["endpoints"] = endpoint_stats()
+        return d
+
     async def aclose(self) -> None:
         await self.backend.aclose()

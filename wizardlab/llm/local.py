@@ -1,7 +1,14 @@
 """`LocalBackend`: an in-process transformers model (the embedded Gemma or a local checkpoint).
 
 The model loads lazily, once, on the first call (or earlier through `load()` / `warm()`),
-and generates in a worker thread, one request at a time (`max_concurrency = 1`).
+and generates in one worker thread that batches: it gathers the requests waiting for it
+(up to `batch_size`, each within `batch_wait_s` of the one before, with the same sampling
+settings), pads them on the left and generates them together with one KV cache
+(`decode_batch`), each sequence stopping at its own stop string, EOS or token budget and
+leaving the batch then. On a CPU with bfloat16 instructions (AVX512-BF16 / AMX) the weights
+run in bfloat16, else in float32 (`WIZARDLAB_LOCAL_DTYPE` overrides): measured here, bf16
+generates 16 sequences ~1.9x faster than float32 and one sequence as fast.
+`bench/local_generation.py` measures batched against one-at-a-time tokens/s.
 A tokenizer without a chat template means a base model (`few_shot = True`): messages
 are then rendered as plain text in the Alpaca style (see `render_plain`) and generation
 stops where the model starts the next "### Instruction". Caller stop strings end
@@ -13,10 +20,15 @@ It does not retry, cache or count calls: `LLMClient` does that for every backend
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import json
 import logging
+import os
+import queue
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from wizardlab.errors import UserError
@@ -55,35 +67,121 @@ def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     return (text[:min(found)], True) if found else (text, False)
 
 
-class _StopOnText:
-    """A `StoppingCriteria`: stop once the new text contains any of `stops`."""
+@dataclass
+class _Request:
+    messages: list[dict]
+    max_tokens: int
+    temperature: float
+    stops: list[str]
+    deadline: float
+    top_p: float | None = None
+    future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
 
-    def __init__(self, tokenizer, prompt_len: int, stops: list[str]):
-        self.tokenizer, self.prompt_len, self.stops = tokenizer, prompt_len, stops
+    @property
+    def sampling(self) -> tuple:
+        """Requests batch together only with the same sampling settings."""
+        return self.temperature, self.top_p
 
-    def __call__(self, input_ids, scores, **kwargs):
-        import torch
 
-        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=True)
-        return torch.tensor([cut_at_stop(t, self.stops)[1] for t in texts], device=input_ids.device)
+class _Rows:
+    """The rows of a batch still generating: their token ids so far, and when each one is done.
+
+    A row is done at its own token budget, at EOS, or once the text of its last `window` new
+    tokens holds one of its stop strings (a stop appears the step its last token comes, so
+    the tail always holds it).
+    """
+
+    window = 32
+
+    def __init__(self, tokenizer, stops: list[list[str]], budgets: list[int], eos_ids: set[int]):
+        self.tokenizer, self.stops, self.budgets, self.eos_ids = tokenizer, stops, budgets, eos_ids
+        self.tokens: list[list[int]] = [[] for _ in budgets]
+        self.live = list(range(len(budgets)))  # batch position j holds row self.live[j]
+
+    def add(self, next_ids: list[int]) -> list[int]:
+        """Append each live row's new token; returns the batch positions that go on."""
+        keep = []
+        for j, (row, token) in enumerate(zip(self.live, next_ids)):
+            ids = self.tokens[row]
+            ids.append(token)
+            done = len(ids) >= self.budgets[row] or token in self.eos_ids or (self.stops[row] and cut_at_stop(
+                self.tokenizer.decode(ids[-self.window:], skip_special_tokens=True), self.stops[row])[1])
+            if not done:
+                keep.append(j)
+        self.live = [self.live[j] for j in keep]
+        return keep
+
+
+def _next_tokens(logits, temperature: float, top_p: float | None = None, top_k: int = 50):
+    """Greedy at temperature 0, else sampling among the `top_k` likeliest (generate()'s default top_k),
+    cut to the smallest set holding `top_p` of the probability when given (nucleus sampling)."""
+    import torch
+
+    if temperature <= 0:
+        return logits.argmax(-1)
+    values, indices = torch.topk(logits.float() / temperature, min(top_k, logits.shape[-1]), dim=-1)
+    probs = torch.softmax(values, dim=-1)  # sorted, highest first
+    if top_p is not None and top_p < 1:
+        outside = probs.cumsum(-1) - probs >= top_p  # the mass before a token already reaches top_p
+        probs = probs.masked_fill(outside, 0.0)
+    choice = torch.multinomial(probs, 1)
+    return indices.gather(-1, choice).squeeze(-1)
+
+
+def decode_batch(model, prompts: list[list[int]], rows: _Rows, pad_id: int, temperature: float,
+                 deadline: float, top_p: float | None = None) -> None:
+    """Generate for left-padded `prompts` together with one KV cache, dropping each row from the batch
+    (and its cache) as soon as it is done, so a finished sequence costs nothing more; stops at `deadline`."""
+    import torch
+    from transformers import DynamicCache
+
+    width, device = max(len(p) for p in prompts), model.device
+    input_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache(config=model.config)
+    with torch.inference_mode():
+        while True:
+            out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
+                        use_cache=True, logits_to_keep=1)
+            next_ids = _next_tokens(out.logits[:, -1], temperature, top_p)
+            keep = rows.add(next_ids.tolist())
+            if not keep or time.monotonic() >= deadline:
+                return
+            if len(keep) < len(next_ids):  # drop finished rows from the batch and the cache
+                index = torch.tensor(keep, device=device)
+                cache.batch_select_indices(index)
+                mask, positions, next_ids = mask[index], positions[index], next_ids[index]
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+            positions = positions[:, -1:] + 1
+            input_ids = next_ids[:, None]
 
 
 class LocalBackend:
-    """A transformers causal LM running in this process."""
+    """A transformers causal LM running in this process, generating in batches."""
 
-    max_concurrency = 1
     in_process = True
 
-    def __init__(self, model_dir: str | Path, *, cache_dir: str | Path | None = None):
+    def __init__(self, model_dir: str | Path, *, cache_dir: str | Path | None = None, batch_size: int = 16,
+                 batch_wait_s: float = 0.02):
         self.model_dir = str(model_dir)
         self.cache_dir = cache_dir
         self.model = self.model_dir
         self.identity = f"local|{self.model_dir}" if self.is_embedded else f"local|{_fingerprint(Path(model_dir))}"
-        self.generations = 0  # generate() calls made (a cached answer makes none)
+        self.batch_size, self.batch_wait_s = max(1, batch_size), batch_wait_s
+        self.generations = 0  # requests generated (a cached answer makes none)
+        self.batches: list[int] = []  # the size of each batch generated
         self._model = None
         self._tokenizer = None
         self._load_lock = threading.Lock()
-        self._generate_lock = threading.Lock()
+        self._queue: queue.Queue = queue.Queue()
+        self._backlog: collections.deque = collections.deque()  # gathered, but another temperature
+        self._worker: threading.Thread | None = None
+
+    @property
+    def max_concurrency(self) -> int:
+        """In flight at once: one batch (more would only wait in the queue)."""
+        return self.batch_size
 
     @classmethod
     def embedded(cls, cache_dir: str | Path) -> "LocalBackend":
@@ -139,57 +237,130 @@ class LocalBackend:
 
     # -- generation ------------------------------------------------------------
     async def chat(self, messages, *, max_tokens, temperature, stop, timeout, top_p=None) -> Completion:
-        return await asyncio.to_thread(self._chat_sync, messages, max_tokens, temperature, stop, timeout, top_p)
+        request = _Request(messages, max_tokens, temperature, list(stop or []), time.monotonic() + timeout, top_p)
+        with self._load_lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._serve, name=f"generate {self.model}", daemon=True)
+                self._worker.start()
+        self._queue.put(request)
+        return await asyncio.wrap_future(request.future)
 
-    def _chat_sync(self, messages, max_tokens, temperature, stop, timeout, top_p=None) -> Completion:
-        deadline = time.monotonic() + timeout
-        tokenizer, model = self._loaded()
-        with self._generate_lock:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TransientError("timeout: the model was still loading or busy")
-            return self._generate(tokenizer, model, messages, max_tokens, temperature, list(stop or []), remaining,
-                                  top_p)
+    def _serve(self) -> None:
+        """The generation thread: gather a batch, generate it, answer each request; None ends it."""
+        while True:
+            first = self._backlog.popleft() if self._backlog else self._queue.get()
+            if first is None:
+                return
+            batch = self._gather(first)
+            live = [r for r in batch if r.future.set_running_or_notify_cancel()]  # drop cancelled calls
+            if live:
+                self._answer(live)
 
-    def _generate(self, tokenizer, model, messages, max_tokens, temperature, stops, max_time,
-                  top_p=None) -> Completion:
-        import torch
-        from transformers import StoppingCriteriaList
+    def _gather(self, first: _Request) -> list[_Request]:
+        """`first` and the requests with its sampling settings that wait now or arrive less than
+        batch_wait_s after the one before."""
+        batch, kept = [first], collections.deque()
+        while self._backlog and len(batch) < self.batch_size:
+            r = self._backlog.popleft()
+            (batch if r.sampling == first.sampling else kept).append(r)
+        self._backlog.extendleft(reversed(kept))
+        start = time.monotonic()
+        until = start + self.batch_wait_s
+        while len(batch) < self.batch_size:
+            try:
+                r = self._queue.get(timeout=max(0.0, until - time.monotonic()))
+            except queue.Empty:
+                break
+            if r is None:  # closing: answer this batch first
+                self._queue.put(None)
+                break
+            (batch if r.sampling == first.sampling else self._backlog).append(r)
+            # callers answered by the last batch come back one after another: wait for the next one a
+            # little longer, but never more than 10 x batch_wait_s in all (a batch takes seconds anyway)
+            until = min(time.monotonic() + self.batch_wait_s, start + 10 * self.batch_wait_s)
+        return batch
 
-        few_shot = not tokenizer.chat_template
-        if few_shot:
-            stops = [FEW_SHOT_STOP, *stops]
-        input_ids = _encode(tokenizer, messages, few_shot)
-        prompt_len = input_ids.shape[1]
-        sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-        if temperature > 0 and top_p is not None:
-            sampling["top_p"] = top_p
-        criteria = StoppingCriteriaList([_StopOnText(tokenizer, prompt_len, stops)]) if stops else None
+    def _answer(self, batch: list[_Request]) -> None:
+        now = time.monotonic()
+        late = [r for r in batch if r.deadline <= now]
+        for r in late:
+            r.future.set_exception(TransientError("timeout: the model was still loading or busy"))
+        batch = [r for r in batch if r.deadline > now]
+        if not batch:
+            return
         try:
-            with torch.inference_mode():
-                output = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
-                                        max_new_tokens=max_tokens, max_time=max_time, stopping_criteria=criteria,
-                                        pad_token_id=_pad_id(tokenizer), **sampling)
+            tokenizer, model = self._loaded()
+            completions = self._generate(tokenizer, model, batch)
+        except (PermanentError, TransientError) as exc:
+            for r in batch:
+                r.future.set_exception(exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - an unexpected error must reach the callers, not kill the thread
+            for r in batch:
+                r.future.set_exception(PermanentError(f"local model {self.model}: {_one_line(exc)}"))
+            return
+        for r, completion in zip(batch, completions):
+            r.future.set_result(completion)
+
+    def _generate(self, tokenizer, model, batch: list[_Request]) -> list[Completion]:
+        few_shot = not tokenizer.chat_template
+        stops = [[FEW_SHOT_STOP, *r.stops] if few_shot else r.stops for r in batch]
+        prompts = [_encode(tokenizer, r.messages, few_shot) for r in batch]
+        rows = _Rows(tokenizer, stops, [r.max_tokens for r in batch], _eos_ids(tokenizer, model))
+        pad = _pad_id(tokenizer)
+        try:
+            decode_batch(model, prompts, rows, pad if pad is not None else 0, batch[0].temperature,
+                         min(r.deadline for r in batch), batch[0].top_p)
         except (RuntimeError, ValueError) as exc:
             raise PermanentError(f"local model {self.model}: generation failed: {_one_line(exc)}") from exc
-        self.generations += 1
-        new_ids = output[0, prompt_len:]
-        text, stopped = cut_at_stop(tokenizer.decode(new_ids, skip_special_tokens=True), stops)
-        n_new = int(new_ids.shape[0])
-        finish = "length" if n_new >= max_tokens and not stopped and new_ids[-1] != tokenizer.eos_token_id else "stop"
-        return Completion(text.strip() if few_shot else text, prompt_len, n_new, finish)
+        self.generations += len(batch)
+        self.batches.append(len(batch))
+        completions = []
+        for prompt, ids, row_stops, r in zip(prompts, rows.tokens, stops, batch):
+            text, stopped = cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), row_stops)
+            cut_off = len(ids) >= r.max_tokens and not stopped and not (ids and ids[-1] in rows.eos_ids)
+            completions.append(Completion(text.strip() if few_shot else text, len(prompt), len(ids),
+                                          "length" if cut_off else "stop"))
+        return completions
 
     async def aclose(self) -> None:
         with self._load_lock:
+            if self._worker is not None:
+                self._queue.put(None)  # the worker answers what it holds, then ends
+                self._worker = None
             self._model = self._tokenizer = None
 
 
-def _encode(tokenizer, messages: list[dict], few_shot: bool):
+def _encode(tokenizer, messages: list[dict], few_shot: bool) -> list[int]:
     """Prompt ids: plain text for a base model, else the tokenizer's chat template with a generation prompt."""
     if few_shot:
-        return tokenizer(render_plain(messages), return_tensors="pt").input_ids
+        return tokenizer(render_plain(messages)).input_ids
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+    return tokenizer(text, add_special_tokens=False).input_ids
+
+
+def _eos_ids(tokenizer, model) -> set[int]:
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update(configured if isinstance(configured, (list, tuple)) else [configured])
+    return {i for i in ids if i is not None}
+
+
+def local_dtype():
+    """bfloat16 on a CPU with bfloat16 instructions (AVX512-BF16 or AMX) or a bf16-capable GPU, else float32;
+    `WIZARDLAB_LOCAL_DTYPE=float32|bfloat16` decides instead."""
+    import torch
+
+    forced = os.environ.get("WIZARDLAB_LOCAL_DTYPE", "").strip().lower()
+    if forced in ("float32", "bfloat16"):
+        return getattr(torch, forced)
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return torch.float32
+    return torch.bfloat16 if ("avx512_bf16" in flags or "amx_bf16" in flags) else torch.float32
 
 
 def _load_pretrained(path: Path):
@@ -200,7 +371,9 @@ def _load_pretrained(path: Path):
         raise PermanentError(f"local model {path}: no config.json (not a transformers checkpoint directory)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=local_dtype(), local_files_only=True)
+        if torch.cuda.is_available():
+            model = model.to("cuda")
     except (OSError, ValueError, KeyError) as exc:
         raise PermanentError(f"local model {path}: cannot load: {_one_line(exc)}") from exc
     model.eval()

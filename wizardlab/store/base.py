@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import sqlite3
 import threading
 import time
@@ -23,6 +24,12 @@ import sqlite_utils
 from wizardlab.store.schema import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 30_000
+_WORD = re.compile(r"\S+")
+
+
+def count_words(text: str | None) -> int:
+    """Words of a text, split on any whitespace: count_words("a  b\\nc") == 3 (SQL: `wl_words`)."""
+    return len(_WORD.findall(text or ""))
 
 
 def now_iso() -> str:
@@ -49,6 +56,7 @@ class StoreBase:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
+        conn.create_function("wl_words", 1, count_words, deterministic=True)
         return conn
 
     @property
@@ -102,6 +110,7 @@ class StoreBase:
     def _migrate(self) -> None:
         conn = self.conn
         conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+        applied = 0
         for migration in MIGRATIONS:
             with self.tx():
                 done = conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (migration.__name__,)).fetchone()
@@ -109,6 +118,9 @@ class StoreBase:
                     continue
                 _run_script_in_tx(conn, migration)
                 conn.execute("INSERT INTO _migrations VALUES (?, ?)", (migration.__name__, now_iso()))
+                applied += 1
+        if applied and self.scalar("SELECT count(*) FROM (SELECT 1 FROM nodes LIMIT 1000)") >= 1000:
+            conn.execute("ANALYZE")  # planner statistics for the new indexes (a new, empty file needs none)
 
     def applied_migrations(self) -> list[str]:
         return [r["name"] for r in self.query("SELECT name FROM _migrations ORDER BY rowid")]

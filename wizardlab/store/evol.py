@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 
 from wizardlab.errors import UserError
-from wizardlab.store.base import dumps, now_iso
+from wizardlab.store.base import count_words, dumps, now_iso
 
 CHUNK = 1000
 KEPT = ("seed", "kept")
@@ -25,9 +25,10 @@ class EvolQueries:
         with self.tx() as conn:
             for seed in seeds:
                 cur = conn.execute(
-                    "INSERT INTO nodes (run_id, round, instruction, input, response, status, source_ref) "
-                    "VALUES (?, 0, ?, ?, ?, 'seed', ?)",
-                    (run_id, seed["instruction"], seed.get("input") or "", seed.get("response"), seed.get("source_ref")),
+                    "INSERT INTO nodes (run_id, round, instruction, input, response, status, source_ref, words) "
+                    "VALUES (?, 0, ?, ?, ?, 'seed', ?, ?)",
+                    (run_id, seed["instruction"], seed.get("input") or "", seed.get("response"), seed.get("source_ref"),
+                     count_words(seed["instruction"])),
                 )
                 conn.execute("UPDATE nodes SET root_id = id WHERE id = ?", (cur.lastrowid,))
                 n += 1
@@ -80,8 +81,8 @@ class EvolQueries:
                 for root_id, parent_id in rows:
                     op = choose_operation()
                     cur = conn.execute(
-                        "INSERT OR IGNORE INTO nodes (run_id, parent_id, root_id, round, operation, status) "
-                        "VALUES (?, ?, ?, ?, ?, 'pending')",
+                        "INSERT OR IGNORE INTO nodes (run_id, parent_id, root_id, round, operation, status, words) "
+                        "VALUES (?, ?, ?, ?, ?, 'pending', 0)",
                         (run_id, parent_id or root_id, root_id, round_, op),
                     )
                     created += cur.rowcount
@@ -109,9 +110,10 @@ class EvolQueries:
                           response: str | None, fail_rules: list[str], error: str | None, raw: dict,
                           finish_reason: str | None = None) -> None:
         conn.execute(
-            "UPDATE nodes SET status = ?, instruction = ?, response = ?, fail_rules = ?, error = ?, raw = ?, "
-            "finish_reason = ?, updated_at = ? WHERE id = ?",
-            (status, instruction, response, dumps(fail_rules), error, dumps(raw), finish_reason, now_iso(), node_id),
+            "UPDATE nodes SET status = ?, instruction = ?, words = ?, response = ?, fail_rules = ?, error = ?, "
+            "raw = ?, finish_reason = ?, updated_at = ? WHERE id = ?",
+            (status, instruction, count_words(instruction), response, dumps(fail_rules), error, dumps(raw),
+             finish_reason, now_iso(), node_id),
         )
 
     @staticmethod
@@ -204,6 +206,23 @@ class EvolQueries:
             if cur.rowcount == 0:
                 raise UserError(f"override {override_id} does not exist or is already undone")
 
+    def check_override_status(self, run_id: int | None = None, *, repair: bool = False) -> list[int]:
+        """Ids of nodes whose `override_status` column disagrees with the audit log (the source of
+        truth); with `repair`, recompute those from the log in the same transaction."""
+        from wizardlab.store.schema import _OVERRIDE_STATUS
+
+        scope = "AND nodes.run_id = ?" if run_id is not None else ""
+        with self.tx() as conn:
+            ids = [r[0] for r in conn.execute(
+                f"SELECT id FROM nodes WHERE override_status IS NOT {_OVERRIDE_STATUS} {scope}",
+                (run_id,) if run_id is not None else ())]
+            if repair:
+                for i in range(0, len(ids), 500):
+                    part = ids[i:i + 500]
+                    conn.execute(f"UPDATE nodes SET override_status = {_OVERRIDE_STATUS} "
+                                 f"WHERE id IN ({','.join('?' * len(part))})", part)
+        return ids
+
     def node_overrides(self, node_id: int) -> list[dict]:
         return self.query("SELECT * FROM overrides WHERE node_id = ? ORDER BY id", (node_id,))
 
@@ -211,8 +230,10 @@ class EvolQueries:
     def latest_run_id(self, kind: str = "evolve") -> int | None:
         return self.scalar("SELECT max(id) FROM runs WHERE kind = ?", (kind,))
 
-    def iter_nodes(self, run_id: int, *, training_only: bool = False, chunk: int = CHUNK) -> Iterator[dict]:
-        """All nodes of a run in id order, with effective status; or only the training set."""
+    def iter_nodes(self, run_id: int, *, training_only: bool = False, with_raw: bool = False,
+                   chunk: int = CHUNK) -> Iterator[dict]:
+        """All nodes of a run in id order (keyset paging on index nodes_run_id), with effective status;
+        or only the training set. `raw` (the LLM texts) is decoded only `with_raw`."""
         cond = "AND effective_status IN ('seed', 'kept')" if training_only else ""
         last = 0
         while True:
@@ -220,7 +241,13 @@ class EvolQueries:
                               (run_id, last, chunk))
             if not rows:
                 return
-            yield from (_decode_node(r) for r in rows)
+            for r in rows:
+                if with_raw:
+                    yield _decode_node(r)
+                else:
+                    r.pop("raw", None)
+                    r["fail_rules"] = json.loads(r.get("fail_rules") or "[]")
+                    yield r
             last = rows[-1]["id"]
 
 

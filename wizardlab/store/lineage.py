@@ -1,7 +1,8 @@
 """Lineage and curation queries: root search with filters, trees, bulk selections.
 
-Every filter reads the effective status (view `nodes_effective`: newest live override,
-else the rules' verdict). Filters are plain keyword arguments; `wizardlab.curation`
+Every filter reads the effective status (newest live override, else the rules' verdict:
+coalesce(override_status, status), see schema m005). Text is searched in instructions and inputs (the trigram index
+`nodes_fts`; responses are not searched). Filters are plain keyword arguments; `wizardlab.curation`
 validates them before they get here.
 """
 
@@ -16,16 +17,32 @@ def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+EFFECTIVE = "coalesce(e.override_status, e.status)"  # the effective status of node `e` (see schema m005)
+SORTS = {"root": "e.root_id", "matches": "matches DESC, e.root_id", "newest": "e.root_id DESC"}
+
+
+def _source(filters: dict) -> str:
+    """The FROM clause: `nodes e`, joined to the trigram index when text of 3+ characters is searched
+    (node columns then read through the narrow index nodes_by_id, not the wide rows)."""
+    text = filters.get("text")
+    if text and len(text) >= 3:
+        return "nodes_fts JOIN nodes e INDEXED BY nodes_by_id ON e.id = nodes_fts.rowid"
+    return "nodes e"
+
+
 def _where(run_id: int | None, filters: dict) -> tuple[str, list]:
-    """SQL conditions on `e` (a nodes_effective row) for the given filters."""
+    """SQL conditions on `e` (a nodes row) for the given filters (with `_source`'s FROM clause)."""
     conds, params = ["1=1"], []
+    text = filters.get("text")
+    if text and len(text) >= 3:  # the trigram index finds any substring of 3+ characters
+        conds.append("nodes_fts MATCH ?")
+        params.append('"' + text.replace('"', '""') + '"')
+    elif text:  # shorter: a scan
+        conds.append("(e.instruction LIKE ? ESCAPE '\\' OR e.input LIKE ? ESCAPE '\\')")
+        params += [_like(text)] * 2
     if run_id is not None:
         conds.append("e.run_id = ?")
         params.append(run_id)
-    if filters.get("text"):
-        conds.append("(e.instruction LIKE ? ESCAPE '\\' OR e.input LIKE ? ESCAPE '\\' "
-                     "OR coalesce(e.response, '') LIKE ? ESCAPE '\\')")
-        params += [_like(filters["text"])] * 3
     if filters.get("round") is not None:
         conds.append("e.round = ?")
         params.append(int(filters["round"]))
@@ -33,48 +50,70 @@ def _where(run_id: int | None, filters: dict) -> tuple[str, list]:
         conds.append("e.operation = ?")
         params.append(filters["operation"])
     if filters.get("status"):
-        conds.append("e.effective_status = ?")
+        conds.append(f"{EFFECTIVE} = ?")
         params.append(filters["status"])
-    if filters.get("rule"):
-        conds.append("EXISTS (SELECT 1 FROM json_each(e.fail_rules) r WHERE r.value = ?)")
-        params.append(filters["rule"])
+    if filters.get("rule"):  # rule codes are plain identifiers: their quoted form is exact in the JSON list
+        conds.append("instr(e.fail_rules, ?) > 0")
+        params.append(f'"{filters["rule"]}"')
     if filters.get("truncated"):
         conds.append("e.finish_reason = 'length'")
     return " AND ".join(conds), params
 
 
 class LineageQueries:
-    def find_roots(self, run_id: int | None, filters: dict, *, limit: int = 100, offset: int = 0) -> list[dict]:
-        """Roots with at least one node matching `filters`, newest run first, with tree counts."""
+    def match_roots(self, run_id: int | None, filters: dict, sort: str = "root") -> list[tuple[int, int]]:
+        """(root id, matching nodes) of every root with a node matching `filters`: one pass over the
+        narrow indexes (or the text index), newest run first, then by `sort` (root | matches | newest)."""
+        if sort not in SORTS:
+            raise ValueError(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
+        source = _source(filters)
         where, params = _where(run_id, filters)
-        return self.query(
-            f"""WITH hits AS (SELECT e.root_id, count(*) AS matches FROM nodes_effective e
-                              WHERE {where} GROUP BY e.root_id)
-                SELECT s.id AS root_id, s.run_id, s.instruction, s.input, h.matches,
-                       (SELECT count(*) FROM nodes t WHERE t.root_id = s.id AND t.round > 0) AS evolutions,
-                       (SELECT count(*) FROM nodes_effective t WHERE t.root_id = s.id AND t.round > 0
-                          AND t.effective_status = 'kept') AS kept,
-                       (SELECT count(*) FROM nodes_effective t WHERE t.root_id = s.id
-                          AND t.effective_status = 'eliminated') AS eliminated,
-                       (SELECT count(*) FROM overrides o JOIN nodes t ON t.id = o.node_id
-                          WHERE t.root_id = s.id AND o.undone_at IS NULL) AS overrides
-                FROM hits h JOIN nodes s ON s.id = h.root_id
-                ORDER BY s.run_id DESC, s.id LIMIT ? OFFSET ?""",
-            (*params, limit, offset))
+        order = SORTS[sort] if run_id is not None else "e.run_id DESC, " + SORTS[sort]
+        return [(r[0], r[1]) for r in self.conn.execute(
+            f"SELECT e.root_id, count(*) AS matches FROM {source} WHERE {where} GROUP BY e.run_id, e.root_id "
+            f"ORDER BY {order}", params)]
+
+    def find_roots(self, run_id: int | None, filters: dict, *, limit: int = 100, offset: int = 0,
+                   sort: str = "root") -> list[dict]:
+        """Roots with at least one node matching `filters` (see `match_roots`), with tree counts."""
+        return self.root_rows(self.match_roots(run_id, filters, sort)[offset:offset + limit])
+
+    def root_rows(self, page: list[tuple[int, int]]) -> list[dict]:
+        """Seed text and tree counts for a page of (root id, matches): computed for that page only."""
+        if not page:
+            return []
+        ids = [root for root, _ in page]
+        marks = ",".join("?" * len(ids))
+        trees = {r["root_id"]: r for r in self.query(
+            f"""SELECT e.root_id, sum(e.round > 0) AS evolutions,
+                       sum(e.round > 0 AND {EFFECTIVE} = 'kept') AS kept,
+                       sum({EFFECTIVE} = 'eliminated') AS eliminated
+                FROM nodes e WHERE e.root_id IN ({marks}) GROUP BY e.root_id""", ids)}
+        overrides = {r["root_id"]: r["n"] for r in self.query(
+            f"SELECT t.root_id, count(*) AS n FROM overrides o JOIN nodes t ON t.id = o.node_id "
+            f"WHERE t.root_id IN ({marks}) AND o.undone_at IS NULL GROUP BY t.root_id", ids)}
+        seeds = {r["id"]: r for r in self.query(
+            f"SELECT id, run_id, instruction, input FROM nodes WHERE id IN ({marks})", ids)}
+        return [{"root_id": root, "run_id": seeds[root]["run_id"], "instruction": seeds[root]["instruction"],
+                 "input": seeds[root]["input"], "matches": matches, "evolutions": trees[root]["evolutions"],
+                 "kept": trees[root]["kept"], "eliminated": trees[root]["eliminated"],
+                 "overrides": overrides.get(root, 0)} for root, matches in page]
 
     def count_roots(self, run_id: int | None, filters: dict) -> int:
+        source = _source(filters)
         where, params = _where(run_id, filters)
-        return self.scalar(f"SELECT count(DISTINCT e.root_id) FROM nodes_effective e WHERE {where}", tuple(params))
+        return self.scalar(f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE {where} "
+                           f"GROUP BY e.run_id, e.root_id)", tuple(params))
 
     def select_node_ids(self, run_id: int, filters: dict, *, exclude_status: tuple[str, ...] = ()) -> list[int]:
         """Ids of the finished nodes of a run matching `filters` (pending nodes never match)."""
+        source = _source(filters)
         where, params = _where(run_id, filters)
         where += " AND e.status != 'pending'"
         if exclude_status:
-            where += f" AND e.effective_status NOT IN ({','.join('?' * len(exclude_status))})"
+            where += f" AND {EFFECTIVE} NOT IN ({','.join('?' * len(exclude_status))})"
             params += list(exclude_status)
-        return [r["id"] for r in self.query(f"SELECT e.id FROM nodes_effective e WHERE {where} ORDER BY e.id",
-                                            tuple(params))]
+        return sorted(r[0] for r in self.conn.execute(f"SELECT e.id FROM {source} WHERE {where}", params))
 
     def tree_nodes(self, root_id: int) -> list[dict]:
         """Every node of one root's tree, by round then id, with decoded fail rules."""

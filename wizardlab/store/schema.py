@@ -360,7 +360,84 @@ def m008_curators(conn: sqlite3.Connection) -> None:
     )
 
 
-def m009_rater_quality(conn: sqlite3.Connection) -> None:
+_OVERRIDE_STATUS = """(SELECT CASE o.action WHEN 'restore' THEN (CASE WHEN nodes.round = 0 THEN 'seed' ELSE 'kept' END)
+                              ELSE 'eliminated' END
+         FROM overrides o WHERE o.node_id = nodes.id AND o.undone_at IS NULL ORDER BY o.id DESC LIMIT 1)"""
+
+
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+
+
+def m009_scale(conn: sqlite3.Connection) -> None:
+    """A 250,000-node forest stays interactive.
+
+    - `override_status`: the status the newest live override sets (NULL: none), kept by triggers
+      on `overrides` in the same transaction; the effective status is coalesce(override_status,
+      status), a plain column read instead of a lookup per row. The audit log stays the source of
+      truth (`Store.check_override_status` recomputes it). An override also stamps the node's
+      `updated_at`, so max(updated_at) of a run (index `nodes_run_updated`) is its change stamp.
+    - `words` (instruction length, `wl_words`) and `difficulty_answered` (a difficulty answer is
+      stored, parsable or not) are written with the node, so statistics never parse text or JSON.
+    - `nodes_stats` covers every Data tab query (no read of the large rows); `nodes_run_id` serves
+      the keyset paging of exports and the scoring job (run_id = ? AND id > ? ORDER BY id);
+      `nodes_search` serves the Lineage filters; `nodes_by_id` the same columns for the ids a text
+      search finds (no read of the wide rows).
+    - `nodes_fts`: a trigram full-text index of instruction and input (substring search of 3+
+      characters, case-insensitive like LIKE), kept in sync by triggers on `nodes`.
+    """
+    conn.executescript(
+        f"""
+        ALTER TABLE nodes ADD COLUMN override_status TEXT;
+        ALTER TABLE nodes ADD COLUMN words INTEGER;
+        ALTER TABLE nodes ADD COLUMN difficulty_answered INTEGER NOT NULL DEFAULT 0;
+        UPDATE nodes SET words = wl_words(instruction),
+                         difficulty_answered = (json_extract(raw, '$.difficulty_raw') IS NOT NULL);
+        UPDATE nodes SET override_status = {_OVERRIDE_STATUS} WHERE id IN (SELECT node_id FROM overrides);
+
+        DROP VIEW nodes_effective;
+        CREATE VIEW nodes_effective AS
+        SELECT n.*, coalesce(n.override_status, n.status) AS effective_status FROM nodes n;
+
+        CREATE TRIGGER overrides_status_insert AFTER INSERT ON overrides BEGIN
+          UPDATE nodes SET override_status = {_OVERRIDE_STATUS}, updated_at = {_NOW} WHERE id = NEW.node_id;
+        END;
+        CREATE TRIGGER overrides_status_update AFTER UPDATE ON overrides BEGIN
+          UPDATE nodes SET override_status = {_OVERRIDE_STATUS}, updated_at = {_NOW}
+          WHERE id IN (NEW.node_id, OLD.node_id);
+        END;
+        CREATE TRIGGER overrides_status_delete AFTER DELETE ON overrides BEGIN
+          UPDATE nodes SET override_status = {_OVERRIDE_STATUS}, updated_at = {_NOW} WHERE id = OLD.node_id;
+        END;
+
+        CREATE INDEX nodes_run_id ON nodes(run_id, id);
+        CREATE INDEX nodes_run_updated ON nodes(run_id, updated_at);
+        CREATE INDEX nodes_search ON nodes(run_id, root_id, round, status, override_status, operation, fail_rules,
+                                           finish_reason);
+        CREATE INDEX nodes_by_id ON nodes(id, run_id, root_id, round, status, override_status, operation,
+                                          fail_rules, finish_reason);
+
+        CREATE VIRTUAL TABLE nodes_fts USING fts5(instruction, input, content='nodes', content_rowid='id',
+                                                  tokenize='trigram');
+        INSERT INTO nodes_fts(nodes_fts) VALUES ('rebuild');
+        CREATE TRIGGER nodes_fts_insert AFTER INSERT ON nodes BEGIN
+          INSERT INTO nodes_fts(rowid, instruction, input) VALUES (NEW.id, NEW.instruction, NEW.input);
+        END;
+        CREATE TRIGGER nodes_fts_delete AFTER DELETE ON nodes BEGIN
+          INSERT INTO nodes_fts(nodes_fts, rowid, instruction, input)
+          VALUES ('delete', OLD.id, OLD.instruction, OLD.input);
+        END;
+        CREATE TRIGGER nodes_fts_update AFTER UPDATE OF instruction, input ON nodes BEGIN
+          INSERT INTO nodes_fts(nodes_fts, rowid, instruction, input)
+          VALUES ('delete', OLD.id, OLD.instruction, OLD.input);
+          INSERT INTO nodes_fts(rowid, instruction, input) VALUES (NEW.id, NEW.instruction, NEW.input);
+        END;
+        CREATE INDEX nodes_stats ON nodes(run_id, round, status, override_status, operation, difficulty_answered,
+                                          fail_rules, words, difficulty);
+        """
+    )
+
+
+def m010_rater_quality(conn: sqlite3.Connection) -> None:
     """Verdicts you can trust: an item's kind (real | attention | gold | repeat; only real items
     count in results), what a gold item's degraded answer is, which item a repeat shows again
     with the sides swapped; raters paused per campaign; identity leaks found before blinding."""
@@ -397,4 +474,5 @@ def m009_rater_quality(conn: sqlite3.Connection) -> None:
 
 
 MIGRATIONS = [m001_core, m002_users, m003_evaluation, m004_job_process, m005_call_outcomes, m006_experiments,
-              m007_judgment_scores, m008_curators, m009_rater_quality]
+              m007_judgment_scores, m008_curators, m009_scale,
+              m010_rater_quality]

@@ -41,34 +41,73 @@ def format_prompt(instruction: str, input_text: str = "") -> str:
 
 def load_examples(path: str | Path) -> list[dict]:
     """An Alpaca JSON list (or JSONL) of {instruction, input, output}; one clear error per bad item."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such data file (export one with `python -m pipeline export --format alpaca`)")
-    text = path.read_text(encoding="utf-8")
-    items = _parse(path, text)
-    examples = [_check_item(path, where, item) for where, item in items]
+    examples = list(iter_examples(path))
     if not examples:
-        raise UserError(f"{path}: no examples in the file")
+        raise UserError(f"{Path(path)}: no examples in the file")
     return examples
 
 
-def _parse(path: Path, text: str) -> list[tuple[str, object]]:
-    stripped = text.lstrip()
-    if stripped.startswith("["):
+def count_examples(path: str | Path) -> int:
+    """Check every item of a data file, reading it as a stream (constant memory); returns how many."""
+    n = sum(1 for _ in iter_examples(path))
+    if not n:
+        raise UserError(f"{Path(path)}: no examples in the file")
+    return n
+
+
+def iter_examples(path: str | Path, chunk_chars: int = 1 << 20):
+    """The checked examples of a JSON list or JSONL file, one at a time (the file is read in chunks)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such data file (export one with `python -m pipeline export --format alpaca`)")
+    with open(path, encoding="utf-8") as fh:
+        head = fh.read(chunk_chars)
+        fh.seek(0)
+        if head.lstrip().startswith("["):
+            for where, item in _iter_json_list(path, fh, chunk_chars):
+                yield _check_item(path, where, item)
+            return
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}: line {lineno}: not valid JSON ({exc.msg})") from None
+            yield _check_item(path, f"line {lineno}", item)
+
+
+def _iter_json_list(path: Path, fh, chunk_chars: int):
+    """(`item i`, value) of a JSON list, decoded item by item from a growing buffer."""
+    decoder, buf, pos, line, i, eof = json.JSONDecoder(), fh.read(chunk_chars), 0, 1, 0, False
+    pos = buf.index("[") + 1
+    while True:
+        while True:  # skip whitespace and the separating comma; refill when the buffer runs out
+            while pos < len(buf) and buf[pos] in " \t\r\n,":
+                pos += 1
+            if pos < len(buf) or eof:
+                break
+            more = fh.read(chunk_chars)
+            eof = not more
+            line += buf.count("\n")
+            buf, pos = more, 0
+        if pos >= len(buf):
+            raise UserError(f"{path}: line {line}: not valid JSON (the list is not closed with ])")
+        if buf[pos] == "]":
+            return
         try:
-            data = json.loads(text)
+            item, end = decoder.raw_decode(buf, pos)
         except json.JSONDecodeError as exc:
-            raise UserError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
-        return [(f"item {i}", item) for i, item in enumerate(data)]
-    items = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
+            more = "" if eof else fh.read(chunk_chars)
+            if not more:
+                raise UserError(f"{path}: line {line + buf.count(chr(10), 0, exc.pos)}: not valid JSON "
+                                f"({exc.msg})") from None
+            line += buf.count("\n", 0, pos)
+            buf, pos = buf[pos:] + more, 0
             continue
-        try:
-            items.append((f"line {lineno}", json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}: line {lineno}: not valid JSON ({exc.msg})") from None
-    return items
+        yield f"item {i}", item
+        i += 1
+        pos = end
 
 
 def _check_item(path: Path, where: str, item) -> dict:
@@ -100,11 +139,44 @@ def encode_example(tokenizer, example: dict, max_length: int) -> dict | None:
             "labels": [IGNORE_INDEX] * len(prompt_ids) + list(response_ids)}
 
 
-def encode_all(tokenizer, examples: list[dict], max_length: int) -> tuple[list[dict], int]:
-    """Encoded examples and how many were dropped because their prompt is too long."""
-    encoded = [encode_example(tokenizer, ex, max_length) for ex in examples]
-    kept = [e for e in encoded if e is not None]
-    return kept, len(encoded) - len(kept)
+def encode_all(tokenizer, examples, max_length: int) -> tuple["EncodedSet", int]:
+    """Encoded examples (held compactly: int32 token ids and the prompt length of each) and how many
+    were dropped because their prompt is too long. `examples` may be any iterable (a stream)."""
+    import numpy as np
+
+    parts, lengths, prompts, dropped = [], [], [], 0
+    for ex in examples:
+        enc = encode_example(tokenizer, ex, max_length)
+        if enc is None:
+            dropped += 1
+            continue
+        parts.append(np.asarray(enc["input_ids"], dtype=np.int32))
+        lengths.append(len(enc["input_ids"]))
+        prompts.append(enc["labels"].count(IGNORE_INDEX))
+    return EncodedSet(parts, lengths, prompts), dropped
+
+
+class EncodedSet:
+    """A sequence of {input_ids, labels} built on demand from one flat int32 array (4 bytes a token,
+    not a Python list of ints per example); labels are -100 on the first `prompt` tokens."""
+
+    def __init__(self, parts: list, lengths: list[int], prompts: list[int]) -> None:
+        import numpy as np
+
+        self.ids = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+        self.starts = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+        self.prompts = np.asarray(prompts, dtype=np.int32)
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def __getitem__(self, i: int) -> dict:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i %= len(self)
+        ids = self.ids[self.starts[i]:self.starts[i + 1]].tolist()
+        p = int(self.prompts[i])
+        return {"input_ids": ids, "labels": [IGNORE_INDEX] * p + ids[p:]}
 
 
 class SFTCollator:

@@ -21,7 +21,7 @@ from pathlib import Path
 from wizardlab import jobs
 from wizardlab.errors import UserError
 from wizardlab.training.base_models import resolve_model
-from wizardlab.training.data import load_examples
+from wizardlab.training.data import count_examples
 from wizardlab.training.config import Hardware, TrainConfig, build_argv, config_from_dict, detect_hardware
 
 KIND = "train"
@@ -71,7 +71,7 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
 def launch_training(store, cfg: TrainConfig, *, cache_dir: str | Path, hardware: Hardware | None = None,
                     created_by: str | None = None, name: str | None = None) -> int:
     """Create the run row and start (or queue) the job; returns the run id."""
-    load_examples(cfg.data)  # bad data fails here, with file and item, not in the background
+    count_examples(cfg.data)  # bad data fails here, with file and item, not in the background
     resolve_model(cfg.model, cache_dir)  # build tiny-llama / convert Gemma once, here, not in each rank
     out = Path(cfg.output_dir)
     if out.exists() and any(out.iterdir()):

@@ -1,0 +1,124 @@
+"""Batched against one-at-a-time generation on the embedded model (or any local checkpoint), side by side.
+
+    python bench/local_generation.py                       # embedded Gemma 3 270M, 48 new tokens, 1/4/16 in flight
+    python bench/local_generation.py --dtypes float32,bfloat16 --in-flight 1,16
+    python bench/local_generation.py --evolve 24           # also: evolve N demo seeds, concurrency 1 vs 16
+
+For each dtype it loads the model once and sends few-shot prompts built from real seed
+instructions (temperature 0.7, `--new-tokens` per answer, the usual stop strings):
+  - one at a time: a backend with batch_size 1, requests one after another (the old path);
+  - N in flight: N concurrent requests to a backend with batch_size N (one batch).
+It prints aggregate completion tokens/s for each and the ratio to one-at-a-time in the
+same run, with the load average. `--evolve N` times the first round of `evolve` on the
+first N demo seeds at --concurrency 1 and 16 (fresh databases, same cache dir).
+Asserts nothing (target: >= 4x at 16 in flight; >= 3x for evolve at concurrency 16).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def loadavg() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def demo_seeds_path() -> str:
+    return str(REPO / "wizardlab" / "data" / "demo_seeds.jsonl")
+
+
+def prompts(n: int) -> list[list[dict]]:
+    from wizardlab.evol.operations import respond_messages
+
+    seeds = [json.loads(line)["instruction"] for line in Path(demo_seeds_path()).read_text().splitlines() if line]
+    return [respond_messages(seeds[i % len(seeds)], "", few_shot=True) for i in range(n)]
+
+
+async def run_requests(backend, messages: list[list[dict]], new_tokens: int, concurrent: bool) -> tuple[int, float]:
+    start = time.perf_counter()
+    calls = [backend.chat(m, max_tokens=new_tokens, temperature=0.7, stop=None, timeout=3600) for m in messages]
+    if concurrent:
+        results = await asyncio.gather(*calls)
+    else:
+        results = [await c for c in calls]
+    return sum(r.completion_tokens for r in results), time.perf_counter() - start
+
+
+def bench_dtype(model: str, dtype: str, in_flight: list[int], new_tokens: int, singles: int) -> None:
+    from wizardlab.config import default_cache_dir
+    from wizardlab.llm.local import LocalBackend
+
+    os.environ["WIZARDLAB_LOCAL_DTYPE"] = dtype
+    one = LocalBackend.embedded(default_cache_dir()) if model == "embedded" else LocalBackend(model)
+    one.batch_size = 1
+    one.load()
+    asyncio.run(run_requests(one, prompts(1), 4, False))  # warm-up
+    tokens, wall = asyncio.run(run_requests(one, prompts(singles), new_tokens, False))
+    base = tokens / wall
+    print(f"  {dtype:<9} one at a time    {singles:>2} requests  {tokens:>5} tokens in {wall:6.1f} s  "
+          f"{base:6.2f} tok/s  x1.00  ({loadavg()})", flush=True)
+    for n in in_flight:
+        if n == 1:
+            continue
+        one.batch_size, one.batch_wait_s = n, 0.05  # the same loaded model, batching up to n
+        tokens, wall = asyncio.run(run_requests(one, prompts(n), new_tokens, True))
+        print(f"  {dtype:<9} {n:>2} in flight      {n:>2} requests  {tokens:>5} tokens in {wall:6.1f} s  "
+              f"{tokens / wall:6.2f} tok/s  x{tokens / wall / base:.2f}  (batches {one.batches[-3:]}, {loadavg()})",
+              flush=True)
+    asyncio.run(one.aclose())
+
+
+def bench_evolve(n_seeds: int, max_new_tokens: int) -> None:
+    times = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for concurrency in (1, 16):
+            db = Path(tmp) / f"c{concurrency}.db"
+            argv = [sys.executable, "-m", "pipeline", "evolve", "--db", str(db), "--seeds", demo_seeds_path(),
+                    "--limit", str(n_seeds), "--rounds", "1", "--concurrency", str(concurrency), "--quiet",
+                    "--max-new-tokens", str(max_new_tokens)]
+            start = time.perf_counter()
+            done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+            times[concurrency] = time.perf_counter() - start
+            if done.returncode:
+                raise SystemExit(f"evolve failed:\n{done.stderr[-2000:]}")
+            print(f"  evolve {n_seeds} demo seeds, one round, --concurrency {concurrency:>2}: "
+                  f"{times[concurrency]:6.1f} s"
+                  f"  ({loadavg()})", flush=True)
+    print(f"  evolve speed-up at concurrency 16: x{times[1] / times[16]:.2f} (target >= 3)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="embedded", help="'embedded' or a local checkpoint directory")
+    p.add_argument("--dtypes", default="float32,bfloat16")
+    p.add_argument("--in-flight", default="1,4,16")
+    p.add_argument("--new-tokens", type=int, default=48)
+    p.add_argument("--singles", type=int, default=3, help="requests timed one at a time")
+    p.add_argument("--evolve", type=int, default=0,
+                   help="also time evolve on this many demo seeds, concurrency 1 vs 16")
+    p.add_argument("--evolve-max-new-tokens", type=int, default=48)
+    args = p.parse_args()
+    import torch
+
+    print(f"machine: {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, {loadavg()}; model {args.model}; "
+          f"{args.new_tokens} new tokens per answer (fewer where a sequence ends early)", flush=True)
+    for dtype in filter(None, args.dtypes.split(",")):
+        bench_dtype(args.model, dtype.strip(), [int(x) for x in args.in_flight.split(",")], args.new_tokens,
+                    args.singles)
+    if args.evolve:
+        bench_evolve(args.evolve, args.evolve_max_new_tokens)
+
+
+if __name__ == "__main__":
+    main()
