@@ -125,6 +125,9 @@ def test_gold_and_repeat_items_look_like_any_other_item(store, tmp_path):
     kinds = {k: sum(i["kind"] == k for i in items) for k in ("real", "gold", "repeat")}
     assert kinds == {"real": N, "gold": 9, "repeat": 9}
     assert {i["gold_kind"] for i in items if i["kind"] == "gold"} == {"truncated", "off_topic", "other_answer"}
+    real = {i["item_id"] for i in items if i["kind"] == "real"}
+    repeated = {i["prompt_key"] for i in items if i["kind"] == "repeat"}
+    assert all(store.find_item(cid, key, {"alpha", "beta"})["item_id"] in real for key in repeated)  # imports
     seen, shown = [], {}
     while (item := ev.next_item(store, campaign, "ann")) is not None:
         seen.append(item)

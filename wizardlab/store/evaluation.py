@@ -426,7 +426,7 @@ class EvalQueries:
         for r in self.query(
                 "SELECT i.id AS item_id, sa.model AS model_a, sb.model AS model_b FROM campaign_items i"
                 " JOIN prompts p ON p.id = i.prompt_id" + _PAIR_MODELS +
-                " WHERE i.campaign_id = ? AND p.prompt_key = ?", (campaign_id, str(prompt_key))):
+                " WHERE i.campaign_id = ? AND p.prompt_key = ? AND i.kind = 'real'", (campaign_id, str(prompt_key))):
             if {r["model_a"], r["model_b"]} == models:
                 return r
         return None
