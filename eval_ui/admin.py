@@ -71,15 +71,16 @@ def build_tab(ctx: AppContext) -> None:
     logins = gr.Dataframe(headers=LOGIN_HEADERS, interactive=False, wrap=True, elem_id="wl-failed-logins")
     gr.Markdown("### Background jobs\nEvery run started from the app or the command line (`python -m pipeline runs`).")
     jobs_table = gr.Dataframe(headers=JOB_HEADERS, interactive=False, wrap=True)
+    with gr.Row():
+        cancel_id = gr.Textbox(label="Run id", placeholder="e.g. 3", max_lines=1, scale=0, min_width=160)
+        cancel_btn = gr.Button("Cancel job", variant="stop", scale=0, min_width=130, elem_classes=["wl-inline"])
+        refresh_btn = gr.Button("Refresh", scale=0, min_width=110, elem_classes=["wl-inline"])
     gr.Markdown("### Backup\nA consistent copy of the database while people work (SQLite online backup), "
                 "like `python -m pipeline backup`; restore with `python -m pipeline restore` (app stopped).")
     with gr.Row():
         backup_btn = gr.Button("Back up now", scale=0, min_width=160, elem_id="wl-backup")
         backup_file = gr.File(label="Backup", interactive=False, visible=False, elem_id="wl-backup-file")
-    with gr.Row():
-        cancel_id = gr.Textbox(label="Run id", placeholder="e.g. 3", max_lines=1, scale=0, min_width=160)
-        cancel_btn = gr.Button("Cancel job", variant="stop", scale=0, min_width=130, elem_classes=["wl-inline"])
-        refresh_btn = gr.Button("Refresh", scale=0, min_width=110, elem_classes=["wl-inline"])
+    backup_msg = gr.HTML(elem_id="wl-backup-msg")
 
     w = SimpleNamespace(**locals())
     refresh = _refresher(ctx)
@@ -177,4 +178,4 @@ def _wire_backup(ctx: AppContext, w: SimpleNamespace) -> None:
                            f"{info['integrity']}.", "ok")
         return note, gr.File(value=info["path"], visible=True)
 
-    w.backup_btn.click(backup_now, None, [w.msg, w.backup_file], api_name="admin_backup")
+    w.backup_btn.click(backup_now, None, [w.backup_msg, w.backup_file], api_name="admin_backup")

@@ -177,8 +177,8 @@ def _wire(ctx: AppContext, w: SimpleNamespace) -> None:
     """Connect the components built by `build_tab` (attributes of `w`) to their callbacks."""
     show_tree, search = _wire_search(ctx, w)
     # after an override the roots table is searched again, so its Overrides column is current
-    after = dict(fn=search, inputs=[w.run, w.text, w.rnd, w.op, w.status, w.rule], outputs=[w.found, w.roots],
-                 api_visibility="private")
+    after = dict(fn=search, inputs=[w.run, w.text, w.rnd, w.op, w.status, w.rule, w.sort, w.page],
+                 outputs=[w.found, w.roots, w.page], api_visibility="private")
     _wire_overrides(ctx, w, after)
     _wire_bulk(ctx, w, after)
     on_show(_admin_only(ctx), [w.bulk_box])

@@ -30,12 +30,18 @@ def _message(status: int, detail: str) -> tuple[int, bytes]:
     return status, json.dumps({"detail": detail}).encode()
 
 
-async def _read_body(receive) -> bytes:
+MAX_BODY = 64 * 1024  # a login form is a few hundred bytes
+
+
+async def _read_body(receive) -> bytes | None:
+    """The request body, or None when it is larger than any login form."""
     body, more = b"", True
     while more:
         msg = await receive()
         body += msg.get("body", b"")
         more = msg.get("more_body", False)
+        if len(body) > MAX_BODY:
+            return None
     return body
 
 
@@ -67,6 +73,8 @@ class LoginGuard:
         if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].rstrip("/").endswith("/login"):
             return await self.app(scope, receive, send)
         body = await _read_body(receive)
+        if body is None:
+            return await self._reply(send, *_message(413, "A login form is smaller than that."))
         username = await _username(scope, body)
         address = (scope.get("client") or ("?", 0))[0]
         wait = self.limiter.wait_seconds(username, address)

@@ -3,6 +3,7 @@ of wrong passwords against the running app over HTTP."""
 
 from __future__ import annotations
 
+import json
 import resource
 import threading
 import time
@@ -10,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from tests.uihelpers import http_login, make_user, start_app, stop_app
+from tests.uihelpers import call_api, http_login, make_user, start_app, stop_app
 from wizardlab.login_limits import LoginLimiter
 
 
@@ -108,6 +109,41 @@ def test_a_flood_of_wrong_passwords_over_http(app):
           f"other user's request {latency * 1000:.0f} ms")
     r = httpx.post(f"{base_url}/login", data={"username": admin, "password": password})
     assert r.status_code == 429 and "try again" in r.text  # still locked: even the right password waits
+    event, shown = call_api(ann, "admin_refresh", [])
+    assert "127.0.0.1" not in json.dumps(shown)  # annotators do not see the failed logins
+    admin_view = ctx.login_limiter.snapshot()
+    assert {(r["kind"], r["key"]) for r in admin_view} >= {("account", admin), ("address", "127.0.0.1")}
+    assert next(r for r in admin_view if r["key"] == admin)["refused"] >= 194
     clock.t += ctx.login_limiter.max_delay + 1
     http_login(base_url, admin, password)  # the flood has stopped: the owner gets in
     assert all(r["key"] != admin for r in ctx.login_limiter.snapshot())
+
+
+def test_admins_see_failed_logins_in_the_admin_tab(app):
+    base_url, admin, password, ctx = app
+    ctx.login_limiter._clock = Clock()
+    ctx.login_limiter._records.clear()  # a fresh start after the flood test
+    for i in range(2):
+        httpx.post(f"{base_url}/login", data={"username": "<b>nobody</b>", "password": f"x{i}"})
+    adm = http_login(base_url, admin, password)
+    event, data = call_api(adm, "admin_refresh", [])
+    assert event == "complete", data
+    rows = data[3]["data"]
+    assert ["account", "<b>nobody</b>", 2] in [r[:3] for r in rows], rows
+
+
+def test_a_flood_of_random_names_does_not_grow_memory_without_bound():
+    clock = Clock()
+    limiter = LoginLimiter(clock=clock)
+    limiter.MAX_RECORDS = 100
+    for i in range(1_000):
+        if limiter.wait_seconds(f"name{i}", None) == 0:
+            limiter.failed(f"name{i}", None)
+        clock.t += limiter.window / 50  # old failures leave the window
+    assert len(limiter._records) <= 200
+
+
+def test_an_oversized_login_body_is_refused(app):
+    base_url, _, _, _ = app
+    r = httpx.post(f"{base_url}/login", data={"username": "x" * 100_000, "password": "y"})
+    assert r.status_code == 413

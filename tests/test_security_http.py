@@ -166,3 +166,23 @@ def test_every_backend_function_refuses_an_annotator(app, tmp_path):
     named = [(name, ok, text[:120]) for name, ok, text in answers
              if name and not ("Only admins" in text or not ok or _silent(text))]
     assert not named, named[:5]  # every named admin endpoint refused ("Only admins") or answered nothing
+
+
+def test_unexpected_errors_keep_their_traceback():
+    """Only a UserError becomes a quiet one-line pop-up; a bug still raises (Gradio logs its traceback)."""
+    from eval_ui.context import ui_errors
+    from wizardlab.errors import UserError
+
+    def bug():
+        raise RuntimeError("a real bug")
+
+    def expected():
+        raise UserError("<b>bad</b> input")
+
+    with pytest.raises(RuntimeError, match="a real bug"):
+        ui_errors(bug)()
+    import gradio as gr
+
+    with pytest.raises(gr.Error) as err:
+        ui_errors(expected)()
+    assert err.value.message == "&lt;b&gt;bad&lt;/b&gt; input" and err.value.print_exception is False

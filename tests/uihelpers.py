@@ -267,16 +267,19 @@ def upload_file(page, elem_id: str, path) -> None:
     """Put a file into the gr.File `#elem_id` and wait until it shows the file's name.
 
     The component is waited for first (a tab's content may still be rendering after its click,
-    and a file set into an input that is then re-rendered is lost); if the name does not show,
-    the file is set once more."""
+    and a file set into an input that is then re-rendered is lost). If the name does not show
+    and the file input is still there (the upload was lost), the file is set once more; once a
+    file is taken, Gradio replaces the input with the file's name, so a slow upload is only waited for."""
     box = page.locator(f"#{elem_id}")
     box.wait_for(state="visible")
     name = box.get_by_text(Path(path).name).first
     for attempt in range(2):
-        box.locator("input[type=file]").set_input_files(str(path))
+        file_input = box.locator("input[type=file]")
+        if file_input.count():
+            file_input.set_input_files(str(path))
         try:
-            name.wait_for(timeout=UI_TIMEOUT_MS // 2)
+            name.wait_for(timeout=UI_TIMEOUT_MS)
             return
-        except Exception:  # playwright's TimeoutError: try once more, then let the second wait raise
+        except Exception:  # playwright's TimeoutError: look again once, then let the second wait raise
             if attempt:
                 raise

@@ -46,9 +46,11 @@ class LoginLimiter:
         self._records: dict[tuple[str, str], _Record] = {}
         self._lock = threading.Lock()
 
+    MAX_RECORDS = 10_000  # beyond this, records with nothing recent are dropped (random-name floods)
+
     @staticmethod
     def _keys(username: str, address: str | None) -> list[tuple[str, str]]:
-        keys = [("user", (username or "").strip().lower())]
+        keys = [("user", (username or "").strip().lower()[:64])]
         return keys + [("addr", address)] if address else keys
 
     def wait_seconds(self, username: str, address: str | None) -> float:
@@ -59,6 +61,8 @@ class LoginLimiter:
         gets no more checks than one client trying in turn."""
         now = self._clock()
         with self._lock:
+            if len(self._records) > self.MAX_RECORDS:
+                self._prune(now)
             keys = self._keys(username, address)
             recs = [self._records.setdefault(key, _Record()) for key in keys]
             waits = [rec.locked_until - now for rec in recs if rec.locked_until > now]
@@ -80,6 +84,12 @@ class LoginLimiter:
                 rec = self._records.get(key)
                 if rec and rec.pending:
                     rec.pending -= 1
+
+    def _prune(self, now: float) -> None:
+        """Drop records with no failure inside the window, no lock and nothing pending (lock held)."""
+        for key in [k for k, r in self._records.items()
+                    if not r.pending and r.locked_until <= now and not self._recent(r, now)]:
+            del self._records[key]
 
     def _recent(self, rec: _Record, now: float) -> list[float]:
         return [t for t in rec.failures if now - t < self.window]
