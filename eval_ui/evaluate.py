@@ -398,7 +398,8 @@ class Evaluate:
         paused = [n for n, r in store.raters(c["id"]).items() if r["status"] == "paused"]
         warn = render.note("Paused raters: " + "; ".join(f"{n} ({store.raters(c['id'])[n]['reason'] or ''})"
                                                          for n in paused), "warn") if paused else ""
-        return (render.note(f"Campaign {c['id']} is {c['status']}.", "info") + warn
+        state = "held: identity leaks to resolve" if c["status"] == "review" else c["status"]
+        return (render.note(f"Campaign {c['id']} is {state}.", "info") + warn
                 + rater_sections.leaks_html(store.identity_hits(c["id"])) + progress_html(store, c["id"]))
 
     def set_open(self, opened: bool):
@@ -708,7 +709,7 @@ def _campaigns_tab(w: EvalWidgets) -> None:
         w.release = gr.Button("Release idle assignments", scale=1, elem_id="wl-release")
         w.release_msg = gr.HTML(elem_id="wl-release-msg")
     with gr.Row(equal_height=True):
-        w.hit = gr.Number(label="Identity hit", precision=0, minimum=1, scale=1, elem_id="wl-hit")
+        w.hit = gr.Number(value=None, label="Identity hit", precision=0, minimum=1, scale=1, elem_id="wl-hit")
         w.hit_action = gr.Radio([("Edit the answer", "edit"), ("Drop its items", "drop"), ("Keep (false alarm)", "keep")],
                                 value="keep", label="Resolve", scale=2)
         w.hit_text = gr.Textbox(label="Edited answer (for Edit)", lines=2, scale=3)

@@ -251,7 +251,41 @@ def take_rater_screenshot(out_dir: str, port: int = 7821) -> str:
     return str(out)
 
 
+def take_leaks_screenshot(out_dir: str, port: int = 7822) -> str:
+    """docs/screenshots/campaign_quality.png: the campaign form's rater-quality options and a new
+    campaign held for an identity leak under Manage a campaign."""
+    import re
+    import tempfile
+    from pathlib import Path
+
+    from tests.uihelpers import browser, login, start_app, stop_app
+
+    tmp = Path(tempfile.mkdtemp())
+    base_url, admin, password, ctx = start_app(tmp, port=port)
+    store = ctx.store()
+    sets = _sets(store, tmp, leak="As an AI language model developed by OpenAI, I hope this helps.")
+    ev.create_campaign(store, "alpha vs beta (held)", sets, k=3, gold_share=0.1, repeat_share=0.1)
+    out = Path(out_dir) / "campaign_quality.png"
+    try:
+        with browser() as b:
+            page = b.new_page(viewport={"width": 1300, "height": 1000})
+            login(page, base_url, admin, password)
+            page.get_by_role("tab", name="Evaluate").click()
+            page.get_by_role("tab", name="Campaigns").click()
+            page.get_by_text("Rater quality: gold and repeated items, routing").click()
+            page.locator("#wl-manage-campaign input").click()
+            page.get_by_role("option", name=re.compile("held")).first.click()
+            page.locator("#wl-camp-status table").first.wait_for(timeout=60_000)
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(out), full_page=True)
+    finally:
+        stop_app(ctx)
+    return str(out)
+
+
 if __name__ == "__main__":
     import sys
 
-    print(take_rater_screenshot(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots"))
+    target = sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots"
+    print(take_rater_screenshot(target))
+    print(take_leaks_screenshot(target))
