@@ -236,3 +236,26 @@ def test_gold_and_repeated_items_are_indistinguishable_in_the_api(app):
     from wizardlab.evaluation import report
 
     assert report.build_report(store, cid, n_boot=20)["n_judgments"] == kinds["real"]
+
+
+def test_admin_resolves_an_identity_leak_and_pauses_a_rater_over_http(app):
+    base_url, ctx, _ = app
+    store = ctx.store()
+    rows = [{"prompt_id": i, "prompt": f"Leak question {i}?", "model": m,
+             "output": "I am ChatGPT." if (m, i) == ("leaky-b", 1) else f"Reply {i} by {m[-1]}."}
+            for m in ("leaky-a", "leaky-b") for i in range(4)]
+    path = ctx.data_dir / "leaky.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sets = ev.import_outputs(store, path, testset="leaky")
+    cid = ev.create_campaign(store, "leaky", [s["id"] for s in sets], k=1)
+    assert store.campaign(cid)["status"] == "review"
+    hit = store.identity_hits(cid)[0]
+    adm = http_login(base_url, "admin", "admin-pass-123")
+    event, data = call(adm, "eval_resolve_leak", [cid, hit["id"], "keep", ""], "l1")
+    assert event == "complete" and "kept; 0 left; the campaign is open" in data[0], data
+    event, data = call(adm, "eval_pause_rater", [cid, "ann1"], "l2")
+    assert event == "complete" and "ann1 paused" in data[0] and "Paused raters: ann1" in data[1]
+    assert ev.next_item(store, store.campaign(cid), "ann1") is None and ev.is_paused(store, store.campaign(cid), "ann1")
+    event, data = call(adm, "eval_resume_rater", [cid, "ann1"], "l3")
+    assert event == "complete" and ev.next_item(store, store.campaign(cid), "ann1") is not None
