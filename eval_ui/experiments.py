@@ -148,6 +148,9 @@ class ExperimentWidgets:
     recipe_table: gr.Dataframe
     compare_pick: gr.Dropdown
     compare_table: gr.Dataframe
+    recipe_pick: gr.Dropdown
+    recipe_export: gr.DownloadButton
+    recipe_delete: gr.Button
     exp_name: gr.Textbox
     arms: gr.Textbox
     base_model: gr.Dropdown
@@ -163,6 +166,7 @@ class ExperimentWidgets:
     retry: gr.Button
     report: gr.HTML
     download: gr.DownloadButton
+    download_data: gr.DownloadButton
     timer: gr.Timer
 
     @property
@@ -187,6 +191,7 @@ def build_tab(ctx: AppContext) -> None:
     widgets = ExperimentWidgets(**w)
     _wire_recipes(ctx, widgets)
     _wire_experiments(ctx, widgets)
+    _wire_files(ctx, widgets)
     _wire_tour(ctx, widgets)
 
 
@@ -224,6 +229,11 @@ def _recipe_list(w: dict) -> None:
                                     allow_custom_value=True, elem_id="wl-recipe-compare")
     w["compare_table"] = gr.Dataframe(headers=["metric"], interactive=False, wrap=True,
                                       elem_id="wl-recipe-compare-table")
+    with gr.Row():
+        w["recipe_pick"] = gr.Dropdown(label="Recipe", choices=[], allow_custom_value=True, scale=2,
+                                       elem_id="wl-recipe-pick")
+        w["recipe_export"] = gr.DownloadButton("Export (Alpaca JSON)", scale=1, elem_id="wl-recipe-export")
+        w["recipe_delete"] = gr.Button("Delete recipe", variant="stop", scale=1, elem_id="wl-recipe-delete")
 
 
 def _experiment_form(w: dict) -> None:
@@ -266,7 +276,9 @@ def _follow(w: dict) -> None:
         w["retry"] = gr.Button("Retry arm", scale=0, min_width=120)
     gr.Markdown("### Report")
     w["report"] = gr.HTML(elem_id="wl-exp-report")
-    w["download"] = gr.DownloadButton("Download report (HTML)", elem_id="wl-exp-download")
+    with gr.Row():
+        w["download"] = gr.DownloadButton("Download report (HTML)", elem_id="wl-exp-download")
+        w["download_data"] = gr.DownloadButton("Download report (JSON + CSV, zip)", elem_id="wl-exp-download-data")
 
 
 # -- callbacks ------------------------------------------------------------------------------------
@@ -287,7 +299,8 @@ def _wire_recipes(ctx: AppContext, w: ExperimentWidgets) -> None:
         store = ctx.store()
         recipes.create_recipe(store, form.name, form.recipe, created_by=user["username"])
         names = [r["name"] for r in store.list_recipes()]
-        return (render.note(f"saved recipe {form.name!r}", "ok"), recipe_rows(store), gr.Dropdown(choices=names))
+        return (render.note(f"saved recipe {form.name!r}", "ok"), recipe_rows(store), gr.Dropdown(choices=names),
+                gr.Dropdown(choices=names))
 
     @ui_errors
     def on_compare(names, request: gr.Request):
@@ -298,7 +311,7 @@ def _wire_recipes(ctx: AppContext, w: ExperimentWidgets) -> None:
 
     for box in w.recipe_inputs:
         box.change(on_change, w.recipe_inputs, w.recipe_count, api_visibility="private", show_progress="hidden")
-    w.recipe_save.click(on_save, w.recipe_inputs, [w.recipe_count, w.recipe_table, w.compare_pick],
+    w.recipe_save.click(on_save, w.recipe_inputs, [w.recipe_count, w.recipe_table, w.compare_pick, w.recipe_pick],
                         api_name="recipe_save")
     w.compare_pick.change(on_compare, w.compare_pick, w.compare_table, api_name="recipe_compare")
 
@@ -366,7 +379,56 @@ def _wire_experiments(ctx: AppContext, w: ExperimentWidgets) -> None:
         show, w.experiment, w.shown, api_visibility="private")
     w.download.click(on_download, w.experiment, w.download, api_name="experiment_report_html")
     on_show(_attach(ctx), [w.recipe_table, w.compare_pick, w.experiment, w.config_inputs[0], w.config_inputs[-1],
-                           w.tour_box, w.arms_preview])
+                           w.tour_box, w.recipe_pick])
+
+
+def _wire_files(ctx: AppContext, w: ExperimentWidgets) -> None:
+    """Recipe export and delete; the report as JSON + CSV tables in one zip."""
+    @ui_errors
+    def on_export(name, request: gr.Request):
+        ctx.require_admin(request)
+        if not name:
+            raise UserError("choose a recipe")
+        out = ctx.data_dir / "exports" / f"recipe-{experiments.slug(name)}.json"
+        return recipes.export_recipe(ctx.store(), name, out)["path"]
+
+    @ui_errors
+    def on_delete(name, request: gr.Request):
+        ctx.require_admin(request)
+        store = ctx.store()
+        row, _ = recipes.require_recipe(store, name)
+        store.delete_recipe(row["id"])
+        return render.note(f"deleted recipe {name!r}", "ok"), recipe_rows(store)
+
+    @ui_errors
+    def on_data(exp_id, request: gr.Request):
+        ctx.require_admin(request)
+        store = ctx.store()
+        exp = experiments.require_experiment(store, _need(exp_id))
+        return str(report_zip(store, exp, ctx.data_dir / "reports"))
+
+    w.recipe_export.click(on_export, w.recipe_pick, w.recipe_export, api_name="recipe_export")
+    w.recipe_delete.click(on_delete, w.recipe_pick, [w.recipe_count, w.recipe_table], api_name="recipe_delete")
+    w.download_data.click(on_data, w.experiment, w.download_data, api_name="experiment_report_data")
+
+
+def report_zip(store, exp: dict, folder) -> str:
+    """The experiment report as report.json plus one CSV per table, zipped."""
+    import json
+    import tempfile
+    import zipfile
+    from pathlib import Path
+
+    from wizardlab.evaluation import experiment_report as er
+
+    rep = er.build(store, exp["id"])
+    path = Path(folder) / f"experiment-{experiments.slug(exp['name'])}.zip"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("report.json", json.dumps(rep, indent=2, default=str))
+        for csv_path in er.write_csv(rep, tmp):
+            zf.write(csv_path, csv_path.name)
+    return str(path)
 
 
 def _attach(ctx: AppContext):
@@ -384,7 +446,8 @@ def _attach(ctx: AppContext):
                 gr.Dropdown(choices=exps, value=exps[0][1] if exps else None),
                 gr.Dropdown(choices=testsets, value=testsets[0] if testsets else None),
                 gr.Dropdown(choices=[s["name"] for s in store.list_output_sets()]),
-                gr.Column(visible=tour.offered(store)), gr.skip())
+                gr.Column(visible=tour.offered(store)),
+                gr.Dropdown(choices=[r["name"] for r in store.list_recipes()]))
     return attach
 
 

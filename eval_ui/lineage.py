@@ -5,7 +5,8 @@ overrides, and bulk overrides are for admins only.
 
 Searches and trees come from `wizardlab.store` (lineage queries) and `wizardlab.curation`;
 overrides (one node, a whole filter, undo) go through `wizardlab.curation`, which writes
-the audit log. All model and user text is escaped by `eval_ui.render`.
+the audit log. Each node of a tree names the data recipes that include it
+(`wizardlab.recipes.recipes_for_nodes`). All model and user text is escaped by `eval_ui.render`.
 """
 
 from __future__ import annotations
@@ -60,11 +61,18 @@ def search_page(store, run_id, filters: curation.Filters, page=1, sort: str = "r
 
 
 def tree_html(store, root_id: int) -> str:
+    from wizardlab.recipes import recipes_for_nodes
+
     root = curation.build_tree(store, int(root_id))
-    return f'<div class="wl-tree" data-root="{int(root_id)}">{_node_html(root)}</div>'
+    included = recipes_for_nodes(store, _ids(root))
+    return f'<div class="wl-tree" data-root="{int(root_id)}">{_node_html(root, included)}</div>'
 
 
-def _node_html(node: dict) -> str:
+def _ids(node: dict) -> list[int]:
+    return [node["id"], *(i for c in node["children"] for i in _ids(c))]
+
+
+def _node_html(node: dict, included: dict | None = None) -> str:
     eff, verdict = node["effective_status"], node["status"]
     head = [f'<span class="wl-node-id">#{node["id"]}</span>',
             "seed" if node["round"] == 0 else f'round {node["round"]} · <b>{render.esc(node["operation"])}</b>',
@@ -72,6 +80,9 @@ def _node_html(node: dict) -> str:
     if eff != verdict:
         head.append(f'<span class="wl-muted">rules said {render.esc(verdict)}</span>')
     head.append(render.chips(node["fail_rules"]))
+    if (included or {}).get(node["id"]):
+        head.append(f'<span class="wl-muted wl-in-recipes">in recipes: {render.esc(", ".join(included[node["id"]]))}'
+                    "</span>")
     body = [f'<div class="wl-node-head">{" ".join(head)}</div>', render.text(node["instruction"])]
     if node.get("input"):
         body += ['<div class="wl-label">Input</div>', render.text(node["input"])]
@@ -83,7 +94,7 @@ def _node_html(node: dict) -> str:
         body.append(render.note(f"{label}: {node['error']}", "warn"))
     if node["overrides"]:
         body.append(_audit_html(node["overrides"]))
-    kids = "".join(_node_html(c) for c in node["children"])
+    kids = "".join(_node_html(c, included) for c in node["children"])
     if kids:
         body.append(f'<div class="wl-children">{kids}</div>')
     return f'<div class="wl-node wl-node-{render.STATUS_CLASS.get(eff, "pending")}" id="node-{node["id"]}">' \

@@ -109,8 +109,9 @@ def _number(label: str, value, kind):
     return kind(value)
 
 
-def new_output_dir(ctx: AppContext, model: str) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+def new_output_dir(ctx: AppContext, model: str, stamp: str | None = None) -> str:
+    """<data dir>/train/<UTC time of launch>-<model>; `stamp` stands in for the time in a preview."""
+    stamp = stamp or time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     return str((ctx.data_dir / "train" / f"{stamp}-{Path(model).name or 'model'}").resolve())
 
 
@@ -130,7 +131,7 @@ def export_now(ctx: AppContext, evolve_run: int | None) -> str:
 
 def command_preview(ctx: AppContext, form: TrainForm) -> str:
     data = form.data_file if form.data_source == EXPORTED else str(ctx.data_dir / "exports" / "<exported at launch>.json")
-    cfg = form.config(data, new_output_dir(ctx, form.model))
+    cfg = form.config(data, new_output_dir(ctx, form.model, stamp="<time of launch>"))
     return preview(build_argv(cfg, hardware(), db=str(Path(ctx.settings.db).resolve())), multiline=True)
 
 

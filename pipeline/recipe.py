@@ -125,7 +125,8 @@ def _compare(store, args) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     width = max(12, *(len(n) for n in profiles))
-    print(f"{'metric':<20}" + "".join(f"{n:>{width + 2}}" for n in profiles))
+    first = max(len(r["metric"]) for r in rows) + 2
+    print(f"{'metric':<{first}}" + "".join(f"{n:>{width + 2}}" for n in profiles))
     for r in rows:
-        print(f"{r['metric']:<20}" + "".join(f"{'' if r[n] is None else r[n]!s:>{width + 2}}" for n in profiles))
+        print(f"{r['metric']:<{first}}" + "".join(f"{'-' if r[n] is None else r[n]!s:>{width + 2}}" for n in profiles))
     return 0

@@ -33,7 +33,8 @@ def test_recipes_over_http_and_annotators_refused(tmp_path):
         make_user(ctx, "ann", "ann-pass-123", "annotator")
         ann = http_login(base_url, "ann", "ann-pass-123")
         for api, data in (("recipe_save", _recipe_values("x")), ("tour_start", []),
-                          ("experiment_cancel", [1]), ("experiment_report_html", [1])):
+                          ("experiment_cancel", [1]), ("experiment_report_html", [1]), ("recipe_export", ["x"]),
+                          ("recipe_delete", ["x"]), ("experiment_report_data", [1])):
             event, payload = call_api(ann, api, data)
             assert event == "error" and "Only admins" in str(payload), (api, payload)
         assert ctx.store().list_recipes() == [] and ctx.store().list_runs("tour") == []
@@ -47,6 +48,11 @@ def test_recipes_over_http_and_annotators_refused(tmp_path):
         assert event == "error" and "sample N: give a whole number" in str(payload)
         event, payload = call_api(client, "recipe_compare", [["r1"]])
         assert event == "complete" and payload[0]["data"][0] == ["rows", 6], payload
+        event, payload = call_api(client, "recipe_export", ["r1"])
+        assert event == "complete", payload
+        assert ctx.store().recipe_exports()[0]["n_rows"] == 6
+        event, payload = call_api(client, "recipe_delete", ["r1"])
+        assert event == "complete" and ctx.store().list_recipes() == [], payload
     finally:
         stop_app(ctx)
 

@@ -77,5 +77,9 @@ def test_recipe_cli(store, tmp_path, capsys):
     assert cli(["recipe", "--db", db, "show", "nope"]) == 2
     r2 = next(n["id"] for n in store.iter_nodes(1) if n["round"] == 2 and n["status"] == "kept")
     assert recipes.recipes_including(store, r2) == ["all"]
+    from eval_ui.lineage import tree_html
+
+    html = tree_html(store, 1)
+    assert html.count("in recipes: seeds, all") == 1 and html.count("in recipes: all") == 2  # the seed; its kept r1 and r2
     assert cli(["recipe", "--db", db, "which", "1"]) == 0
     assert capsys.readouterr().out.split() == ["seeds", "all"]

@@ -131,6 +131,7 @@ def test_browser_preset_fills_settings_and_command_preview(app):
                                timeout=30_000)
         command = page.locator("#wl-train-command").text_content()
         assert "torchrun" in command or "deepspeed" in command  # ZeRO-3 needs a distributed launcher
+        assert "<time of launch>-tiny-llama" in command  # not a time that the launched run will not have
         page.get_by_text("Settings (filled from the preset)").click()
         assert page.locator("#wl-train-max_length input").input_value() == "2048"
         assert page.locator("#wl-train-learning_rate input").input_value() == "0.00002"

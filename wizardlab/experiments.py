@@ -237,7 +237,10 @@ def advance(store, ref, settings) -> dict:
                           for a, s in failed)
         store.update_experiment(exp["id"], status="failed", error=error)
         return status(store, exp["id"])
-    _finish(store, exp, settings)
+    try:
+        _finish(store, exp, settings)
+    except UserError as exc:  # the campaign or the judge was refused: say so, do not retry forever
+        store.update_experiment(exp["id"], status="failed", error=f"after the arms: {exc}")
     return status(store, exp["id"])
 
 

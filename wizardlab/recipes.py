@@ -208,16 +208,24 @@ def _write_selection(out: Path, row: dict, recipe: Recipe, ids: list[int]) -> No
     os.replace(tmp, path)
 
 
-def recipes_including(store, node_id: int) -> list[str]:
-    """Names of the stored recipes whose training set holds node `node_id` (samples drawn as exported)."""
-    names = []
+def recipes_for_nodes(store, node_ids) -> dict[int, list[str]]:
+    """node id -> names of the stored recipes whose training set holds it (samples drawn as exported);
+    one selection per recipe, so a whole tree costs as much as one node."""
+    wanted = set(node_ids)
+    out: dict[int, list[str]] = {i: [] for i in wanted}
     for row in store.list_recipes():
         try:
-            if node_id in set(select_ids(store, Recipe.from_dict(row["spec"]))):
-                names.append(row["name"])
+            chosen = set(select_ids(store, Recipe.from_dict(row["spec"]))) & wanted
         except UserError:
             continue  # a recipe whose run is gone includes nothing
-    return names
+        for i in sorted(chosen):
+            out[i].append(row["name"])
+    return out
+
+
+def recipes_including(store, node_id: int) -> list[str]:
+    """Names of the stored recipes whose training set holds node `node_id`."""
+    return recipes_for_nodes(store, [node_id])[node_id]
 
 
 def recipe_view(store, row: dict) -> dict:
