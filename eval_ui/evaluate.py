@@ -5,7 +5,9 @@
   The model is the app's LLM, a finished training run's model directory or a typed local
   directory (like `python -m pipeline generate --model DIR`).
 - Campaigns: two or more output sets, one pair or all pairs, k, guidelines, "both bad",
-  rationale, attention checks; release idle assignments (`campaign release`).
+  rationale, attention checks; rater quality (gold and repeated items, gold threshold, routing
+  to the widest interval); release idle assignments (`campaign release`); resolve identity
+  leaks (`campaign leaks|resolve`); pause or resume a rater (`campaign pause|resume`).
 - Import judgments: PandaLM, llmfao, open-instruct, generic CSV, Vicuna GPT-4 reviews and
   FairEval labels into a campaign (`python -m pipeline import-judgments`).
 - Agreement of a file: the figures of `python -m pipeline agreement` as tables; the store
@@ -14,7 +16,8 @@
   over all judgments (the paper's count), ratings, difficulty split, position bias,
   agreement, annotators with flags, LLM judges, the capacity ratio chart of score-giving
   judges, length-controlled win rates, fragility and judge cards (`eval_ui.report_sections`);
-  JSON and CSV export.
+  rater cards, paused raters and what leaving the flagged ones out changes, optionally with
+  them left out (`eval_ui.rater_sections`); JSON, CSV and a self-contained HTML export.
 - LLM judge: start it (a `judge` job) on a campaign, pairwise verdicts or Vicuna-style 1-10
   scores of both answers (`python -m pipeline judge --mode pairwise|score`).
 Every callback checks `ctx.require_admin(request)` on the server; nothing with a model
@@ -32,7 +35,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from eval_ui import render, report_sections
+from eval_ui import rater_sections, render, report_sections
 from eval_ui.context import AppContext, on_show, ui_errors
 from wizardlab import evaluation as ev
 from wizardlab import jobs
@@ -140,6 +143,8 @@ def report_html(rep: dict) -> str:
             ["annotator", "judgments", "agreement", "κ", "median s/item", "attention", "flags"],
             [[r["annotator"], r["n"], _pct(r["agreement"]), _num(r["kappa"]), _num(r["median_seconds"], "{:.1f}"),
               _pct(r["attention_accuracy"]), " ".join(r["flags"])] for r in rep["annotators"]]))
+    parts.append(rater_sections.raters_html(rep))
+    parts.append(rater_sections.leaks_html(rep.get("identity_leaks") or [], rep["notes"].get("identity_leaks", "")))
     for j in rep["llm_judges"]:
         parts.append(f"<h4>LLM judge {render.esc(j['judge'])} vs humans</h4>" + render.table(
             ["items", "with human majority", "agreement", "without ties", "κ", "per-vote agreement"],
@@ -162,14 +167,18 @@ def progress_html(store, campaign_id: int) -> str:
                    render.note("Nobody has judged yet.", "info"))
 
 
-def export(rep: dict, out_dir: Path) -> tuple[str, str]:
-    """report.json and a zip of the CSV tables; returns their paths."""
+def export(rep: dict, out_dir: Path) -> tuple[str, str, str]:
+    """report.json, a zip of the CSV tables and report.html (the tab's report, self-contained); their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     js = out_dir / "report.json"
     js.write_text(json.dumps(rep, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
     rp.write_csv(rep, out_dir / "csv")
     zipped = shutil.make_archive(str(out_dir / "report_csv"), "zip", out_dir / "csv")
-    return str(js), zipped
+    page = out_dir / "report.html"
+    c = rep["campaign"]
+    page.write_text(rater_sections.html_page(f"Campaign {c['id']} {c['name']}: report", report_html(rep)),
+                    encoding="utf-8")
+    return str(js), zipped, str(page)
 
 
 def agreement_html(result: dict, annotators: list[dict]) -> str:
@@ -326,14 +335,49 @@ class Evaluate:
                                           log_dir=self.ctx.log_dir)
         return render.note(f"Generation run {run_id} {status}.", "ok"), gr.Timer(active=True)
 
-    def create(self, name, sets, pairs, k, guidelines, both_bad, rationale, attention, request: gr.Request):
+    def create(self, name, sets, pairs, k, guidelines, both_bad, rationale, attention, gold=0.0, repeats=0.0,
+               threshold=0.7, routing="order", request: gr.Request = None):
         user = self.ctx.require_admin(request)
-        cid = ev.create_campaign(self.ctx.store(), name or "", sets or [], pairs=pairs, k=int(k or 3),
+        store = self.ctx.store()
+        cid = ev.create_campaign(store, name or "", sets or [], pairs=pairs, k=int(k or 3),
                                  guidelines=guidelines or ev.DEFAULT_GUIDELINES, allow_both_bad=bool(both_bad),
                                  rationale=bool(rationale), attention_checks=int(attention or 0),
-                                 created_by=user["username"])
-        n = len(self.ctx.store().campaign_items(cid, include_attention=True))
+                                 created_by=user["username"], gold_share=float(gold or 0),
+                                 repeat_share=float(repeats or 0), gold_threshold=float(0.7 if threshold is None
+                                                                                         else threshold),
+                                 routing=routing or "order")
+        n = len(store.campaign_items(cid, include_attention=True))
+        hits = store.identity_hits(cid)
+        if hits:
+            return render.note(f"Campaign {cid} created with {n} items and held: {len(hits)} answers name a model or "
+                               "vendor. Resolve them under Manage a campaign; annotators see nothing until then.",
+                               "warn") + rater_sections.leaks_html(hits)
         return render.note(f"Campaign {cid} created with {n} items. Annotators find it in the Judge tab.", "ok")
+
+    def resolve(self, campaign_id, hit_id, action: str, text: str, request: gr.Request):
+        """`pipeline campaign resolve C HIT --edit FILE | --drop | --keep`."""
+        user = self.ctx.require_admin(request)
+        if not campaign_id or hit_id in (None, ""):
+            raise UserError("choose a campaign and type the hit number")
+        out = ev.resolve_identity(self.ctx.store(), int(campaign_id), int(hit_id), action or "", text=text or None,
+                                  by=user["username"])
+        note = render.note(f"Hit {int(hit_id)} {out['status']}; {out['open_left']} left; the campaign is "
+                           f"{out['campaign_status']}.", "ok")
+        return note, self.status(campaign_id, request)
+
+    def rater(self, paused: bool):
+        def handler(campaign_id, name: str, request: gr.Request):
+            """`pipeline campaign pause|resume C --annotator NAME`."""
+            user = self.ctx.require_admin(request)
+            if not campaign_id or not (name or "").strip():
+                raise UserError("choose a campaign and type the rater's user name")
+            n = ev.set_rater(self.ctx.store(), int(campaign_id), name.strip(), "paused" if paused else "active",
+                             reason=f"paused by {user['username']}" if paused else None, by=user["username"])
+            what = f"paused ({n} open item{'s' * (n != 1)} back to the pool)" if paused else "resumed"
+            return render.note(f"{name.strip()} {what}.", "ok"), self.status(campaign_id, request)
+
+        handler.__name__ = "pause_rater" if paused else "resume_rater"
+        return handler
 
     def plan(self, margin, tie_rate, k, icc, power, request: gr.Request):
         """`python -m pipeline campaign plan --margin M --tie-rate T --k K --icc I --power P`."""
@@ -351,7 +395,12 @@ class Evaluate:
             return ""
         store = self.ctx.store()
         c = ev.require_campaign(store, int(campaign_id))
-        return render.note(f"Campaign {c['id']} is {c['status']}.", "info") + progress_html(store, c["id"])
+        paused = [n for n, r in store.raters(c["id"]).items() if r["status"] == "paused"]
+        warn = render.note("Paused raters: " + "; ".join(f"{n} ({store.raters(c['id'])[n]['reason'] or ''})"
+                                                         for n in paused), "warn") if paused else ""
+        state = "held: identity leaks to resolve" if c["status"] == "review" else c["status"]
+        return (render.note(f"Campaign {c['id']} is {state}.", "info") + warn
+                + rater_sections.leaks_html(store.identity_hits(c["id"])) + progress_html(store, c["id"]))
 
     def set_open(self, opened: bool):
         def handler(campaign_id, request: gr.Request):
@@ -420,18 +469,20 @@ class Evaluate:
                            "ok")
         return note, progress_html(store, c["id"])
 
-    def show(self, campaign_id, request: gr.Request):
+    def show(self, campaign_id, exclude_flagged: bool = False, request: gr.Request = None):
         self.ctx.require_admin(request)
         if not campaign_id:
             return "", ""
-        rep = rp.build_report(self.ctx.store(), int(campaign_id), n_boot=1000)
+        rep = rp.build_report(self.ctx.store(), int(campaign_id), n_boot=1000,
+                              exclude="flagged" if exclude_flagged else None)
         return progress_html(self.ctx.store(), int(campaign_id)), report_html(rep)
 
-    def export(self, campaign_id, request: gr.Request):
+    def export(self, campaign_id, exclude_flagged: bool = False, request: gr.Request = None):
         self.ctx.require_admin(request)
         if not campaign_id:
             raise UserError("choose a campaign first")
-        rep = rp.build_report(self.ctx.store(), int(campaign_id), n_boot=1000)
+        rep = rp.build_report(self.ctx.store(), int(campaign_id), n_boot=1000,
+                              exclude="flagged" if exclude_flagged else None)
         out = Path(tempfile.mkdtemp(prefix="wl-report-", dir=self.ctx.data_dir.resolve()))
         return gr.File(value=list(export(rep, out)), visible=True)
 
@@ -484,6 +535,10 @@ class EvalWidgets:
     pairs: gr.Radio = None
     k: gr.Number = None
     attention: gr.Number = None
+    gold: gr.Number = None
+    repeats: gr.Number = None
+    threshold: gr.Number = None
+    routing: gr.Radio = None
     both_bad: gr.Checkbox = None
     rationale: gr.Checkbox = None
     guidelines: gr.Textbox = None
@@ -497,6 +552,13 @@ class EvalWidgets:
     camp_msg: gr.HTML = None
     campaign: gr.Dropdown = None
     status: gr.HTML = None
+    hit: gr.Number = None
+    hit_action: gr.Radio = None
+    hit_text: gr.Textbox = None
+    resolve: gr.Button = None
+    rater_name: gr.Textbox = None
+    pause: gr.Button = None
+    resume: gr.Button = None
     close: gr.Button = None
     reopen: gr.Button = None
     annotators: gr.Textbox = None
@@ -509,6 +571,7 @@ class EvalWidgets:
     rcampaign: gr.Dropdown = None
     show: gr.Button = None
     export: gr.Button = None
+    exclude: gr.Checkbox = None
     files: gr.File = None
     progress: gr.HTML = None
     report: gr.HTML = None
@@ -617,6 +680,14 @@ def _campaigns_tab(w: EvalWidgets) -> None:
             w.both_bad = gr.Checkbox(label="Offer 'both bad'")
             w.rationale = gr.Checkbox(label="Ask for a rationale")
         w.guidelines = gr.Textbox(value=ev.DEFAULT_GUIDELINES, lines=4, label="Guidelines (Markdown)")
+        with gr.Accordion("Rater quality: gold and repeated items, routing", open=False, elem_id="wl-quality"):
+            with gr.Row(equal_height=True):
+                w.gold = gr.Number(value=0.1, minimum=0, maximum=0.5, step=0.05, label="Gold items (share)")
+                w.repeats = gr.Number(value=0.1, minimum=0, maximum=0.5, step=0.05, label="Repeated items (share)")
+                w.threshold = gr.Number(value=0.7, minimum=0, maximum=1, step=0.05,
+                                        label="Pause a rater below this gold accuracy")
+                w.routing = gr.Radio([("In order", "order"), ("Widest interval first", "widest")], value="order",
+                                     label="Next items")
         _planner(w)
         w.create = gr.Button("Create campaign", variant="primary")
     w.camp_msg = gr.HTML(elem_id="wl-camp-msg")
@@ -637,6 +708,16 @@ def _campaigns_tab(w: EvalWidgets) -> None:
                               elem_id="wl-release-min")
         w.release = gr.Button("Release idle assignments", scale=1, elem_id="wl-release")
         w.release_msg = gr.HTML(elem_id="wl-release-msg")
+    with gr.Row(equal_height=True):
+        w.hit = gr.Number(value=None, label="Identity hit", precision=0, minimum=1, scale=1, elem_id="wl-hit")
+        w.hit_action = gr.Radio([("Edit the answer", "edit"), ("Drop its items", "drop"), ("Keep (false alarm)", "keep")],
+                                value="keep", label="Resolve", scale=2)
+        w.hit_text = gr.Textbox(label="Edited answer (for Edit)", lines=2, scale=3)
+        w.resolve = gr.Button("Resolve", scale=1, elem_id="wl-resolve")
+    with gr.Row(equal_height=True):
+        w.rater_name = gr.Textbox(label="Rater (user name)", max_lines=1, scale=3, elem_id="wl-rater-name")
+        w.pause = gr.Button("Pause rater", scale=1, elem_id="wl-pause")
+        w.resume = gr.Button("Resume rater", scale=1, elem_id="wl-resume")
     w.status = gr.HTML(elem_id="wl-camp-status")
 
 
@@ -658,7 +739,8 @@ def _report_tab(w: EvalWidgets) -> None:
         w.rcampaign = gr.Dropdown(label="Campaign", choices=[], allow_custom_value=True, scale=3,
                                   elem_id="wl-report-campaign")
         w.show = gr.Button("Show report", variant="primary", scale=1)
-        w.export = gr.Button("Export JSON + CSV", scale=1)
+        w.export = gr.Button("Export JSON + CSV + HTML", scale=1)
+        w.exclude = gr.Checkbox(label="Leave flagged raters out", scale=1, elem_id="wl-exclude-flagged")
     w.files = gr.File(label="Exports", interactive=False, file_count="multiple", visible=False)
     w.progress = gr.HTML()
     w.report = gr.HTML(elem_id="wl-report")
@@ -732,7 +814,7 @@ def _wire_sets(e: Evaluate, w: EvalWidgets) -> None:
 
 def _wire_campaigns(e: Evaluate, w: EvalWidgets) -> None:
     w.create.click(ui_errors(e.create), [w.cname, w.csets, w.pairs, w.k, w.guidelines, w.both_bad, w.rationale,
-                                         w.attention], w.camp_msg,
+                                         w.attention, w.gold, w.repeats, w.threshold, w.routing], w.camp_msg,
                    api_name="eval_create_campaign").then(**_then_refresh(e, w))
     w.campaign.change(ui_errors(e.status), [w.campaign], [w.status], **PRIVATE)
     w.close.click(ui_errors(e.set_open(False)), [w.campaign], w.camp_msg,
@@ -744,12 +826,19 @@ def _wire_campaigns(e: Evaluate, w: EvalWidgets) -> None:
     w.release.click(ui_errors(e.release), [w.campaign, w.minutes], [w.release_msg, w.status],
                     api_name="eval_release")
     w.plan.click(ui_errors(e.plan), [w.pmargin, w.ptie, w.k, w.picc, w.ppower], w.plan_out, api_name="eval_plan")
+    w.resolve.click(ui_errors(e.resolve), [w.campaign, w.hit, w.hit_action, w.hit_text], [w.camp_msg, w.status],
+                    api_name="eval_resolve_leak").then(**_then_refresh(e, w))
+    w.pause.click(ui_errors(e.rater(True)), [w.campaign, w.rater_name], [w.camp_msg, w.status],
+                  api_name="eval_pause_rater")
+    w.resume.click(ui_errors(e.rater(False)), [w.campaign, w.rater_name], [w.camp_msg, w.status],
+                   api_name="eval_resume_rater")
 
 
 def _wire_report(e: Evaluate, w: EvalWidgets) -> None:
-    w.show.click(ui_errors(e.show), [w.rcampaign], [w.progress, w.report], api_name="eval_report")
-    w.rcampaign.change(ui_errors(e.show), [w.rcampaign], [w.progress, w.report], **PRIVATE)
-    w.export.click(ui_errors(e.export), [w.rcampaign], w.files, api_name="eval_export")
+    w.show.click(ui_errors(e.show), [w.rcampaign, w.exclude], [w.progress, w.report], api_name="eval_report")
+    w.rcampaign.change(ui_errors(e.show), [w.rcampaign, w.exclude], [w.progress, w.report], **PRIVATE)
+    w.exclude.change(ui_errors(e.show), [w.rcampaign, w.exclude], [w.progress, w.report], **PRIVATE)
+    w.export.click(ui_errors(e.export), [w.rcampaign, w.exclude], w.files, api_name="eval_export")
     w.judge.click(ui_errors(e.judge), [w.lcampaign, w.judge_mode], [w.judge_msg, w.timer], api_name="eval_llm_judge")
 
 

@@ -36,6 +36,8 @@ _TOKEN_KEY = secrets.token_bytes(16)  # per server process: tokens are opaque an
 _MD = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
 ALREADY_JUDGED = ("Already judged in another tab: this click was not stored (your first answer counts). "
                   "Here is your next item.")
+PAUSED = ("Your judging on this campaign is paused: the lead has been told and will get in touch. "
+          "Thank you for your time.")
 CHOICES = {"1": "Response 1 is better", "2": "Response 2 is better", "tie": "Tie", "both_bad": "Both are bad"}
 KEYS_JS = """
 () => {
@@ -134,6 +136,8 @@ class Judge:
         item = ev.next_item(store, campaign, user["username"])
         if item is None:
             state = {**state, "progress": store.annotator_progress(campaign["id"], user["username"])}
+            if ev.is_paused(store, campaign, user["username"]):
+                note = render.note(PAUSED, "warn")
         return _item_outputs(item, state, note)
 
     def campaigns(self, request: gr.Request):

@@ -2,7 +2,13 @@
 
     campaign create --name NAME --sets SET SET [SET ...] [--pairs one|all] [--k 3]
                     [--guidelines FILE.md] [--both-bad] [--rationale] [--attention N] [--seed S]
+                    [--gold 0.1] [--repeats 0.1] [--gold-threshold 0.7] [--routing order|widest]
     campaign list
+    campaign leaks CAMPAIGN [--json]  (answers naming a model or vendor, found at creation)
+    campaign resolve CAMPAIGN HIT --edit FILE | --drop | --keep
+                                    (the campaign opens to annotators once no hit is left open)
+    campaign pause|resume CAMPAIGN --annotator NAME
+                                    (a paused rater's open items go back to the pool)
     campaign status CAMPAIGN        (per-annotator progress, items filled to k)
     campaign release CAMPAIGN [--older-than 30]   (free items held by annotators who left)
     campaign assign CAMPAIGN --annotators alice,bob [--password PW]
@@ -38,6 +44,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--rationale", action="store_true", help="ask for an optional rationale")
     c.add_argument("--attention", type=int, default=0, help="number of attention-check items")
     c.add_argument("--seed", type=int, default=0, help="seed for item order and left/right")
+    c.add_argument("--gold", type=float, default=0.0, metavar="SHARE",
+                   help="share of gold items (a real answer against a degraded one), e.g. 0.1")
+    c.add_argument("--repeats", type=float, default=0.0, metavar="SHARE",
+                   help="share of items shown again to the same rater with the sides swapped")
+    c.add_argument("--gold-threshold", type=float, default=0.7, help="pause a rater below this gold accuracy")
+    c.add_argument("--routing", choices=("order", "widest"), default="order",
+                   help="next items in order, or from the pair with the widest interval")
+    lk = sub.add_parser("leaks", help="identity leaks found when the campaign was created")
+    lk.add_argument("campaign")
+    lk.add_argument("--json", action="store_true")
+    rs = sub.add_parser("resolve", help="edit, drop or keep one identity leak")
+    rs.add_argument("campaign")
+    rs.add_argument("hit", type=int)
+    how = rs.add_mutually_exclusive_group(required=True)
+    how.add_argument("--edit", metavar="FILE", help="a text file with the answer's new text")
+    how.add_argument("--drop", action="store_true", help="remove the campaign's items showing this answer")
+    how.add_argument("--keep", action="store_true", help="a false alarm: keep the answer as it is")
+    for name in ("pause", "resume"):
+        pr = sub.add_parser(name, help=f"{name} a rater on a campaign")
+        pr.add_argument("campaign")
+        pr.add_argument("--annotator", required=True)
     sub.add_parser("list", help="list campaigns")
     for name in ("status", "close", "open"):
         p = sub.add_parser(name)
@@ -69,7 +96,8 @@ def main(args) -> int:
         return _plan(args)
     store = Store(Settings.from_env(db=args.db).db)
     return {"create": _create, "list": _list, "status": _status, "assign": _assign, "release": _release,
-            "close": _set_status, "open": _set_status}[args.action](store, args)
+            "close": _set_status, "open": _set_status, "leaks": _leaks, "resolve": _resolve, "pause": _rater,
+            "resume": _rater}[args.action](store, args)
 
 
 def _create(store, args) -> int:
@@ -81,10 +109,51 @@ def _create(store, args) -> int:
         guidelines = path.read_text(encoding="utf-8")
     cid = evaluation.create_campaign(store, args.name, args.sets, pairs=args.pairs, k=args.k, guidelines=guidelines,
                                      allow_both_bad=args.both_bad, attention_checks=args.attention,
-                                     rationale=args.rationale, seed=args.seed)
+                                     rationale=args.rationale, seed=args.seed, gold_share=args.gold,
+                                     repeat_share=args.repeats, gold_threshold=args.gold_threshold,
+                                     routing=args.routing)
     c = store.campaign(cid)
     n = len(store.campaign_items(cid, include_attention=True))
     print(f"campaign {cid} {c['name']!r}: {n} items ({c['config']['n_common_prompts']} common prompts), k={c['k']}")
+    hits = store.identity_hits(cid)
+    if hits:
+        print(f"held for review: {len(hits)} answers name a model or vendor; see `campaign leaks {cid}` and "
+              f"`campaign resolve {cid} HIT --edit FILE|--drop|--keep`")
+    return 0
+
+
+def _leaks(store, args) -> int:
+    c = evaluation.require_campaign(store, args.campaign)
+    hits = store.identity_hits(c["id"])
+    if args.json:
+        print(json.dumps(hits, ensure_ascii=False))
+        return 0
+    print(f"campaign {c['id']} {c['name']!r} [{c['status']}]: {sum(h['status'] == 'open' for h in hits)} open of "
+          f"{len(hits)} identity leaks")
+    for h in hits:
+        print(f"  #{h['id']} [{h['status']}] {h['model']} (output {h['output_id']}): {h['match']!r} in "
+              f"{h['context'][:160]!r}")
+    return 0
+
+
+def _resolve(store, args) -> int:
+    text = None
+    if args.edit:
+        path = Path(args.edit)
+        if not path.is_file():
+            raise UserError(f"{path}: no such file")
+        text = path.read_text(encoding="utf-8")
+    action = "edit" if args.edit else "drop" if args.drop else "keep"
+    out = evaluation.resolve_identity(store, args.campaign, args.hit, action, text=text)
+    print(f"hit {args.hit} {out['status']}; {out['open_left']} open left; campaign is {out['campaign_status']}")
+    return 0
+
+
+def _rater(store, args) -> int:
+    status = "paused" if args.action == "pause" else "active"
+    n = evaluation.set_rater(store, args.campaign, args.annotator, status,
+                             reason="paused by the lead" if status == "paused" else None)
+    print(f"{args.annotator}: {status}" + (f", {n} open items back to the pool" if status == "paused" else ""))
     return 0
 
 

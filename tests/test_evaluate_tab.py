@@ -82,7 +82,7 @@ def test_admin_imports_pandalm_and_the_report_reproduces_its_kappas(app, shared_
     n = len(load_judgments(src))
     shown = rows(data[0])[0]
     assert shown == [str(c["id"]), str(n), str(n), str(len(store.campaign_items(c["id"])))]
-    event, data = call_api(adm, "eval_report", [c["id"]])
+    event, data = call_api(adm, "eval_report", [c["id"], False])
     assert event == "complete", data
     kappas = sorted(round(float(r[3]), 2) for r in rows(data[1]) if len(r) == 4 and r[0].startswith("annotator"))
     assert kappas == [0.85, 0.86, 0.88]
@@ -341,7 +341,7 @@ def test_score_judge_from_the_tab_and_the_capacity_chart_in_the_report(tmp_path)
             run = _wait_ended(store, store.list_runs("judge")[0]["id"], timeout=120)
             assert run["status"] == "done" and run["config"]["mode"] == "score", run
             assert len(fake.requests) == 8
-            event, data = call_api(adm, "eval_report", [cid])
+            event, data = call_api(adm, "eval_report", [cid, False])
             assert event == "complete", data
             html = data[1]
             assert "Capacity of alpha relative to beta" in html and "133.3%" in html and "wl-cap-fill" in html

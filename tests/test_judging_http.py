@@ -8,6 +8,7 @@ The real Gradio app runs in-process (tests.uihelpers.start_app); annotators log 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import Counter
 
@@ -139,9 +140,10 @@ def test_evaluate_endpoints_refuse_annotators_on_the_server(app):
     store = ctx.store()
     before = len(store.list_campaigns())
     ann = http_login(base_url, "ann0", "ann-pass-123")
-    event, _ = call(ann, "eval_create_campaign", ["sneaky", [1, 2], "one", 1, "", False, False, 0], "x1")
+    event, _ = call(ann, "eval_create_campaign", ["sneaky", [1, 2], "one", 1, "", False, False, 0, 0, 0, 0.7,
+                                                       "order"], "x1")
     assert event == "error" and len(store.list_campaigns()) == before
-    event, payload = call(ann, "eval_report", [cid], "x2")
+    event, payload = call(ann, "eval_report", [cid, False], "x2")
     assert event == "error" and not any(m in json.dumps(payload) for m in MODELS)
     event, _ = call(ann, "eval_llm_judge", [cid, "pairwise"], "x3")
     assert event == "error" and store.list_runs("judge") == []
@@ -152,7 +154,8 @@ def test_admin_creates_campaign_reads_report_and_exports(app, tmp_path):
     store = ctx.store()
     adm = http_login(base_url, "admin", "admin-pass-123")
     sets = [s["id"] for s in store.list_output_sets()]
-    event, data = call(adm, "eval_create_campaign", ["second round", sets, "one", 2, "Be fair.", True, True, 2],
+    event, data = call(adm, "eval_create_campaign", ["second round", sets, "one", 2, "Be fair.", True, True, 2,
+                                                        0, 0, 0.7, "order"],
                        "a1")
     assert event == "complete", data
     new = store.campaign("second round")
@@ -162,12 +165,12 @@ def test_admin_creates_campaign_reads_report_and_exports(app, tmp_path):
         for n in range(3):
             item = ev.next_item(store, new, name)
             ev.submit(store, new, name, item["assignment_id"], "1", request_id=f"adm-{name}-{n}")
-    event, data = call(adm, "eval_report", [new["id"]], "a2")
+    event, data = call(adm, "eval_report", [new["id"], False], "a2")
     assert event == "complete" and "Cohen" in data[1] and "secret-model-alpha" in data[1]
-    event, data = call(adm, "eval_export", [new["id"]], "a3")
+    event, data = call(adm, "eval_export", [new["id"], False], "a3")
     assert event == "complete"
     names = sorted(f["orig_name"] for f in data[0]["value"])
-    assert names == ["report.json", "report_csv.zip"]
+    assert names == ["report.html", "report.json", "report_csv.zip"]
 
 
 def test_same_annotator_in_two_tabs_is_told_and_nothing_is_stored_twice(app):
@@ -200,3 +203,59 @@ def test_judging_buttons_wait_for_a_campaign(app):
     buttons = {c["props"].get("elem_id"): c["props"].get("interactive") for c in config["components"]
                if c.get("type") == "button" and str(c["props"].get("elem_id", "")).startswith("wl-judge-")}
     assert buttons and all(v is False for k, v in buttons.items() if k != "wl-judge-bad"), buttons
+
+
+def test_gold_and_repeated_items_are_indistinguishable_in_the_api(app):
+    """Gold items (one side degraded) and repeats (sides swapped) travel like every other item: the
+    same payload shape, no kind, no model name; gold and repeat judgments stay out of the results."""
+    base_url, ctx, _ = app
+    store = ctx.store()
+    sets = [s["id"] for s in store.list_output_sets() if s["model"] in MODELS]
+    cid = ev.create_campaign(store, "with checks", sets, k=1, gold_share=0.3, repeat_share=0.3, seed=4)
+    kinds = Counter(i["kind"] for i in store.campaign_items(cid, include_attention=True))
+    make_user(ctx, "checker", "ann-pass-123")
+    client = http_login(base_url, "checker", "ann-pass-123")
+    payloads = []
+    try:
+        event, data = call(client, "judge_start", [cid], "chk")
+        while event == "complete" and "Response 1" in data[1]:
+            payloads.append(data)
+            n = re.search(r"Question number (\d+)", data[0]).group(1)  # a careful rater: the on-topic answer
+            event, data = call(client, "judge_1" if f"Answer {n}," in data[1] else "judge_2", [None, data[6], ""],
+                               "chk")
+    finally:
+        client.close()
+    assert len(payloads) == sum(kinds.values()) and kinds["gold"] >= 2 and kinds["repeat"] >= 2
+    assert {len(p) for p in payloads[1:]} == {7}  # judge_start adds the page's widgets to the same 7 outputs
+    shapes = {tuple(sorted(set(re.findall(r'class="([^"]+)"', json.dumps(p[:7]))))) for p in payloads}
+    assert len(shapes) == 1, shapes  # the same markup around every item
+    text = json.dumps(payloads)
+    assert not any(word in text for word in (*MODELS, "gold", "repeat", "attention", "kind"))
+    judged = Counter(r["kind"] for r in store.campaign_judgments(cid))
+    assert judged == kinds
+    from wizardlab.evaluation import report
+
+    assert report.build_report(store, cid, n_boot=20)["n_judgments"] == kinds["real"]
+
+
+def test_admin_resolves_an_identity_leak_and_pauses_a_rater_over_http(app):
+    base_url, ctx, _ = app
+    store = ctx.store()
+    rows = [{"prompt_id": i, "prompt": f"Leak question {i}?", "model": m,
+             "output": "I am ChatGPT." if (m, i) == ("leaky-b", 1) else f"Reply {i} by {m[-1]}."}
+            for m in ("leaky-a", "leaky-b") for i in range(4)]
+    path = ctx.data_dir / "leaky.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sets = ev.import_outputs(store, path, testset="leaky")
+    cid = ev.create_campaign(store, "leaky", [s["id"] for s in sets], k=1)
+    assert store.campaign(cid)["status"] == "review"
+    hit = store.identity_hits(cid)[0]
+    adm = http_login(base_url, "admin", "admin-pass-123")
+    event, data = call(adm, "eval_resolve_leak", [cid, hit["id"], "keep", ""], "l1")
+    assert event == "complete" and "kept; 0 left; the campaign is open" in data[0], data
+    event, data = call(adm, "eval_pause_rater", [cid, "ann1"], "l2")
+    assert event == "complete" and "ann1 paused" in data[0] and "Paused raters: ann1" in data[1]
+    assert ev.next_item(store, store.campaign(cid), "ann1") is None and ev.is_paused(store, store.campaign(cid), "ann1")
+    event, data = call(adm, "eval_resume_rater", [cid, "ann1"], "l3")
+    assert event == "complete" and ev.next_item(store, store.campaign(cid), "ann1") is not None

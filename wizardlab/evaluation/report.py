@@ -28,7 +28,7 @@ import csv
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from wizardlab.evaluation import require_campaign, stats, trust
+from wizardlab.evaluation import raters, require_campaign, stats, trust
 
 HUMAN = ("ui", "import")
 HIGH_DIFFICULTY = 8
@@ -51,6 +51,10 @@ NOTES = {
     "judge_cards": "Judge card: how an LLM judge agrees with the human majority next to how well humans agree "
                    "with each other, how often its verdict flips when the answers swap sides, and how often it "
                    "picks the longer answer or the one with more lists (0.5 = no preference).",
+    "raters": raters.NOTE,
+    "identity_leaks": "Identity leaks: answers that name a model or vendor (\"as an AI model developed by "
+                      "...\"), found when the campaign was created; annotators see nothing until each is edited, "
+                      "dropped or kept.",
     "conclusive": "Conclusive yet: a Bayes factor over the non-tie items that may be checked after every "
                   "judgment and still keeps a 5% false-alarm rate (conclusive at 20).",
 }
@@ -75,13 +79,26 @@ def band(difficulty) -> str | None:
     return "1-3" if d < 4 else "4-6" if d < 7 else "7-10"
 
 
-def build_report(store, campaign_ref, *, n_boot: int = 2000, seed: int = 0) -> dict:
+def build_report(store, campaign_ref, *, n_boot: int = 2000, seed: int = 0, exclude=None) -> dict:
+    """The whole report. `exclude`: rater names to leave out of every result, or "flagged" (the
+    raters whose card has a flag); `raters.effect` shows what leaving out the flagged ones changes."""
     campaign = require_campaign(store, campaign_ref)
     rows = store.campaign_judgments(campaign["id"])
-    human = [r for r in rows if r["source"] in HUMAN and r["attention_label"] is None]
+    cards = raters.cards(rows, store.raters(campaign["id"]),
+                         campaign["config"].get("gold_threshold", raters.GOLD_THRESHOLD))
+    excluded = raters.flagged(cards) if exclude == "flagged" else sorted(set(exclude or ()))
+    every = [r for r in rows if r["source"] in HUMAN and r["kind"] == "real"]
+    human = [r for r in every if r["annotator"] not in excluded]
+    rows = [r for r in rows if r["annotator"] not in excluded]
     items = _items(human)
     return {
         "campaign": {k: campaign[k] for k in ("id", "name", "k", "status", "created_at")},
+        "options": {k: campaign["config"].get(k) for k in ("gold_share", "repeat_share", "gold_threshold", "routing")},
+        "raters": {"cards": cards, "flagged": raters.flagged(cards), "excluded": excluded,
+                   "paused": [c["annotator"] for c in cards if c["paused"]],
+                   "effect": exclusion_effect(every, raters.flagged(cards), min(n_boot, 200), seed)},
+        "identity_leaks": [{k: h[k] for k in ("id", "output_id", "model", "match", "context", "status")}
+                           for h in store.identity_hits(campaign["id"])],
         "n_items": len(store.campaign_items(campaign["id"])),
         "n_judgments": len(human),
         "progress": store.campaign_progress(campaign["id"]),
@@ -101,6 +118,21 @@ def build_report(store, campaign_ref, *, n_boot: int = 2000, seed: int = 0) -> d
     }
 
 
+def exclusion_effect(human: list[dict], flagged: list[str], n_boot: int, seed: int) -> list[dict]:
+    """Per pair: the win rate (ties half) with every rater and without the flagged ones."""
+    full = {(p["model_a"], p["model_b"]): p for p in _pairs(_items(human), n_boot, seed)}
+    kept = {(p["model_a"], p["model_b"]): p for p in
+            _pairs(_items([r for r in human if r["annotator"] not in flagged]), n_boot, seed)}
+    out = []
+    for (a, b), p in sorted(full.items()):
+        q = kept.get((a, b), {})
+        rate = q.get("win_rate_ties_half")
+        out.append({"model_a": a, "model_b": b, "n_all": p["n"], "win_rate_all": p["win_rate_ties_half"],
+                    "n_without_flagged": q.get("n", 0), "win_rate_without_flagged": rate,
+                    "change": None if rate is None else rate - p["win_rate_ties_half"]})
+    return out
+
+
 def trust_sections(campaign_items: list[dict], rows: list[dict], human: list[dict], items: dict, n_boot: int,
                    seed: int) -> dict:
     """Length-controlled win rates (humans and each LLM judge), fragility and "conclusive yet?" per pair;
@@ -110,7 +142,7 @@ def trust_sections(campaign_items: list[dict], rows: list[dict], human: list[dic
     for r in human:
         judged[("humans", r["model_a"], r["model_b"])].append(r)
     for r in rows:
-        if r["source"] == "llm" and r["attention_label"] is None:
+        if r["source"] == "llm" and r["kind"] == "real":
             judged[(r["annotator"], r["model_a"], r["model_b"])].append(r)
     controlled = [{"judges": who, "model_a": a, "model_b": b, **trust.length_controlled(
         [(r["item_id"], r["label"], *texts.get(r["item_id"], ("", ""))) for r in rs],
@@ -142,7 +174,7 @@ def judge_cards(texts: dict, rows: list[dict], human: list[dict], items: dict) -
     humans = {kind: trust.preference(with_text(human), kind) for kind in ("words", "lists")}
     by_judge = defaultdict(list)
     for r in rows:
-        if r["source"] == "llm" and r["attention_label"] is None:
+        if r["source"] == "llm" and r["kind"] == "real":
             by_judge[r["annotator"]].append(r)
     cards = []
     for judge, rs in sorted(by_judge.items()):
@@ -183,7 +215,7 @@ def llm_judges_report(store, campaign_ref, *, n_boot: int = 2000, seed: int = 0)
     """Only the LLM-judge section of the report (cheap on campaigns with many annotators)."""
     campaign = require_campaign(store, campaign_ref)
     rows = store.campaign_judgments(campaign["id"])
-    human = [r for r in rows if r["source"] in HUMAN and r["attention_label"] is None]
+    human = [r for r in rows if r["source"] in HUMAN and r["kind"] == "real"]
     return _llm_judges(rows, _items(human), n_boot, seed)
 
 
@@ -274,7 +306,7 @@ def capacity(rows: list[dict], n_boot: int = 2000, seed: int = 0) -> list[dict]:
     per skill, category and difficulty split; see `stats.capacity_ratio`."""
     groups = defaultdict(list)
     for r in rows:
-        if r["score_a"] is not None and r["score_b"] is not None and r["attention_label"] is None:
+        if r["score_a"] is not None and r["score_b"] is not None and r["kind"] == "real":
             groups[(r["annotator"], r["model_a"], r["model_b"])].append(r)
     keys = {k: BREAKDOWN_KEYS[k] for k in ("skill", "category", "difficulty_split")}
     out = []
@@ -306,7 +338,7 @@ def _annotators(rows: list[dict], human: list[dict]) -> list[dict]:
     for r in rows:
         if r["source"] not in HUMAN:
             continue
-        if r["attention_label"] is not None:
+        if r["kind"] == "attention":
             attention[r["annotator"]].append(r["label"] == r["attention_label"])
         if r["seconds"] is not None:
             seconds[r["annotator"]].append(r["seconds"])
@@ -336,7 +368,7 @@ def _llm_judges(rows: list[dict], items: dict, n_boot: int, seed: int) -> list[d
     """Each LLM judge: its own win rates, and its agreement with the human majority and every human vote."""
     by_judge, judge_items = defaultdict(dict), defaultdict(list)
     for r in rows:
-        if r["source"] == "llm" and r["attention_label"] is None:
+        if r["source"] == "llm" and r["kind"] == "real":
             by_judge[r["annotator"]][r["item_id"]] = model_label(r["label"])
             judge_items[r["annotator"]].append({"model_a": r["model_a"], "model_b": r["model_b"],
                                                 "label": model_label(r["label"]), "labels": [r["label"]]})
@@ -422,6 +454,7 @@ def render_text(rep: dict) -> str:
     lines += [f"  {r['annotator']}: n={r['n']} agreement {_pct(r['agreement'])} kappa {_num(r['kappa'])} "
               f"median {_num(r['median_seconds'], '{:.1f}')} s attention {_pct(r['attention_accuracy'])} "
               f"{' '.join(r['flags'])}" for r in rep["annotators"]]
+    lines += _rater_lines(rep)
     for j in rep["llm_judges"]:
         lines += ["", f"LLM judge {j['judge']} vs humans ({j['n_items']} items): majority agreement "
                       f"{_pct(j['majority_agreement'])} (without ties {_pct(j['majority_agreement_without_ties'])},"
@@ -431,6 +464,43 @@ def render_text(rep: dict) -> str:
                   f"{_ci(p['ci']['win'])} tie {_pct(p['tie'])} loss {_pct(p['loss'])}{_ci(p['ci']['loss'])}"
                   for p in j["pairs"]]
     return "\n".join(lines)
+
+
+def _rater_lines(rep: dict) -> list[str]:
+    r = rep.get("raters") or {}
+    lines = []
+    if r.get("cards"):
+        lines += ["", "Rater cards (gold accuracy, flips on swapped repeats, left-side and tie rates, median time, "
+                      "agreement with the others):"]
+        lines += [f"  {c['annotator']}: n={c['n']} gold {_pct(c['gold_accuracy'])} of {c['gold_n']}, flips "
+                  f"{_pct(c['flip_rate'])} of {c['repeat_n']}, left {_pct(c['left_rate'])}, ties {_pct(c['tie_rate'])},"
+                  f" median {_num(c['median_seconds'], '{:.1f}')} s, agreement {_pct(c['agreement'])}"
+                  + (f"  FLAGS: {' '.join(c['flags'])}" if c["flags"] else "")
+                  + (f" ({c['pause_reason']})" if c["pause_reason"] else "") for c in r["cards"]]
+        if r["excluded"]:
+            lines.append(f"  Excluded from every result above: {', '.join(r['excluded'])}")
+        for e in r["effect"]:
+            lines.append(f"  Without the flagged raters ({', '.join(r['flagged']) or 'none'}): {e['model_a']} vs "
+                         f"{e['model_b']} win rate (ties half) {_pct(e['win_rate_all'])} -> "
+                         f"{_pct(e['win_rate_without_flagged'])} (n={e['n_without_flagged']} items)")
+        lines.append(f"  ({rep['notes']['raters']})")
+    leaks = rep.get("identity_leaks") or []
+    if leaks:
+        lines += ["", f"Identity leaks ({sum(h['status'] == 'open' for h in leaks)} open of {len(leaks)}):"]
+        lines += [f"  #{h['id']} [{h['status']}] {h['model']}: {h['match']!r} in {h['context'][:120]!r}" for h in leaks]
+    return lines
+
+
+def render_html(rep: dict) -> str:
+    """A self-contained HTML page of the text report (inline CSS, no scripts); the Evaluate tab's
+    export writes its richer page (eval_ui.rater_sections.html_page)."""
+    from html import escape
+
+    c = rep["campaign"]
+    title = escape(f"Campaign {c['id']} {c['name']}: report")
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>body '
+            "{font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1100px} pre {white-space: pre-wrap; "
+            f"font-size: 13px}}</style></head><body><h2>{title}</h2><pre>{escape(render_text(rep))}</pre></body></html>")
 
 
 def _bar_text(ratio, width: int = 30) -> str:
@@ -521,6 +591,9 @@ def tables(rep: dict) -> dict[str, list[dict]]:
         "kappa_pairs": rep["agreement"]["cohen_kappa_pairs"],
         "agreement": [{k: v for k, v in rep["agreement"].items() if k != "cohen_kappa_pairs"}],
         "annotators": [{**r, "flags": " ".join(r["flags"])} for r in rep["annotators"]],
+        "rater_cards": [{**c, "flags": " ".join(c["flags"])} for c in rep["raters"]["cards"]],
+        "rater_exclusion": rep["raters"]["effect"],
+        "identity_leaks": rep["identity_leaks"],
         "llm_judges": [{k: v for k, v in j.items() if k != "pairs"} for j in rep["llm_judges"]],
         "progress": rep["progress"],
     }

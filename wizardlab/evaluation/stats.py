@@ -571,3 +571,12 @@ def capacity_ratio(scores: Iterable[Sequence], n_boot: int = 2000, seed: int = 0
         boots = boots[np.isfinite(boots)]
         ci = [float(x) for x in np.percentile(boots, [2.5, 97.5])] if len(boots) else [None, None]
     return {**out, "ratio": float(ratio), "ci": ci}
+
+
+def wilson_width(successes: float, n: int) -> float:
+    """Width of the 95% Wilson interval of a proportion (statsmodels; successes may be fractional,
+    e.g. ties counted half)."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    lo, hi = proportion_confint(successes, n, alpha=0.05, method="wilson")
+    return float(hi - lo)

@@ -7,7 +7,13 @@ BEGIN IMMEDIATE transactions, so many annotators at once never collide:
 
 - an annotator never gets the same item twice (UNIQUE(item, annotator));
 - an item is handed out until it has `k` live (open or done) assignments; attention-check
-  items go to every annotator;
+  and gold items (known answer) go to every annotator; a repeat item (a real item again with
+  its sides swapped) goes to each annotator who judged the original, once they have judged
+  `REPEAT_GAP` items since; a paused rater gets nothing (`campaign_raters`) and their votes no
+  longer fill an item's k slots (others take them, so each item can still reach k trusted votes);
+- gold items alternate sides per annotator (the good answer left, then right, ...), so a rater
+  who always clicks one side scores half on them;
+- only `real` items count in results (`kind`: real | attention | gold | repeat);
 - a judgment is stored once: a repeated request id or a second submit of the same
   assignment returns the stored judgment instead of writing another.
 
@@ -25,6 +31,17 @@ from wizardlab.errors import PermissionDenied, UserError
 from wizardlab.store.base import dumps
 
 DISPLAY_TO_MODEL = {("1", 1): "a", ("1", 0): "b", ("2", 1): "b", ("2", 0): "a"}
+REPEAT_GAP = 3  # judgments between an item and its swapped repeat
+# Items the annotator :who may take next in campaign `c` (alias `i` = campaign_items).
+_ELIGIBLE = (
+    " NOT EXISTS (SELECT 1 FROM assignments s WHERE s.item_id = i.id AND s.annotator = :who) AND CASE i.kind"
+    " WHEN 'real' THEN (SELECT COUNT(*) FROM assignments s WHERE s.item_id = i.id AND s.status != 'skipped'"
+    "   AND s.annotator NOT IN (SELECT r.annotator FROM campaign_raters r WHERE r.campaign_id = i.campaign_id"
+    "   AND r.status = 'paused')) < c.k"
+    " WHEN 'repeat' THEN EXISTS (SELECT 1 FROM assignments o WHERE o.item_id = i.repeat_of AND o.annotator = :who"
+    "   AND o.status = 'done' AND (SELECT COUNT(*) FROM assignments l WHERE l.campaign_id = i.campaign_id"
+    "   AND l.annotator = :who AND l.status = 'done' AND l.id > o.id) >= :gap)"
+    " ELSE 1 END")
 
 
 
@@ -118,7 +135,8 @@ class EvalQueries:
     # -- campaigns ---------------------------------------------------------------
     def create_campaign(self, name: str, *, guidelines: str, k: int, allow_both_bad: bool, config: dict,
                         created_by: str | None, items: Iterable[tuple], conn: sqlite3.Connection | None = None) -> int:
-        """A campaign and its items [(prompt_id, output_a, output_b, attention_label)] in one transaction."""
+        """A campaign and its items [(prompt_id, output_a, output_b, attention_label[, kind, gold_kind])]
+        in one transaction (kind: real, or attention when a label is given and no kind)."""
         with self.tx() as c:
             c = conn or c
             if c.execute("SELECT 1 FROM campaigns WHERE name = ?", (name,)).fetchone():
@@ -126,9 +144,25 @@ class EvalQueries:
             cid = c.execute("INSERT INTO campaigns (name, guidelines, k, allow_both_bad, config, created_by)"
                             " VALUES (?,?,?,?,?,?)",
                             (name, guidelines, k, int(allow_both_bad), dumps(config), created_by)).lastrowid
+            rows = [(cid, *it[:4], it[4] if len(it) > 4 else ("real" if it[3] is None else "attention"),
+                     it[5] if len(it) > 5 else None) for it in items]
             c.executemany("INSERT OR IGNORE INTO campaign_items (campaign_id, prompt_id, output_a, output_b,"
-                          " attention_label) VALUES (?,?,?,?,?)", [(cid, *item) for item in items])
+                          " attention_label, kind, gold_kind) VALUES (?,?,?,?,?,?,?)", rows)
             return cid
+
+    def add_repeat_items(self, conn: sqlite3.Connection, campaign_id: int, item_ids: Iterable[int]) -> int:
+        """A repeat of each real item: the same pair with its outputs swapped (shown later, sides swapped)."""
+        return conn.executemany(
+            "INSERT OR IGNORE INTO campaign_items (campaign_id, prompt_id, output_a, output_b, kind, repeat_of)"
+            " SELECT campaign_id, prompt_id, output_b, output_a, 'repeat', id FROM campaign_items"
+            " WHERE id = ? AND campaign_id = ? AND kind = 'real'", [(i, campaign_id) for i in item_ids]).rowcount
+
+    def real_item_ids(self, conn: sqlite3.Connection, campaign_id: int) -> list[int]:
+        return [r[0] for r in conn.execute("SELECT id FROM campaign_items WHERE campaign_id = ? AND kind = 'real'"
+                                           " ORDER BY id", (campaign_id,)).fetchall()]
+
+    def set_campaign_status_in(self, conn: sqlite3.Connection, campaign_id: int, status: str) -> None:
+        conn.execute("UPDATE campaigns SET status = ? WHERE id = ?", (status, campaign_id))
 
     def add_campaign_item(self, conn: sqlite3.Connection, campaign_id: int, prompt_id: int, output_a: int,
                           output_b: int) -> int:
@@ -162,40 +196,64 @@ class EvalQueries:
         return self.query(
             "SELECT sa.model AS model_a, sb.model AS model_b, COUNT(*) AS n FROM campaign_items i"
             + _PAIR_MODELS +
-            " WHERE i.campaign_id = ? AND i.attention_label IS NULL GROUP BY sa.model, sb.model", (campaign_id,))
+            " WHERE i.campaign_id = ? AND i.kind = 'real' GROUP BY sa.model, sb.model", (campaign_id,))
 
     def campaign_items(self, campaign_id: int, *, include_attention: bool = False) -> list[dict]:
-        """Items with prompt text and metadata, both outputs and their models (server side only)."""
-        where = "" if include_attention else " AND i.attention_label IS NULL"
+        """Items with prompt text and metadata, both outputs and their models (server side only); only
+        real items unless `include_attention` (then attention, gold and repeat items too)."""
+        where = "" if include_attention else " AND i.kind = 'real'"
         return self.query(
-            "SELECT i.id AS item_id, i.attention_label, p.id AS prompt_id, p.prompt_key, p.text AS prompt,"
+            "SELECT i.id AS item_id, i.attention_label, i.kind, i.gold_kind, i.repeat_of, p.id AS prompt_id, p.prompt_key, p.text AS prompt,"
             " p.skill, p.category, p.difficulty, oa.text AS response_a, ob.text AS response_b,"
             " sa.model AS model_a, sb.model AS model_b FROM campaign_items i JOIN prompts p ON p.id = i.prompt_id"
             + _PAIR_MODELS +
             f" WHERE i.campaign_id = ?{where} ORDER BY i.id", (campaign_id,))
 
     # -- assignment --------------------------------------------------------------
-    def next_assignment(self, campaign_id: int, annotator: str, a_on_left: Callable[[int], bool]) -> int | None:
-        """The annotator's open assignment, or a new one on the next item that needs a judge; None when done.
+    def next_assignment(self, campaign_id: int, annotator: str, a_on_left: Callable[[int], bool],
+                        pair_rank: dict[tuple[int, int], int] | None = None) -> int | None:
+        """The annotator's open assignment, or a new one on the next item that needs a judge; None when done
+        or when the rater is paused. A repeat that is due comes first (shown as the original was, sides
+        swapped); then items in id order, or with `pair_rank` ({(output set a, output set b): rank}) real
+        items of the lowest-ranked pair first (routing to the widest intervals).
 
         One BEGIN IMMEDIATE transaction, so two annotators never both take an item's last slot.
         """
         with self.tx() as c:
+            if c.execute("SELECT 1 FROM campaign_raters WHERE campaign_id = ? AND annotator = ? AND status = 'paused'",
+                         (campaign_id, annotator)).fetchone():
+                return None
             row = c.execute("SELECT id FROM assignments WHERE campaign_id = ? AND annotator = ? AND status = 'open'"
                             " ORDER BY id DESC LIMIT 1", (campaign_id, annotator)).fetchone()
             if row:
                 return row[0]
-            item = c.execute(
-                "SELECT i.id FROM campaign_items i JOIN campaigns c ON c.id = i.campaign_id"
-                " WHERE i.campaign_id = ? AND c.status = 'open'"
-                " AND NOT EXISTS (SELECT 1 FROM assignments s WHERE s.item_id = i.id AND s.annotator = ?)"
-                " AND (i.attention_label IS NOT NULL OR (SELECT COUNT(*) FROM assignments s"
-                "      WHERE s.item_id = i.id AND s.status != 'skipped') < c.k)"
-                " ORDER BY i.id LIMIT 1", (campaign_id, annotator)).fetchone()
-            if item is None:
+            params = {"cid": campaign_id, "who": annotator, "gap": REPEAT_GAP}
+            rank = ""
+            if pair_rank:
+                whens = []
+                for n, ((sa, sb), r) in enumerate(pair_rank.items()):
+                    whens.append(f" WHEN oa.output_set_id = :sa{n} AND ob.output_set_id = :sb{n} THEN :r{n}")
+                    params.update({f"sa{n}": sa, f"sb{n}": sb, f"r{n}": r})
+                rank = f"CASE WHEN i.kind != 'real' THEN 0{''.join(whens)} ELSE {len(pair_rank)} END, "
+            sql = ("SELECT i.id, i.kind, i.repeat_of FROM campaign_items i JOIN campaigns c ON c.id = i.campaign_id"
+                   " JOIN outputs oa ON oa.id = i.output_a JOIN outputs ob ON ob.id = i.output_b"
+                   f" WHERE i.campaign_id = :cid AND c.status = 'open' AND {_ELIGIBLE}"
+                   f" ORDER BY i.kind = 'repeat' DESC, {rank}i.id LIMIT 1")
+            item = c.execute(sql, params).fetchone() or c.execute(sql, {**params, "gap": 0}).fetchone()
+            if item is None:  # (with nothing else left, a repeat comes without waiting for its gap)
                 return None
+            if item["kind"] == "repeat":  # the original's a_on_left shows the swapped pair's sides swapped
+                left = c.execute("SELECT a_on_left FROM assignments WHERE item_id = ? AND annotator = ?",
+                                 (item["repeat_of"], annotator)).fetchone()[0]
+            elif item["kind"] == "gold" and (prev := c.execute(
+                    "SELECT s.a_on_left FROM assignments s JOIN campaign_items g ON g.id = s.item_id"
+                    " WHERE s.campaign_id = ? AND s.annotator = ? AND g.kind = 'gold' ORDER BY s.id DESC LIMIT 1",
+                    (campaign_id, annotator)).fetchone()):
+                left = 1 - prev[0]
+            else:
+                left = int(bool(a_on_left(item["id"])))
             return c.execute("INSERT INTO assignments (campaign_id, item_id, annotator, a_on_left) VALUES (?,?,?,?)",
-                             (campaign_id, item[0], annotator, int(bool(a_on_left(item[0]))))).lastrowid
+                             (campaign_id, item["id"], annotator, left)).lastrowid
 
     def assignment_view(self, assignment_id: int, annotator: str) -> dict:
         """What the annotator is shown: prompt and the two responses in display order. Raises if not theirs."""
@@ -217,10 +275,8 @@ class EvalQueries:
             "SELECT status, COUNT(*) FROM assignments WHERE campaign_id = ? AND annotator = ? GROUP BY status",
             (campaign_id, annotator)).fetchall())
         available = self.scalar(
-            "SELECT COUNT(*) FROM campaign_items i JOIN campaigns c ON c.id = i.campaign_id WHERE i.campaign_id = ?"
-            " AND NOT EXISTS (SELECT 1 FROM assignments s WHERE s.item_id = i.id AND s.annotator = ?)"
-            " AND (i.attention_label IS NOT NULL OR (SELECT COUNT(*) FROM assignments s"
-            "      WHERE s.item_id = i.id AND s.status != 'skipped') < c.k)", (campaign_id, annotator))
+            "SELECT COUNT(*) FROM campaign_items i JOIN campaigns c ON c.id = i.campaign_id WHERE i.campaign_id = :cid"
+            f" AND {_ELIGIBLE}", {"cid": campaign_id, "who": annotator, "gap": 0})
         done, open_, skipped = counts.get("done", 0), counts.get("open", 0), counts.get("skipped", 0)
         return {"done": done, "skipped": skipped, "total": done + open_ + available}
 
@@ -319,7 +375,7 @@ class EvalQueries:
         return self.query(
             "SELECT j.id, j.item_id, j.annotator, j.label, j.a_on_left, j.rationale, j.seconds, j.source,"
             " j.score_a, j.score_b,"
-            " j.created_at, i.attention_label, p.prompt_key, p.skill, p.category, p.difficulty,"
+            " j.created_at, i.attention_label, i.kind, i.gold_kind, i.repeat_of, p.prompt_key, p.skill, p.category, p.difficulty,"
             " sa.model AS model_a, sb.model AS model_b FROM judgments j"
             " JOIN campaign_items i ON i.id = j.item_id JOIN prompts p ON p.id = i.prompt_id"
             + _PAIR_MODELS +
@@ -335,10 +391,10 @@ class EvalQueries:
             " FROM assignments a WHERE a.campaign_id = ? GROUP BY a.annotator ORDER BY a.annotator", (campaign_id,))
 
     def campaign_fill(self, campaign_id: int) -> dict:
-        """How many (non attention) items have 0..k judgments."""
+        """How many real items have 0..k judgments."""
         rows = self.query(
             "SELECT n, COUNT(*) AS items FROM (SELECT i.id, (SELECT COUNT(*) FROM judgments j WHERE j.item_id = i.id"
-            " AND j.source != 'llm') AS n FROM campaign_items i WHERE i.campaign_id = ? AND i.attention_label IS NULL)"
+            " AND j.source != 'llm') AS n FROM campaign_items i WHERE i.campaign_id = ? AND i.kind = 'real')"
             " GROUP BY n ORDER BY n", (campaign_id,))
         return {r["n"]: r["items"] for r in rows}
 
@@ -370,7 +426,94 @@ class EvalQueries:
         for r in self.query(
                 "SELECT i.id AS item_id, sa.model AS model_a, sb.model AS model_b FROM campaign_items i"
                 " JOIN prompts p ON p.id = i.prompt_id" + _PAIR_MODELS +
-                " WHERE i.campaign_id = ? AND p.prompt_key = ?", (campaign_id, str(prompt_key))):
+                " WHERE i.campaign_id = ? AND p.prompt_key = ? AND i.kind = 'real'", (campaign_id, str(prompt_key))):
             if {r["model_a"], r["model_b"]} == models:
                 return r
         return None
+
+    def pair_tallies(self, campaign_id: int) -> list[dict]:
+        """Per pair of output sets over real items: human judgments n, wins of a, ties (for routing)."""
+        return self.query(
+            "SELECT oa.output_set_id AS set_a, ob.output_set_id AS set_b, COUNT(j.id) AS n,"
+            " SUM(j.label = 'a') AS wins, SUM(j.label IN ('tie', 'both_bad')) AS ties FROM campaign_items i"
+            " JOIN outputs oa ON oa.id = i.output_a JOIN outputs ob ON ob.id = i.output_b"
+            " LEFT JOIN judgments j ON j.item_id = i.id AND j.source != 'llm'"
+            " WHERE i.campaign_id = ? AND i.kind = 'real' GROUP BY oa.output_set_id, ob.output_set_id", (campaign_id,))
+
+    # -- rater quality: gold tallies, paused raters ---------------------------------
+    def gold_tally(self, campaign_id: int, annotator: str) -> tuple[int, int]:
+        """(gold items judged, of which right) for one annotator."""
+        row = self.query_one("SELECT COUNT(*) AS n, COALESCE(SUM(j.label = i.attention_label), 0) AS right"
+                             " FROM judgments j JOIN campaign_items i ON i.id = j.item_id"
+                             " WHERE j.campaign_id = ? AND j.annotator = ? AND i.kind = 'gold'",
+                             (campaign_id, annotator))
+        return row["n"], row["right"]
+
+    def raters(self, campaign_id: int) -> dict[str, dict]:
+        """{annotator: {status, reason, changed_by, changed_at}} of raters whose status was ever set."""
+        return {r["annotator"]: r for r in self.query(
+            "SELECT annotator, status, reason, changed_by, changed_at FROM campaign_raters WHERE campaign_id = ?"
+            " ORDER BY annotator", (campaign_id,))}
+
+    def set_rater_status(self, campaign_id: int, annotator: str, status: str, *, reason: str | None = None,
+                         by: str | None = None) -> int:
+        """Pause (their open items go back to the pool: returns how many) or resume a rater."""
+        if status not in ("active", "paused"):
+            raise UserError(f"rater status must be 'active' or 'paused', got {status!r}")
+        with self.tx() as c:
+            c.execute("INSERT INTO campaign_raters (campaign_id, annotator, status, reason, changed_by) VALUES (?,?,?,?,?)"
+                      " ON CONFLICT(campaign_id, annotator) DO UPDATE SET status = excluded.status,"
+                      " reason = excluded.reason, changed_by = excluded.changed_by,"
+                      " changed_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')", (campaign_id, annotator, status, reason, by))
+            if status != "paused":
+                return 0
+            return c.execute("DELETE FROM assignments WHERE campaign_id = ? AND annotator = ? AND status = 'open'",
+                             (campaign_id, annotator)).rowcount
+
+    # -- identity leaks (before blinding) -----------------------------------------
+    def campaign_outputs(self, conn: sqlite3.Connection, campaign_id: int) -> list[dict]:
+        """Every output shown in a campaign: {id, text} (inside the caller's transaction)."""
+        return [dict(r) for r in conn.execute(
+            "SELECT DISTINCT o.id, o.text FROM outputs o JOIN campaign_items i"
+            " ON o.id IN (i.output_a, i.output_b) WHERE i.campaign_id = ? ORDER BY o.id", (campaign_id,)).fetchall()]
+
+    def add_identity_hits(self, conn: sqlite3.Connection, campaign_id: int, hits: Iterable[tuple[int, str, str]]) -> int:
+        """Record hits [(output id, match, context)]; one per output."""
+        return conn.executemany("INSERT OR IGNORE INTO identity_hits (campaign_id, output_id, match, context)"
+                                " VALUES (?,?,?,?)", [(campaign_id, *h) for h in hits]).rowcount
+
+    def identity_hits(self, campaign_id: int, *, open_only: bool = False) -> list[dict]:
+        """The campaign's hits with the output's text and model (admin only)."""
+        where = " AND h.status = 'open'" if open_only else ""
+        return self.query(
+            "SELECT h.id, h.output_id, h.match, h.context, h.status, h.resolved_by, h.resolved_at, s.model,"
+            " s.name AS output_set, o.text FROM identity_hits h JOIN outputs o ON o.id = h.output_id"
+            f" JOIN output_sets s ON s.id = o.output_set_id WHERE h.campaign_id = ?{where} ORDER BY h.id",
+            (campaign_id,))
+
+    def resolve_identity_hit(self, campaign_id: int, hit_id: int, action: str, *, by: str | None = None,
+                             text: str | None = None) -> dict:
+        """`edit` (replace the output's text everywhere), `drop` (remove this campaign's items showing it and
+        their repeats) or `keep` (a false alarm). Returns {"status", "open_left"}."""
+        status = {"edit": "edited", "drop": "dropped", "keep": "kept"}.get(action)
+        if status is None:
+            raise UserError(f"resolve an identity hit with edit, drop or keep, not {action!r}")
+        with self.tx() as c:
+            h = c.execute("SELECT output_id FROM identity_hits WHERE id = ? AND campaign_id = ?",
+                          (hit_id, campaign_id)).fetchone()
+            if h is None:
+                raise UserError(f"campaign {campaign_id} has no identity hit {hit_id}")
+            if action == "edit":
+                if not text or not text.strip():
+                    raise UserError("give the edited text of the output")
+                c.execute("UPDATE outputs SET text = ? WHERE id = ?", (text, h[0]))
+            elif action == "drop":
+                ids = [r[0] for r in c.execute("SELECT id FROM campaign_items WHERE campaign_id = ?"
+                                               " AND ? IN (output_a, output_b)", (campaign_id, h[0])).fetchall()]
+                c.executemany("DELETE FROM campaign_items WHERE repeat_of = ?", [(i,) for i in ids])
+                c.executemany("DELETE FROM campaign_items WHERE id = ?", [(i,) for i in ids])
+            c.execute("UPDATE identity_hits SET status = ?, resolved_by = ?,"
+                      " resolved_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?", (status, by, hit_id))
+            left = c.execute("SELECT COUNT(*) FROM identity_hits WHERE campaign_id = ? AND status = 'open'",
+                             (campaign_id,)).fetchone()[0]
+            return {"status": status, "open_left": left}

@@ -437,5 +437,42 @@ def m009_scale(conn: sqlite3.Connection) -> None:
     )
 
 
+def m010_rater_quality(conn: sqlite3.Connection) -> None:
+    """Verdicts you can trust: an item's kind (real | attention | gold | repeat; only real items
+    count in results), what a gold item's degraded answer is, which item a repeat shows again
+    with the sides swapped; raters paused per campaign; identity leaks found before blinding."""
+    conn.executescript(
+        """
+        ALTER TABLE campaign_items ADD COLUMN kind TEXT NOT NULL DEFAULT 'real';
+        ALTER TABLE campaign_items ADD COLUMN gold_kind TEXT;     -- truncated | off_topic | other_answer
+        ALTER TABLE campaign_items ADD COLUMN repeat_of INTEGER REFERENCES campaign_items(id);
+        UPDATE campaign_items SET kind = 'attention' WHERE attention_label IS NOT NULL;
+
+        CREATE TABLE campaign_raters (
+            campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+            annotator TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'active',  -- active | paused
+            reason TEXT,
+            changed_by TEXT,
+            changed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+            PRIMARY KEY (campaign_id, annotator)
+        );
+
+        CREATE TABLE identity_hits (
+            id INTEGER PRIMARY KEY,
+            campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+            output_id INTEGER NOT NULL REFERENCES outputs(id) ON DELETE CASCADE,
+            match TEXT NOT NULL,                   -- the words that identify a model or vendor
+            context TEXT NOT NULL,                 -- the sentence around them
+            status TEXT NOT NULL DEFAULT 'open',   -- open | edited | dropped | kept
+            resolved_by TEXT,
+            resolved_at TEXT,
+            UNIQUE (campaign_id, output_id)
+        );
+        """
+    )
+
+
 MIGRATIONS = [m001_core, m002_users, m003_evaluation, m004_job_process, m005_call_outcomes, m006_experiments,
-              m007_judgment_scores, m008_curators, m009_scale]
+              m007_judgment_scores, m008_curators, m009_scale,
+              m010_rater_quality]
