@@ -56,6 +56,22 @@ def test_an_address_is_slowed_whatever_names_it_tries_and_unknown_names_count_al
     assert limiter.wait_seconds("fresh-name", "10.1.1.1") == 0  # another address is not
 
 
+def test_a_team_behind_one_address_logs_in_at_once_but_one_account_gets_one_check_at_a_time():
+    limiter = LoginLimiter(clock=Clock())
+    # twenty annotators behind one office address, all in flight together: every one is admitted
+    assert all(limiter.wait_seconds(f"ann{i}", "10.2.2.2") == 0 for i in range(20))
+    for i in range(20):
+        limiter.succeeded(f"ann{i}", "10.2.2.2")
+    # concurrent tries on ONE account count as failures before they end: a burst gets `free` checks
+    admitted = sum(limiter.wait_seconds("admin", f"10.3.3.{i}") == 0 for i in range(20))
+    assert admitted == limiter.free
+    # once an address has failed, its tries in flight count again
+    fresh = LoginLimiter(clock=Clock())
+    for i in range(3):
+        fresh.failed(f"x{i}", "10.4.4.4")
+    assert sum(fresh.wait_seconds(f"y{i}", "10.4.4.4") == 0 for i in range(10)) == fresh.free - 3
+
+
 def test_the_owner_gets_in_once_the_flood_stops_and_success_clears_the_record():
     clock = Clock()
     limiter = LoginLimiter(clock=clock)
