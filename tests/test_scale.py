@@ -11,7 +11,8 @@ from wizardlab.store.schema import MIGRATIONS
 
 def _old_release_db(path, monkeypatch):
     """A file as the release before m009_scale wrote it: old schema, raw SQL of that release."""
-    monkeypatch.setattr(base, "MIGRATIONS", MIGRATIONS[:-1])
+    scale = next(i for i, m in enumerate(MIGRATIONS) if m.__name__ == "m009_scale")
+    monkeypatch.setattr(base, "MIGRATIONS", MIGRATIONS[:scale])  # the release before, whatever came later
     s = Store(path)
     assert "m009_scale" not in s.applied_migrations()
     run = s.create_run("evolve", {})
