@@ -199,7 +199,8 @@ def _tour_section(w: dict) -> None:
     with gr.Column(visible=False, variant="panel", elem_id="wl-tour") as w["tour_box"]:
         gr.Markdown("### New here? Take the tour\nOn the embedded model, offline: the 24 demo seeds evolve one round; "
                     "two arms (seeds only vs seeds + evolved) each train the embedded Gemma for a few CPU steps and "
-                    "answer 10 test questions; a small campaign opens for you to judge. About 3 minutes on 2 idle cores (longer when other work shares them).")
+                    "answer 10 test questions; a small campaign opens for you to judge. About 3 minutes on 2 idle "
+                    "cores (longer when other work shares them).")
         w["tour_start"] = gr.Button("Take the tour", variant="primary", elem_id="wl-tour-start")
     w["tour_status"] = gr.HTML(elem_id="wl-tour-status")
 
