@@ -493,22 +493,15 @@ def _wire_tour(ctx: AppContext, w: ExperimentWidgets) -> None:
         return gr.Column(visible=False), tour_html(ctx.store()), gr.Timer(active=True)
 
     def on_tick(request: gr.Request):
-        """The tour's progress; once it has ended, the recipe and experiment lists it filled."""
         if not ctx.is_admin(request):
-            return gr.skip(), gr.Timer(active=False), *(gr.skip(),) * 4
+            return gr.skip(), gr.Timer(active=False)
         from wizardlab import tour
 
         store = ctx.store()
         runs = store.list_runs(tour.KIND, limit=1)
         live = bool(runs and runs[0]["status"] in ("queued", "running", "pending"))
-        if live or not runs:
-            return tour_html(store), gr.Timer(active=live), *(gr.skip(),) * 4
-        names = [r["name"] for r in store.list_recipes()]
-        exps = experiment_choices(store)
-        return (tour_html(store), gr.Timer(active=False), recipe_rows(store), gr.Dropdown(choices=names),
-                gr.Dropdown(choices=exps, value=exps[0][1] if exps else None), gr.Dropdown(choices=names))
+        return tour_html(store), gr.Timer(active=live)
 
-    ticked = [w.tour_status, timer, w.recipe_table, w.compare_pick, w.experiment, w.recipe_pick]
     w.tour_start.click(on_start, None, [w.tour_box, w.tour_status, timer], api_name="tour_start")
-    timer.tick(on_tick, None, ticked, api_visibility="private", show_progress="hidden")
-    on_show(on_tick, ticked)
+    timer.tick(on_tick, None, [w.tour_status, timer], api_visibility="private", show_progress="hidden")
+    on_show(on_tick, [w.tour_status, timer])
