@@ -108,3 +108,50 @@ def test_override_changes_next_alpaca_export(store, tmp_path):
     after = json.loads(export_dataset(store, run, tmp_path / "b.json", "alpaca").read_text())
     assert len(after) == len(before) + 1
     assert "R2 3 sorry" in {r["instruction"] for r in after} - {r["instruction"] for r in before}
+
+
+def test_hf_export_streams_into_shards_that_load_in_order(store, tmp_path, monkeypatch):
+    import datasets
+
+    from wizardlab import export
+
+    run = _forest(store)
+    expected = list(export.training_records(store, run))
+    monkeypatch.setattr(export, "SHARD_BYTES", 40)  # a new Arrow file every two or three records
+    out = export.export_dataset(store, run, tmp_path / "hf", "hf")
+    shards = sorted(p.name for p in out.glob("*.arrow"))
+    assert len(shards) >= 3 and shards[-1] == f"data-{len(shards) - 1:05d}-of-{len(shards):05d}.arrow"
+    ds = datasets.load_from_disk(str(out))
+    assert ds.to_list() == expected  # every record once, in id order, across the shards
+    assert ds.features["id"].dtype == "int64" and ds.features["output"].dtype == "string"
+    assert not list(tmp_path.glob(".hf.*"))  # the temporary directory is gone
+
+    curation.bulk_override(store, run, {}, "eliminate", "start over", "ana")  # nothing left to train on
+    empty = datasets.load_from_disk(str(export.export_dataset(store, run, tmp_path / "hf", "hf")))
+    assert len(empty) == 0 and list(empty.features) == list(export.HF_FEATURES)
+
+
+def test_short_text_search_reads_the_narrow_text_table_with_and_without_filters(store):
+    run = _forest(store)
+    from wizardlab.store.lineage import _source, _where
+
+    for filters, source in (({"text": "R2"}, "node_text e"), ({"text": "R2", "round": 0}, "node_text t JOIN")):
+        assert _source(filters).startswith(source)
+        where, params = _where(run, filters)
+        plan = [r["detail"] for r in store.query(f"EXPLAIN QUERY PLAN SELECT e.root_id FROM {_source(filters)} "
+                                                 f"WHERE {where}", params)]
+        wide = [p for p in plan if " e " in f"{p} " and "COVERING INDEX" not in p and source.startswith("node_text t")]
+        assert plan and not wide, plan  # the text table and narrow indexes only: never the wide node rows
+    assert [r["matches"] for r in store.find_roots(run, {"text": "R2"})] == [1, 1, 1, 1]
+    assert [r["root_id"] for r in store.find_roots(run, {"text": "R2", "operation": "concretizing"})] == [4]
+    assert len(store.find_roots(run, {"text": "S", "round": 0})) == 4  # round 0 is a filter too
+    assert store.find_roots(run, {"text": "S", "round": 1}) == []
+    assert store.select_node_ids(run, {"text": "3", "status": "eliminated"}) == [12]
+    node = store.query_one("SELECT id FROM nodes WHERE instruction = 'R2 3 sorry'")["id"]
+    with store.tx() as c:  # an edited instruction is found by its new text, not its old one
+        c.execute("UPDATE nodes SET instruction = 'R2 3 qz' WHERE id = ?", (node,))
+    assert [r["root_id"] for r in store.find_roots(run, {"text": "qz"})] == [4]
+    assert store.find_roots(run, {"text": "sorry"}) == []
+    assert store.scalar("SELECT count(*) FROM node_text") == store.scalar("SELECT count(*) FROM nodes")
+    assert store.query("SELECT id, run_id, root_id, instruction, input FROM node_text ORDER BY id") == store.query(
+        "SELECT id, run_id, root_id, instruction, input FROM nodes ORDER BY id")

@@ -50,6 +50,10 @@ def test_database_of_the_previous_release_migrates_without_loss(tmp_path, monkey
     assert s.difficulty_summary(run) == {"scored": 1, "mean_data": None, "unparsable": 1, "unscored": 6}
     assert s.check_override_status() == []
     assert {r["rule"]: r["n"] for r in s.counts_by_rule(run)} == {"no_information_gain": 2}
+    texts = "SELECT id, run_id, root_id, instruction, input FROM {} ORDER BY id"
+    assert s.query(texts.format("node_text")) == s.query(texts.format("nodes"))  # m011's copy of the text
+    assert [r["matches"] for r in s.find_roots(run, {"text": "ev"})] == [1, 1, 1, 1]  # scan of node_text
+    assert [r["root_id"] for r in s.find_roots(run, {"text": "number\n3"})] == [4]  # the rebuilt trigram index
 
 
 def test_override_status_follows_the_audit_log_in_the_same_transaction(store):

@@ -190,26 +190,45 @@ HF_FEATURES = {k: "int64" if k in ("id", "root_id", "round") else "string"
                for k in ("id", "root_id", "round", "operation", "instruction", "input", "output")}
 
 
-def _hf_rows(db: str, run_id: int, ids: tuple | None, drop_truncated: bool) -> Iterator[dict]:
-    """The training records, read by the `datasets` writer in its own pass (a generator: constant memory)."""
-    yield from training_records(Store(db), run_id, None if ids is None else list(ids), drop_truncated)
+SHARD_BYTES = 500 << 20  # text per Arrow file, as `save_to_disk`'s default max_shard_size
 
 
 def _write_hf(store: Store, run_id: int, out: Path, ids: list[int] | None = None, drop_truncated: bool = False) -> Path:
+    """The training set as a `save_to_disk` directory, streamed: `datasets`' own ArrowWriter writes the
+    records in batches straight into the shard files (nothing is held, mapped or copied afterwards), and the
+    library writes the directory's metadata (features, state) from an empty dataset with those features."""
     import datasets
+    from datasets.arrow_writer import ArrowWriter
 
     features = datasets.Features({k: datasets.Value(v) for k, v in HF_FEATURES.items()})
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:  # a fresh cache dir: a generator's cached result is never reused for changed data
-        if next(training_records(store, run_id, ids, drop_truncated), None) is None:  # from_generator needs a row
-            ds = datasets.Dataset.from_dict({k: [] for k in HF_FEATURES}, features=features)
-        else:  # ids as a tuple: `datasets` would split a list into shards
-            ds = datasets.Dataset.from_generator(
-                _hf_rows, features=features, cache_dir=str(tmp / "cache"),
-                gen_kwargs={"db": store.path, "run_id": run_id, "ids": None if ids is None else tuple(ids),
-                            "drop_truncated": drop_truncated})
-        ds.save_to_disk(str(tmp / "ds"))
-        del ds
+    try:
+        datasets.Dataset.from_dict({k: [] for k in HF_FEATURES}, features=features).save_to_disk(str(tmp / "ds"))
+        shards: list[str] = []
+        writer, size = None, 0
+        for rec in training_records(store, run_id, ids, drop_truncated):
+            if writer is None:
+                shards.append(f"data-{len(shards):05d}.arrow")
+                writer, size = ArrowWriter(features=features, path=str(tmp / "ds" / shards[-1])), 0
+            writer.write(rec)
+            size += len(rec["instruction"]) + len(rec["input"]) + len(rec["output"])
+            if size >= SHARD_BYTES:
+                writer.finalize()
+                writer.close()
+                writer = None
+        if writer is None and not shards:  # no records: one empty file (a directory of no file won't load)
+            shards.append("data-00000.arrow")
+            writer = ArrowWriter(features=features, path=str(tmp / "ds" / shards[-1]))
+        if writer is not None:
+            writer.finalize()
+            writer.close()
+        names = [f"data-{i:05d}-of-{len(shards):05d}.arrow" for i in range(len(shards))]
+        for old, new in zip(shards, names):
+            os.replace(tmp / "ds" / old, tmp / "ds" / new)
+        state_path = tmp / "ds" / "state.json"
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        state["_data_files"] = [{"filename": name} for name in names]
+        state_path.write_text(json.dumps(state, indent=2), encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp / "ds", out)

@@ -48,6 +48,10 @@ def render_plain(messages: list[dict]) -> str:
     >>> render_plain([{"role": "user", "content": "Say hi."}])
     '### Instruction:\\nSay hi.\\n\\n### Response:\\n'
     """
+    return _plain_turns(messages) + RESPONSE
+
+
+def _plain_turns(messages: list[dict]) -> str:
     parts = []
     for message in messages:
         content = str(message.get("content") or "").strip()
@@ -58,7 +62,7 @@ def render_plain(messages: list[dict]) -> str:
             parts.append(f"{RESPONSE}{content}\n\n")
         else:
             parts.append(f"{INSTRUCTION}{content}\n\n")
-    return "".join(parts) + RESPONSE
+    return "".join(parts)
 
 
 def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
@@ -128,22 +132,140 @@ def _next_tokens(logits, temperature: float, top_p: float | None = None, top_k: 
     return indices.gather(-1, choice).squeeze(-1)
 
 
-def decode_batch(model, prompts: list[list[int]], rows: _Rows, pad_id: int, temperature: float,
-                 deadline: float, top_p: float | None = None) -> None:
-    """Generate for left-padded `prompts` together with one KV cache, dropping each row from the batch
-    (and its cache) as soon as it is done, so a finished sequence costs nothing more; stops at `deadline`."""
+class PrefixCache:
+    """The KV cache of prompts, for the requests that start the same way: a task's system prompt and
+    worked examples, and the template of its last message, are hundreds of tokens before each
+    request's own few. A prompt takes the longest run of first tokens it shares with a cached one
+    (the KV of a prefix does not depend on what follows it) and computes only the rest. Entries are
+    kept in least-recently-used order within `max_bytes`."""
+
+    def __init__(self, max_bytes: int = 128 << 20):
+        self.max_bytes = max_bytes
+        self.reused_tokens = self.prompt_tokens = 0  # prompt tokens read from the cache, of all
+        self._entries: collections.OrderedDict[tuple[int, ...], list] = collections.OrderedDict()
+
+    def match(self, ids: list[int]) -> tuple[int, list | None]:
+        """(n, per-layer KV of an entry) for the longest cached run of `ids`' first n tokens, n < len(ids)."""
+        best, best_key = 0, None
+        for key in self._entries:
+            n = _common_prefix(key, ids, len(ids) - 1)
+            if n > best:
+                best, best_key = n, key
+        if best < MIN_PREFIX:
+            return 0, None
+        self._entries.move_to_end(best_key)
+        return best, self._entries[best_key]
+
+    def get(self, model, ids: tuple[int, ...]) -> list:
+        """Per layer (keys, values) of `ids` at positions 0..len-1, batch 1 (computed on a miss)."""
+        entry = self._entries.get(ids)
+        if entry is not None:
+            self._entries.move_to_end(ids)
+            return entry
+        import torch
+        from transformers import DynamicCache
+
+        cache = DynamicCache()  # full layers: rows placed at other offsets keep every position they attend to
+        with torch.inference_mode():
+            model(input_ids=torch.tensor([list(ids)], device=model.device), cache=cache, use_cache=True,
+                  logits_to_keep=1)
+        entry = [(layer.keys, layer.values) for layer in cache.layers]
+        self.add(ids, entry)
+        return entry
+
+    def add(self, ids: tuple[int, ...], entry: list) -> None:
+        self._entries[ids] = entry
+        self._entries.move_to_end(ids)
+        while len(self._entries) > 1 and self.nbytes > self.max_bytes:
+            self._entries.popitem(last=False)
+
+    def prefixes(self, model, encoded: list[tuple[list[int], int]]) -> tuple[list, list[int]]:
+        """For each prompt (ids, length of its turns before the last message): None or (n, KV) of its
+        longest cached prefix, computing the turns' KV where no longer one is cached; and the rows
+        whose whole prompt is worth caching: the first of each turns that no longer entry extends
+        (the task's later prompts share its last message's template too)."""
+        out, keep, seen = [], [], set()
+        for i, (ids, head) in enumerate(encoded):
+            n, kv = self.match(ids)
+            if n < head:
+                kv, n = self.get(model, tuple(ids[:head])), head
+            if head and n == head and tuple(ids[:head]) not in seen:
+                seen.add(tuple(ids[:head]))
+                keep.append(i)
+            self.reused_tokens += n
+            self.prompt_tokens += len(ids)
+            out.append((n, kv) if n else None)
+        return out, keep
+
+    @property
+    def nbytes(self) -> int:
+        return sum(k.nbytes + v.nbytes for entry in self._entries.values() for k, v in entry)
+
+
+def _common_prefix(a: tuple, b: list, limit: int) -> int:
+    """How many first items `a` and `b` share (at most `limit`): a binary search on slices (compared in C)."""
+    b = tuple(b[:limit])
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _prefilled(prompts: list[list[int]], prefixes: list, pad_id: int, device):
+    """The first forward pass's inputs for left-padded `prompts` whose first tokens have cached KV
+    (`prefixes`: per row None or (prefix length, per-layer KV)): every row is right-aligned at width
+    W; the cache holds positions [0, W - S) (pads, then each row's cached tokens) and the pass computes
+    the last S, where S is the longest uncached tail (a row with a shorter tail recomputes a few of its
+    cached tokens, as padding would have cost). Returns input ids, the full attention mask, the
+    positions of the computed block, and the cache."""
     import torch
     from transformers import DynamicCache
 
-    width, device = max(len(p) for p in prompts), model.device
-    input_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)
+    width = max(len(p) for p in prompts)
+    tail = max(len(p) - (pre[0] if pre else 0) for p, pre in zip(prompts, prefixes))
+    start = width - tail
+    cache = DynamicCache()
+    kv = next((pre[1] for p, pre in zip(prompts, prefixes) if pre and len(p) > tail), None)
+    if kv is not None:  # some row has cached tokens before the block
+        for layer, (k0, v0) in enumerate(kv):
+            keys = k0.new_zeros((len(prompts), k0.shape[1], start, k0.shape[3]))
+            values = v0.new_zeros((len(prompts), v0.shape[1], start, v0.shape[3]))
+            for i, (p, pre) in enumerate(zip(prompts, prefixes)):
+                used = len(p) - tail
+                if used > 0:
+                    keys[i, :, start - used:] = pre[1][layer][0][0, :, :used]
+                    values[i, :, start - used:] = pre[1][layer][1][0, :, :used]
+            cache.update(keys, values, layer)
+    else:
+        start, tail = 0, width
+    input_ids = torch.tensor([[pad_id] * (tail - min(len(p), tail)) + p[-tail:] for p in prompts], device=device)
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache(config=model.config)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, start:]
+    return input_ids, mask, positions, cache
+
+
+def decode_batch(model, prompts: list[list[int]], rows: _Rows, pad_id: int, temperature: float,
+                 deadline: float, top_p: float | None = None, prefixes: list | None = None,
+                 on_prefill=None) -> None:
+    """Generate for left-padded `prompts` together with one KV cache (starting from the cached KV of
+    their shared prefixes, see `_prefilled`), dropping each row from the batch (and its cache) as soon
+    as it is done, so a finished sequence costs nothing more; stops at `deadline`. `on_prefill(cache)`
+    sees the cache once it holds every prompt (row i's at the last len(prompts[i]) positions)."""
+    import torch
+
+    device = model.device
+    input_ids, mask, positions, cache = _prefilled(prompts, prefixes or [None] * len(prompts), pad_id, device)
     with torch.inference_mode():
         while True:
             out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
                         use_cache=True, logits_to_keep=1)
+            if on_prefill is not None:
+                on_prefill(cache)
+                on_prefill = None
             next_ids = _next_tokens(out.logits[:, -1], temperature, top_p)
             keep = rows.add(next_ids.tolist())
             if not keep or time.monotonic() >= deadline:
@@ -177,6 +299,7 @@ class LocalBackend:
         self._queue: queue.Queue = queue.Queue()
         self._backlog: collections.deque = collections.deque()  # gathered, but another temperature
         self._worker: threading.Thread | None = None
+        self.prefixes = PrefixCache()  # shared prompt prefixes' KV (used by the generation thread only)
 
     @property
     def max_concurrency(self) -> int:
@@ -305,12 +428,22 @@ class LocalBackend:
     def _generate(self, tokenizer, model, batch: list[_Request]) -> list[Completion]:
         few_shot = not tokenizer.chat_template
         stops = [[FEW_SHOT_STOP, *r.stops] if few_shot else r.stops for r in batch]
-        prompts = [_encode(tokenizer, r.messages, few_shot) for r in batch]
+        encoded = [_encode(tokenizer, r.messages, few_shot) for r in batch]
+        prompts = [ids for ids, _ in encoded]
         rows = _Rows(tokenizer, stops, [r.max_tokens for r in batch], _eos_ids(tokenizer, model))
         pad = _pad_id(tokenizer)
         try:
+            prefixes, keep = self.prefixes.prefixes(model, encoded)
+
+            def remember(cache):  # whole prompts, for the later requests of the same tasks
+                for i in keep:
+                    n = len(prompts[i])
+                    self.prefixes.add(tuple(prompts[i]), [(layer.keys[i:i + 1, :, -n:].clone(),
+                                                           layer.values[i:i + 1, :, -n:].clone())
+                                                          for layer in cache.layers])
+
             decode_batch(model, prompts, rows, pad if pad is not None else 0, batch[0].temperature,
-                         min(r.deadline for r in batch), batch[0].top_p)
+                         min(r.deadline for r in batch), batch[0].top_p, prefixes, remember)
         except (RuntimeError, ValueError) as exc:
             raise PermanentError(f"local model {self.model}: generation failed: {_one_line(exc)}") from exc
         self.generations += len(batch)
@@ -331,12 +464,33 @@ class LocalBackend:
             self._model = self._tokenizer = None
 
 
-def _encode(tokenizer, messages: list[dict], few_shot: bool) -> list[int]:
-    """Prompt ids: plain text for a base model, else the tokenizer's chat template with a generation prompt."""
+MIN_PREFIX = 32  # shorter shared prefixes are recomputed (a cached entry is not worth its bookkeeping)
+
+
+def _encode(tokenizer, messages: list[dict], few_shot: bool) -> tuple[list[int], int]:
+    """Prompt ids (plain text for a base model, else the tokenizer's chat template with a generation
+    prompt), and how many of the first ids are the turns before the last message (system prompt and
+    worked examples, shared by the requests of one task: their KV is cached), 0 when too few."""
     if few_shot:
-        return tokenizer(render_plain(messages)).input_ids
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return tokenizer(text, add_special_tokens=False).input_ids
+        ids = tokenizer(render_plain(messages)).input_ids
+        head = lambda: tokenizer(_plain_turns(messages[:-1])).input_ids  # noqa: E731
+    else:
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        ids = tokenizer(text, add_special_tokens=False).input_ids
+        head = lambda: tokenizer(tokenizer.apply_chat_template(  # noqa: E731
+            messages[:-1], tokenize=False), add_special_tokens=False).input_ids
+    if len(messages) < 2:
+        return ids, 0
+    try:
+        head_ids = head()
+    except Exception:  # noqa: BLE001 - a template that refuses a conversation cut there: no shared prefix
+        return ids, 0
+    shared = 0  # ids and head_ids part where tokenization across the cut differs
+    for a, b in zip(ids[:len(ids) - 1], head_ids):
+        if a != b:
+            break
+        shared += 1
+    return ids, shared if shared >= MIN_PREFIX else 0
 
 
 def _eos_ids(tokenizer, model) -> set[int]:

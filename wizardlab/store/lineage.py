@@ -21,24 +21,31 @@ EFFECTIVE = "coalesce(e.override_status, e.status)"  # the effective status of n
 SORTS = {"root": "e.root_id", "matches": "matches DESC, e.root_id", "newest": "e.root_id DESC"}
 
 
-def _source(filters: dict) -> str:
-    """The FROM clause: `nodes e`, joined to the trigram index when text of 3+ characters is searched
-    (node columns then read through the narrow index nodes_by_id, not the wide rows)."""
+def _source(filters: dict, node_columns: bool = False) -> str:
+    """The FROM clause: `nodes e`, or for text the trigram index (3+ characters) or the narrow text
+    table `node_text` (1-2 characters: a scan of ~150 MB, not the wide rows), joined to the narrow
+    index nodes_by_id when other columns are needed (filters, or `node_columns`)."""
     text = filters.get("text")
     if text and len(text) >= 3:
         return "nodes_fts JOIN nodes e INDEXED BY nodes_by_id ON e.id = nodes_fts.rowid"
+    node_filter = filters.get("round") is not None or any(filters.get(k) for k in FILTER_KEYS[2:])
+    if text and (node_columns or node_filter):
+        return "node_text t JOIN nodes e INDEXED BY nodes_by_id ON e.id = t.id"
+    if text:
+        return "node_text e"  # run_id, root_id, instruction and input: all a text-only search reads
     return "nodes e"
 
 
-def _where(run_id: int | None, filters: dict) -> tuple[str, list]:
+def _where(run_id: int | None, filters: dict, node_columns: bool = False) -> tuple[str, list]:
     """SQL conditions on `e` (a nodes row) for the given filters (with `_source`'s FROM clause)."""
     conds, params = ["1=1"], []
     text = filters.get("text")
     if text and len(text) >= 3:  # the trigram index finds any substring of 3+ characters
         conds.append("nodes_fts MATCH ?")
         params.append('"' + text.replace('"', '""') + '"')
-    elif text:  # shorter: a scan
-        conds.append("(e.instruction LIKE ? ESCAPE '\\' OR e.input LIKE ? ESCAPE '\\')")
+    elif text:  # shorter: a scan of the narrow text table
+        t = "t" if _source(filters, node_columns).startswith("node_text t") else "e"
+        conds.append(f"({t}.instruction LIKE ? ESCAPE '\\' OR {t}.input LIKE ? ESCAPE '\\')")
         params += [_like(text)] * 2
     if run_id is not None:
         conds.append("e.run_id = ?")
@@ -107,8 +114,8 @@ class LineageQueries:
 
     def select_node_ids(self, run_id: int, filters: dict, *, exclude_status: tuple[str, ...] = ()) -> list[int]:
         """Ids of the finished nodes of a run matching `filters` (pending nodes never match)."""
-        source = _source(filters)
-        where, params = _where(run_id, filters)
+        source = _source(filters, node_columns=True)
+        where, params = _where(run_id, filters, node_columns=True)
         where += " AND e.status != 'pending'"
         if exclude_status:
             where += f" AND {EFFECTIVE} NOT IN ({','.join('?' * len(exclude_status))})"

@@ -473,6 +473,54 @@ def m010_rater_quality(conn: sqlite3.Connection) -> None:
     )
 
 
+def m011_node_text(conn: sqlite3.Connection) -> None:
+    """A narrow copy of what text search reads: `node_text(id, run_id, root_id, instruction, input)`,
+    kept by triggers on `nodes` in the same statement. The trigram index `nodes_fts` now takes its
+    content from it, and a search too short for the index (1-2 characters) scans it: ~150 MB at
+    250,000 nodes instead of the ~2 GB of wide rows (responses, raw LLM text)."""
+    conn.executescript(
+        """
+        CREATE TABLE node_text (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL,
+            root_id INTEGER,
+            instruction TEXT NOT NULL DEFAULT '',
+            input TEXT NOT NULL DEFAULT ''
+        );
+        INSERT INTO node_text (id, run_id, root_id, instruction, input)
+        SELECT id, run_id, root_id, instruction, input FROM nodes;
+
+        DROP TRIGGER nodes_fts_insert;
+        DROP TRIGGER nodes_fts_delete;
+        DROP TRIGGER nodes_fts_update;
+        DROP TABLE nodes_fts;
+        CREATE VIRTUAL TABLE nodes_fts USING fts5(instruction, input, content='node_text', content_rowid='id',
+                                                  tokenize='trigram');
+        INSERT INTO nodes_fts(nodes_fts) VALUES ('rebuild');
+
+        CREATE TRIGGER node_text_insert AFTER INSERT ON nodes BEGIN
+          INSERT INTO node_text (id, run_id, root_id, instruction, input)
+          VALUES (NEW.id, NEW.run_id, NEW.root_id, NEW.instruction, NEW.input);
+          INSERT INTO nodes_fts(rowid, instruction, input) VALUES (NEW.id, NEW.instruction, NEW.input);
+        END;
+        CREATE TRIGGER node_text_delete AFTER DELETE ON nodes BEGIN
+          INSERT INTO nodes_fts(nodes_fts, rowid, instruction, input)
+          VALUES ('delete', OLD.id, OLD.instruction, OLD.input);
+          DELETE FROM node_text WHERE id = OLD.id;
+        END;
+        CREATE TRIGGER node_text_update AFTER UPDATE OF instruction, input ON nodes BEGIN
+          INSERT INTO nodes_fts(nodes_fts, rowid, instruction, input)
+          VALUES ('delete', OLD.id, OLD.instruction, OLD.input);
+          UPDATE node_text SET instruction = NEW.instruction, input = NEW.input WHERE id = NEW.id;
+          INSERT INTO nodes_fts(rowid, instruction, input) VALUES (NEW.id, NEW.instruction, NEW.input);
+        END;
+        CREATE TRIGGER node_text_tree AFTER UPDATE OF run_id, root_id ON nodes BEGIN
+          UPDATE node_text SET run_id = NEW.run_id, root_id = NEW.root_id WHERE id = NEW.id;
+        END;
+        """
+    )
+
+
 MIGRATIONS = [m001_core, m002_users, m003_evaluation, m004_job_process, m005_call_outcomes, m006_experiments,
               m007_judgment_scores, m008_curators, m009_scale,
-              m010_rater_quality]
+              m010_rater_quality, m011_node_text]
