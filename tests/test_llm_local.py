@@ -172,6 +172,46 @@ def test_concurrent_requests_are_batched_padded_left_and_each_stops_on_its_own(t
     assert alone[0].prompt_tokens > alone[1].prompt_tokens  # the batch really was padded
 
 
+def test_shared_prompt_prefixes_are_computed_once_and_change_no_answer(tmp_path):
+    """A random tiny LLaMA (every token matters): few-shot prompts sharing long turns, one without any, in
+    batches and alone. The batched answers, which start from cached KV of the shared turns (and, the second
+    time, of whole earlier prompts), are exactly the one-at-a-time answers computed from scratch."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from wizardlab.llm.local import PrefixCache
+
+    tokenizer = _tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                         initializer_range=1.0, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(1)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "m")
+    tokenizer.save_pretrained(tmp_path / "m")
+    system = {"role": "system", "content": "Answer briefly. " * 12}
+    examples = [system, {"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi there."}]
+    prompts = [[*examples, {"role": "user", "content": "What is six times seven? " + "seven " * k}] for k in range(4)]
+    prompts += [[system, {"role": "user", "content": "Say hi."}], [{"role": "user", "content": "What is six?"}]]
+
+    def answers(backend, batched: bool):
+        async def run():
+            calls = [backend.chat(m, max_tokens=12, temperature=0.0, stop=None, timeout=60) for m in prompts]
+            return await asyncio.gather(*calls) if batched else [await c for c in calls]
+        return [(r.text, r.completion_tokens, r.prompt_tokens) for r in asyncio.run(run())]
+
+    reference = LocalBackend(tmp_path / "m", batch_size=1)
+    reference.prefixes = PrefixCache(max_bytes=0)  # no cache: every prompt from scratch
+    alone = answers(reference, batched=False)
+    assert reference.prefixes.reused_tokens == 0 and len({text for text, _, _ in alone}) == len(prompts)
+    backend = LocalBackend(tmp_path / "m", batch_wait_s=0.3)
+    assert answers(backend, batched=True) == alone  # the shared turns' KV computed once, then reused
+    reused = backend.prefixes.reused_tokens
+    assert reused >= 4 * len(tokenizer(render_plain(examples[:1])).input_ids)
+    assert answers(backend, batched=True) == alone  # now from whole earlier prompts: longer runs
+    assert backend.prefixes.reused_tokens - reused > reused and max(backend.batches) == len(prompts)
+
+
 def test_timeout_bounds_generation(tiny):
     backend = LocalBackend(tiny["chat"])
     backend.load()

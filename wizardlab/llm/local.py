@@ -185,6 +185,8 @@ class PrefixCache:
         whose whole prompt is worth caching: the first of each turns that no longer entry extends
         (the task's later prompts share its last message's template too)."""
         out, keep, seen = [], [], set()
+        if self.max_bytes <= 0:  # caching off
+            return [None] * len(encoded), []
         for i, (ids, head) in enumerate(encoded):
             n, kv = self.match(ids)
             if n < head:
