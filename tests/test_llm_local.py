@@ -212,6 +212,32 @@ def test_shared_prompt_prefixes_are_computed_once_and_change_no_answer(tmp_path)
     assert backend.prefixes.reused_tokens - reused > reused and max(backend.batches) == len(prompts)
 
 
+def test_a_request_joins_the_running_batch_and_is_answered_before_it_ends(tiny):
+    """Continuous batching: a short request sent while a long one generates joins its batch (no wait for
+    the long one to end), is answered as soon as it is done, and both answers are what they are alone."""
+    backend = LocalBackend(tiny["chat"], batch_wait_s=0.01)
+    backend.load()
+    alone = [chat(backend, max_tokens=1500), chat(backend, MESSAGES[1:], max_tokens=3)]
+    finished = {}
+
+    async def call(name, messages, max_tokens, delay):
+        await asyncio.sleep(delay)
+        result = await backend.chat(messages, max_tokens=max_tokens, temperature=0.0, stop=None, timeout=120)
+        finished[name] = time.perf_counter()
+        return result
+
+    async def both():
+        return await asyncio.gather(call("long", MESSAGES, 1500, 0), call("short", MESSAGES[1:], 3, 0.3))
+
+    before = len(backend.batches)
+    together = asyncio.run(both())
+    assert backend.batches[before:] == [1, 1]  # two admissions ...
+    assert finished["short"] < finished["long"]  # ... into one running batch, the short one leaving first
+    assert [(r.text, r.completion_tokens, r.prompt_tokens) for r in together] == \
+        [(r.text, r.completion_tokens, r.prompt_tokens) for r in alone]
+    assert together[0].completion_tokens == 1500 and together[0].finish_reason == "length"
+
+
 def test_timeout_bounds_generation(tiny):
     backend = LocalBackend(tiny["chat"])
     backend.load()

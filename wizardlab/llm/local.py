@@ -1,13 +1,14 @@
 """`LocalBackend`: an in-process transformers model (the embedded Gemma or a local checkpoint).
 
 The model loads lazily, once, on the first call (or earlier through `load()` / `warm()`),
-and generates in one worker thread that batches: it gathers the requests waiting for it
-(up to `batch_size`, each within `batch_wait_s` of the one before, with the same sampling
-settings), pads them on the left and generates them together with one KV cache
-(`decode_batch`), each sequence stopping at its own stop string, EOS or token budget and
-leaving the batch then. On a CPU with bfloat16 instructions (AVX512-BF16 / AMX) the weights
-run in bfloat16, else in float32 (`WIZARDLAB_LOCAL_DTYPE` overrides): measured here, bf16
-generates 16 sequences ~1.9x faster than float32 and one sequence as fast.
+and generates in one worker thread with continuous batching (`_Running`): requests with the
+same sampling settings generate together as rows of one KV cache, each leaving (answered at
+once) at its own stop string, EOS or token budget, and the requests that wait join between
+steps while there is room (up to `batch_size`). A burst is gathered for `batch_wait_s` first.
+Prompts that start the same way (a task's system prompt, worked examples and template) reuse
+the cached KV of that start (`PrefixCache`): a few-shot prompt costs only its own last tokens.
+On a CPU with bfloat16 instructions (AVX512-BF16 / AMX) the weights run in bfloat16, else in
+float32 (`WIZARDLAB_LOCAL_DTYPE` overrides).
 `bench/local_generation.py` measures batched against one-at-a-time tokens/s.
 A tokenizer without a chat template means a base model (`few_shot = True`): messages
 are then rendered as plain text in the Alpaca style (see `render_plain`) and generation
@@ -85,35 +86,6 @@ class _Request:
     def sampling(self) -> tuple:
         """Requests batch together only with the same sampling settings."""
         return self.temperature, self.top_p
-
-
-class _Rows:
-    """The rows of a batch still generating: their token ids so far, and when each one is done.
-
-    A row is done at its own token budget, at EOS, or once the text of its last `window` new
-    tokens holds one of its stop strings (a stop appears the step its last token comes, so
-    the tail always holds it).
-    """
-
-    window = 32
-
-    def __init__(self, tokenizer, stops: list[list[str]], budgets: list[int], eos_ids: set[int]):
-        self.tokenizer, self.stops, self.budgets, self.eos_ids = tokenizer, stops, budgets, eos_ids
-        self.tokens: list[list[int]] = [[] for _ in budgets]
-        self.live = list(range(len(budgets)))  # batch position j holds row self.live[j]
-
-    def add(self, next_ids: list[int]) -> list[int]:
-        """Append each live row's new token; returns the batch positions that go on."""
-        keep = []
-        for j, (row, token) in enumerate(zip(self.live, next_ids)):
-            ids = self.tokens[row]
-            ids.append(token)
-            done = len(ids) >= self.budgets[row] or token in self.eos_ids or (self.stops[row] and cut_at_stop(
-                self.tokenizer.decode(ids[-self.window:], skip_special_tokens=True), self.stops[row])[1])
-            if not done:
-                keep.append(j)
-        self.live = [self.live[j] for j in keep]
-        return keep
 
 
 def _next_tokens(logits, temperature: float, top_p: float | None = None, top_k: int = 50):
@@ -250,35 +222,143 @@ def _prefilled(prompts: list[list[int]], prefixes: list, pad_id: int, device):
     return input_ids, mask, positions, cache
 
 
-def decode_batch(model, prompts: list[list[int]], rows: _Rows, pad_id: int, temperature: float,
-                 deadline: float, top_p: float | None = None, prefixes: list | None = None,
-                 on_prefill=None) -> None:
-    """Generate for left-padded `prompts` together with one KV cache (starting from the cached KV of
-    their shared prefixes, see `_prefilled`), dropping each row from the batch (and its cache) as soon
-    as it is done, so a finished sequence costs nothing more; stops at `deadline`. `on_prefill(cache)`
-    sees the cache once it holds every prompt (row i's at the last len(prompts[i]) positions)."""
-    import torch
+class _Running:
+    """The rows generating together (continuous batching): one request per row, one KV cache of full
+    layers with every row right-aligned (left-padded). Requests join between steps: their prompts'
+    tails are computed in one pass from the cached KV of their shared prefixes (`_prefilled`) and the
+    caches merged. Each row leaves, answered at once, at its own stop string, EOS, token budget or
+    deadline, so a caller's next request can join while the others still generate."""
 
-    device = model.device
-    input_ids, mask, positions, cache = _prefilled(prompts, prefixes or [None] * len(prompts), pad_id, device)
-    with torch.inference_mode():
-        while True:
-            out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
-                        use_cache=True, logits_to_keep=1)
-            if on_prefill is not None:
-                on_prefill(cache)
-                on_prefill = None
-            next_ids = _next_tokens(out.logits[:, -1], temperature, top_p)
-            keep = rows.add(next_ids.tolist())
-            if not keep or time.monotonic() >= deadline:
-                return
-            if len(keep) < len(next_ids):  # drop finished rows from the batch and the cache
-                index = torch.tensor(keep, device=device)
-                cache.batch_select_indices(index)
-                mask, positions, next_ids = mask[index], positions[index], next_ids[index]
-            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-            positions = positions[:, -1:] + 1
-            input_ids = next_ids[:, None]
+    window = 32  # a stop string shows up within the text of the last `window` new tokens
+
+    def __init__(self, backend: "LocalBackend", tokenizer, model):
+        self.backend, self.tokenizer, self.model = backend, tokenizer, model
+        self.few_shot = not tokenizer.chat_template
+        self.eos_ids = _eos_ids(tokenizer, model)
+        pad = _pad_id(tokenizer)
+        self.pad = pad if pad is not None else 0
+        self.requests: list[_Request] = []
+        self.prompts: list[list[int]] = []
+        self.stops: list[list[str]] = []
+        self.tokens: list[list[int]] = []
+        self.cache = self.mask = self.positions = self.next_ids = None
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+    @property
+    def sampling(self) -> tuple | None:
+        return self.requests[0].sampling if self.requests else None
+
+    def admit(self, requests: list[_Request]) -> None:
+        """Prefill `requests` (one sampling setting, the batch's) and add them as rows."""
+        import torch
+
+        encoded = [_encode(self.tokenizer, r.messages, self.few_shot) for r in requests]
+        prompts = [ids for ids, _ in encoded]
+        prefixes, keep = self.backend.prefixes.prefixes(self.model, encoded)
+        input_ids, mask, positions, cache = _prefilled(prompts, prefixes, self.pad, self.model.device)
+        with torch.inference_mode():
+            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
+                             use_cache=True, logits_to_keep=1)
+        for i in keep:  # whole prompts, for the later requests of the same tasks
+            n = len(prompts[i])
+            self.backend.prefixes.add(tuple(prompts[i]), [(layer.keys[i:i + 1, :, -n:].clone(),
+                                                           layer.values[i:i + 1, :, -n:].clone())
+                                                          for layer in cache.layers])
+        next_ids = _next_tokens(out.logits[:, -1], requests[0].temperature, requests[0].top_p)
+        old = len(self)
+        self._merge(cache, mask, positions[:, -1:], next_ids)
+        self.requests += requests
+        self.prompts += prompts
+        self.stops += [[FEW_SHOT_STOP, *r.stops] if self.few_shot else r.stops for r in requests]
+        self.tokens += [[token] for token in next_ids.tolist()]
+        self.backend.batches.append(len(requests))
+        self._leave([j for j in range(old, len(self)) if self._done(j)])
+
+    def step(self) -> None:
+        """One new token for every row; rows that are done leave."""
+        import torch
+
+        mask = torch.cat([self.mask, self.mask.new_ones((len(self), 1))], dim=1)
+        positions = self.positions + 1
+        with torch.inference_mode():
+            out = self.model(input_ids=self.next_ids[:, None], attention_mask=mask, position_ids=positions,
+                             cache=self.cache, use_cache=True, logits_to_keep=1)
+        self.mask, self.positions = mask, positions
+        self.next_ids = _next_tokens(out.logits[:, -1], self.requests[0].temperature, self.requests[0].top_p)
+        for ids, token in zip(self.tokens, self.next_ids.tolist()):
+            ids.append(token)
+        self._leave([j for j in range(len(self)) if self._done(j)])
+
+    def fail(self, exc: Exception) -> None:
+        for r in self.requests:
+            if not r.future.done():
+                r.future.set_exception(exc)
+        self.requests, self.prompts, self.stops, self.tokens = [], [], [], []
+        self.cache = self.mask = self.positions = self.next_ids = None
+
+    def _merge(self, cache, mask, positions, next_ids) -> None:
+        """Add a prefilled group's rows: the narrower side is left-padded to the wider one's width."""
+        if self.cache is None:
+            self.cache, self.mask, self.positions, self.next_ids = cache, mask, positions, next_ids
+            return
+        import torch
+
+        width = max(self.mask.shape[1], mask.shape[1])
+
+        def pad(t, dim):  # zeros on the left of dimension `dim` up to `width`
+            missing = width - t.shape[dim]
+            if not missing:
+                return t
+            shape = list(t.shape)
+            shape[dim] = missing
+            return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+        for mine, theirs in zip(self.cache.layers, cache.layers):
+            mine.keys = torch.cat([pad(mine.keys, 2), pad(theirs.keys, 2)])
+            mine.values = torch.cat([pad(mine.values, 2), pad(theirs.values, 2)])
+        self.mask = torch.cat([pad(self.mask, 1), pad(mask, 1)])
+        self.positions = torch.cat([self.positions, positions])
+        self.next_ids = torch.cat([self.next_ids, next_ids])
+
+    def _done(self, j: int) -> bool:
+        ids, r = self.tokens[j], self.requests[j]
+        return (len(ids) >= r.max_tokens or ids[-1] in self.eos_ids or time.monotonic() >= r.deadline
+                or bool(self.stops[j]) and cut_at_stop(self.tokenizer.decode(
+                    ids[-self.window:], skip_special_tokens=True), self.stops[j])[1])
+
+    def _leave(self, done: list[int]) -> None:
+        """Answer the rows in `done` and drop them from the batch and its cache (and the padding
+        columns no row needs any more)."""
+        if not done:
+            return
+        import torch
+
+        for j in done:
+            self._answer(j)
+        keep = [j for j in range(len(self)) if j not in set(done)]
+        for name in ("requests", "prompts", "stops", "tokens"):
+            setattr(self, name, [getattr(self, name)[j] for j in keep])
+        if not keep:
+            self.cache = self.mask = self.positions = self.next_ids = None
+            return
+        index = torch.tensor(keep, device=self.mask.device)
+        self.cache.batch_select_indices(index)
+        self.mask, self.positions, self.next_ids = self.mask[index], self.positions[index], self.next_ids[index]
+        first = int(self.mask.any(0).int().argmax())  # the first column some row attends to
+        if first:
+            self.mask = self.mask[:, first:]
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
+
+    def _answer(self, j: int) -> None:
+        ids, r = self.tokens[j], self.requests[j]
+        text, stopped = cut_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), self.stops[j])
+        cut_off = len(ids) >= r.max_tokens and not stopped and not (ids and ids[-1] in self.eos_ids)
+        self.backend.generations += 1
+        r.future.set_result(Completion(text.strip() if self.few_shot else text, len(self.prompts[j]), len(ids),
+                                       "length" if cut_off else "stop"))
 
 
 class LocalBackend:
@@ -302,6 +382,7 @@ class LocalBackend:
         self._backlog: collections.deque = collections.deque()  # gathered, but another temperature
         self._worker: threading.Thread | None = None
         self.prefixes = PrefixCache()  # shared prompt prefixes' KV (used by the generation thread only)
+        self._closing = False  # the generation thread saw the close while rows were generating
 
     @property
     def max_concurrency(self) -> int:
@@ -365,21 +446,76 @@ class LocalBackend:
         request = _Request(messages, max_tokens, temperature, list(stop or []), time.monotonic() + timeout, top_p)
         with self._load_lock:
             if self._worker is None or not self._worker.is_alive():
+                self._closing = False
                 self._worker = threading.Thread(target=self._serve, name=f"generate {self.model}", daemon=True)
                 self._worker.start()
         self._queue.put(request)
         return await asyncio.wrap_future(request.future)
 
     def _serve(self) -> None:
-        """The generation thread: gather a batch, generate it, answer each request; None ends it."""
+        """The generation thread: rows generate step by step (`_Running`); requests that wait join
+        between steps while there is room; when no row is left it waits for the next burst (gathered
+        for `batch_wait_s`). None in the queue ends it once the rows it holds are answered."""
+        running: _Running | None = None
         while True:
-            first = self._backlog.popleft() if self._backlog else self._queue.get()
-            if first is None:
-                return
-            batch = self._gather(first)
-            live = [r for r in batch if r.future.set_running_or_notify_cancel()]  # drop cancelled calls
-            if live:
-                self._answer(live)
+            if running is None or not len(running):
+                if self._closing:
+                    return
+                first = self._backlog.popleft() if self._backlog else self._queue.get()
+                if first is None:
+                    return
+                new = self._gather(first)
+            else:
+                new = self._waiting(running.sampling, self.batch_size - len(running))
+            new = self._startable(new)
+            try:
+                if new:
+                    running = running or _Running(self, *self._loaded())
+                    running.admit(new)
+                if running is not None and len(running):
+                    running.step()
+            except (PermanentError, TransientError) as exc:
+                self._fail(running, new, exc)
+            except Exception as exc:  # noqa: BLE001 - an unexpected error must reach the callers, not kill the thread
+                self._fail(running, new, PermanentError(f"local model {self.model}: generation failed: "
+                                                        f"{_one_line(exc)}"))
+
+    def _fail(self, running, new: list[_Request], exc: Exception) -> None:
+        for r in new:
+            if not r.future.done():
+                r.future.set_exception(exc)
+        if running is not None:
+            running.fail(exc)
+
+    def _startable(self, batch: list[_Request]) -> list[_Request]:
+        """The requests still wanted (a cancelled call is dropped) and in time (else a timeout error)."""
+        now, out = time.monotonic(), []
+        for r in batch:
+            if not r.future.set_running_or_notify_cancel():
+                continue
+            if r.deadline <= now:
+                r.future.set_exception(TransientError("timeout: the model was still loading or busy"))
+            else:
+                out.append(r)
+        return out
+
+    def _waiting(self, sampling: tuple, room: int) -> list[_Request]:
+        """Up to `room` requests with `sampling` that wait now (others go to the backlog); notes a close."""
+        found, kept = [], collections.deque()
+        while self._backlog and len(found) < room:
+            r = self._backlog.popleft()
+            (found if r.sampling == sampling else kept).append(r)
+        self._backlog.extendleft(reversed(kept))
+        while len(found) < room:
+            try:
+                r = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if r is None:
+                self._closing = True
+                break
+            (found if r.sampling == sampling else self._backlog).append(r)
+        return found
 
     def _gather(self, first: _Request) -> list[_Request]:
         """`first` and the requests with its sampling settings that wait now or arrive less than
@@ -404,59 +540,6 @@ class LocalBackend:
             # little longer, but never more than 10 x batch_wait_s in all (a batch takes seconds anyway)
             until = min(time.monotonic() + self.batch_wait_s, start + 10 * self.batch_wait_s)
         return batch
-
-    def _answer(self, batch: list[_Request]) -> None:
-        now = time.monotonic()
-        late = [r for r in batch if r.deadline <= now]
-        for r in late:
-            r.future.set_exception(TransientError("timeout: the model was still loading or busy"))
-        batch = [r for r in batch if r.deadline > now]
-        if not batch:
-            return
-        try:
-            tokenizer, model = self._loaded()
-            completions = self._generate(tokenizer, model, batch)
-        except (PermanentError, TransientError) as exc:
-            for r in batch:
-                r.future.set_exception(exc)
-            return
-        except Exception as exc:  # noqa: BLE001 - an unexpected error must reach the callers, not kill the thread
-            for r in batch:
-                r.future.set_exception(PermanentError(f"local model {self.model}: {_one_line(exc)}"))
-            return
-        for r, completion in zip(batch, completions):
-            r.future.set_result(completion)
-
-    def _generate(self, tokenizer, model, batch: list[_Request]) -> list[Completion]:
-        few_shot = not tokenizer.chat_template
-        stops = [[FEW_SHOT_STOP, *r.stops] if few_shot else r.stops for r in batch]
-        encoded = [_encode(tokenizer, r.messages, few_shot) for r in batch]
-        prompts = [ids for ids, _ in encoded]
-        rows = _Rows(tokenizer, stops, [r.max_tokens for r in batch], _eos_ids(tokenizer, model))
-        pad = _pad_id(tokenizer)
-        try:
-            prefixes, keep = self.prefixes.prefixes(model, encoded)
-
-            def remember(cache):  # whole prompts, for the later requests of the same tasks
-                for i in keep:
-                    n = len(prompts[i])
-                    self.prefixes.add(tuple(prompts[i]), [(layer.keys[i:i + 1, :, -n:].clone(),
-                                                           layer.values[i:i + 1, :, -n:].clone())
-                                                          for layer in cache.layers])
-
-            decode_batch(model, prompts, rows, pad if pad is not None else 0, batch[0].temperature,
-                         min(r.deadline for r in batch), batch[0].top_p, prefixes, remember)
-        except (RuntimeError, ValueError) as exc:
-            raise PermanentError(f"local model {self.model}: generation failed: {_one_line(exc)}") from exc
-        self.generations += len(batch)
-        self.batches.append(len(batch))
-        completions = []
-        for prompt, ids, row_stops, r in zip(prompts, rows.tokens, stops, batch):
-            text, stopped = cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), row_stops)
-            cut_off = len(ids) >= r.max_tokens and not stopped and not (ids and ids[-1] in rows.eos_ids)
-            completions.append(Completion(text.strip() if few_shot else text, len(prompt), len(ids),
-                                          "length" if cut_off else "stop"))
-        return completions
 
     async def aclose(self) -> None:
         with self._load_lock:
