@@ -7,8 +7,9 @@ once) at its own stop string, EOS or token budget, and the requests that wait jo
 steps while there is room (up to `batch_size`). A burst is gathered for `batch_wait_s` first.
 Prompts that start the same way (a task's system prompt, worked examples and template) reuse
 the cached KV of that start (`PrefixCache`): a few-shot prompt costs only its own last tokens.
-On a CPU with bfloat16 instructions (AVX512-BF16 / AMX) the weights run in bfloat16, else in
-float32 (`WIZARDLAB_LOCAL_DTYPE` overrides).
+On a CPU with bfloat16 instructions (AVX512-BF16 / AMX) the weights run in bfloat16; on other
+CPUs the embedded model runs its linear layers in int8 and other checkpoints in float32
+(`local_precision`; `WIZARDLAB_LOCAL_DTYPE` overrides).
 `bench/local_generation.py` measures batched against one-at-a-time tokens/s.
 A tokenizer without a chat template means a base model (`few_shot = True`): messages
 are then rendered as plain text in the Alpaca style (see `render_plain`) and generation
@@ -109,9 +110,10 @@ class PrefixCache:
     worked examples, and the template of its last message, are hundreds of tokens before each
     request's own few. A prompt takes the longest run of first tokens it shares with a cached one
     (the KV of a prefix does not depend on what follows it) and computes only the rest. Entries are
-    kept in least-recently-used order within `max_bytes`."""
+    kept in least-recently-used order within `max_bytes` (a prompt of 650 tokens is ~24 MB of float32
+    KV on Gemma 3 270M; an evolution run's tasks need about 8)."""
 
-    def __init__(self, max_bytes: int = 128 << 20):
+    def __init__(self, max_bytes: int = 512 << 20):
         self.max_bytes = max_bytes
         self.reused_tokens = self.prompt_tokens = 0  # prompt tokens read from the cache, of all
         self._entries: collections.OrderedDict[tuple[int, ...], list] = collections.OrderedDict()
@@ -129,7 +131,8 @@ class PrefixCache:
         return best, self._entries[best_key]
 
     def get(self, model, ids: tuple[int, ...]) -> list:
-        """Per layer (keys, values) of `ids` at positions 0..len-1, batch 1 (computed on a miss)."""
+        """Per layer (keys, values) of `ids` at positions 0..len-1, batch 1: on a miss, computed from
+        the longest cached start of `ids` on."""
         entry = self._entries.get(ids)
         if entry is not None:
             self._entries.move_to_end(ids)
@@ -137,15 +140,21 @@ class PrefixCache:
         import torch
         from transformers import DynamicCache
 
+        start, base = self.match(list(ids))
         cache = DynamicCache()  # full layers: rows placed at other offsets keep every position they attend to
+        for layer, (keys, values) in enumerate(base or []):
+            cache.update(keys[:, :, :start], values[:, :, :start], layer)
         with torch.inference_mode():
-            model(input_ids=torch.tensor([list(ids)], device=model.device), cache=cache, use_cache=True,
-                  logits_to_keep=1)
+            model(input_ids=torch.tensor([list(ids[start:])], device=model.device),
+                  position_ids=torch.arange(start, len(ids), device=model.device)[None], cache=cache,
+                  use_cache=True, logits_to_keep=1)
         entry = [(layer.keys, layer.values) for layer in cache.layers]
         self.add(ids, entry)
         return entry
 
     def add(self, ids: tuple[int, ...], entry: list) -> None:
+        for key in [k for k in self._entries if len(k) < len(ids) and ids[:len(k)] == k]:
+            del self._entries[key]  # a prefix of the new entry: the new one serves its prompts too
         self._entries[ids] = entry
         self._entries.move_to_end(ids)
         while len(self._entries) > 1 and self.nbytes > self.max_bytes:
@@ -163,6 +172,10 @@ class PrefixCache:
             n, kv = self.match(ids)
             if n < head:
                 kv, n = self.get(model, tuple(ids[:head])), head
+            shared = max((_common_prefix(tuple(other), ids, len(ids) - 1)  # with the others sent now
+                          for j, (other, _) in enumerate(encoded) if j != i), default=0)
+            if shared >= max(n, head) + MIN_PREFIX:  # a template they share too: its KV once, for all of them
+                kv, n = self.get(model, tuple(ids[:shared])), shared
             if head and n == head and tuple(ids[:head]) not in seen:
                 seen.add(tuple(ids[:head]))
                 keep.append(i)
@@ -174,6 +187,18 @@ class PrefixCache:
     @property
     def nbytes(self) -> int:
         return sum(k.nbytes + v.nbytes for entry in self._entries.values() for k, v in entry)
+
+
+def _tail_groups(tails: list[int]) -> list[list[int]]:
+    """Indices grouped by similar tail length (shortest first): a group's tails are padded to its
+    longest, which stays within 1.5x its shortest plus 16 tokens."""
+    groups: list[list[int]] = []
+    for i in sorted(range(len(tails)), key=tails.__getitem__):
+        if groups and tails[i] <= 1.5 * tails[groups[-1][0]] + 16:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 def _common_prefix(a: tuple, b: list, limit: int) -> int:
@@ -251,30 +276,37 @@ class _Running:
         return self.requests[0].sampling if self.requests else None
 
     def admit(self, requests: list[_Request]) -> None:
-        """Prefill `requests` (one sampling setting, the batch's) and add them as rows."""
+        """Prefill `requests` (one sampling setting, the batch's) and add them as rows: in groups of
+        similar uncached tails, so a short tail is not padded to a long one's length."""
+        encoded = [_encode(self.tokenizer, r.messages, self.few_shot) for r in requests]
+        prefixes, keep = self.backend.prefixes.prefixes(self.model, encoded)
+        tails = [len(ids) - (pre[0] if pre else 0) for (ids, _), pre in zip(encoded, prefixes)]
+        old = len(self)
+        for group in _tail_groups(tails):
+            self._prefill([requests[i] for i in group], [encoded[i][0] for i in group],
+                          [prefixes[i] for i in group], [i in keep for i in group])
+        self.backend.batches.append(len(requests))
+        self._leave([j for j in range(old, len(self)) if self._done(j)])
+
+    def _prefill(self, requests: list[_Request], prompts: list[list[int]], prefixes: list,
+                 remember: list[bool]) -> None:
         import torch
 
-        encoded = [_encode(self.tokenizer, r.messages, self.few_shot) for r in requests]
-        prompts = [ids for ids, _ in encoded]
-        prefixes, keep = self.backend.prefixes.prefixes(self.model, encoded)
         input_ids, mask, positions, cache = _prefilled(prompts, prefixes, self.pad, self.model.device)
         with torch.inference_mode():
             out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
                              use_cache=True, logits_to_keep=1)
-        for i in keep:  # whole prompts, for the later requests of the same tasks
+        for i in (i for i, yes in enumerate(remember) if yes):  # whole prompts, for later requests of those tasks
             n = len(prompts[i])
             self.backend.prefixes.add(tuple(prompts[i]), [(layer.keys[i:i + 1, :, -n:].clone(),
                                                            layer.values[i:i + 1, :, -n:].clone())
                                                           for layer in cache.layers])
         next_ids = _next_tokens(out.logits[:, -1], requests[0].temperature, requests[0].top_p)
-        old = len(self)
         self._merge(cache, mask, positions[:, -1:], next_ids)
         self.requests += requests
         self.prompts += prompts
         self.stops += [[FEW_SHOT_STOP, *r.stops] if self.few_shot else r.stops for r in requests]
         self.tokens += [[token] for token in next_ids.tolist()]
-        self.backend.batches.append(len(requests))
-        self._leave([j for j in range(old, len(self)) if self._done(j)])
 
     def step(self) -> None:
         """One new token for every row; rows that are done leave."""
@@ -377,6 +409,7 @@ class LocalBackend:
         self.batches: list[int] = []  # the size of each batch generated
         self._model = None
         self._tokenizer = None
+        self.precision: str | None = None  # how the weights run, once loaded (see local_precision)
         self._load_lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue()
         self._backlog: collections.deque = collections.deque()  # gathered, but another temperature
@@ -415,8 +448,9 @@ class LocalBackend:
             if self._model is None:
                 start = time.perf_counter()
                 path = self._resolve()
-                self._tokenizer, self._model = _load_pretrained(path)
-                log.info("loaded %s in %.1f s", path, time.perf_counter() - start)
+                self.precision = local_precision(self.is_embedded)
+                self._tokenizer, self._model = _load_pretrained(path, self.precision)
+                log.info("loaded %s (%s) in %.1f s", path, self.precision, time.perf_counter() - start)
             return self._tokenizer, self._model
 
     def warm(self) -> threading.Thread:
@@ -585,35 +619,61 @@ def _eos_ids(tokenizer, model) -> set[int]:
     return {i for i in ids if i is not None}
 
 
-def local_dtype():
-    """bfloat16 on a CPU with bfloat16 instructions (AVX512-BF16 or AMX) or a bf16-capable GPU, else float32;
-    `WIZARDLAB_LOCAL_DTYPE=float32|bfloat16` decides instead."""
+PRECISIONS = ("float32", "bfloat16", "int8")
+
+
+def local_precision(embedded: bool) -> str:
+    """How the weights run: bfloat16 on a CPU with bfloat16 instructions (AVX512-BF16 or AMX) or a
+    bf16-capable GPU; on other CPUs the embedded model's linear layers run in int8 (dynamic
+    quantization, the embedded weights being a 4-bit GGUF anyway: measured here ~2.3x faster per
+    step at 1 to 16 sequences) and any other checkpoint in float32 (its answers as trained, for
+    evaluation). `WIZARDLAB_LOCAL_DTYPE=float32|bfloat16|int8` decides instead."""
     import torch
 
     forced = os.environ.get("WIZARDLAB_LOCAL_DTYPE", "").strip().lower()
-    if forced in ("float32", "bfloat16"):
-        return getattr(torch, forced)
+    if forced in PRECISIONS:
+        return forced
     if torch.cuda.is_available():
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
     from wizardlab.config import cpu_has_bf16
 
-    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+    return "bfloat16" if cpu_has_bf16() else "int8" if embedded else "float32"
 
 
-def _load_pretrained(path: Path):
+def _int8(model):
+    """The model with its linear layers quantized to int8 (dynamic activations), on the CPU; the model
+    as it is where this torch cannot (torch.ao's eager quantization is deprecated, not yet removed)."""
+    import warnings
+
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the deprecation, and a note on per-tensor quantization
+            return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    except (AttributeError, ImportError, RuntimeError) as exc:
+        log.warning("int8 quantization unavailable here (%s): the model runs in float32", _one_line(exc))
+        return model
+
+
+def _load_pretrained(path: Path, precision: str = "float32"):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not (path / "config.json").is_file():
         raise PermanentError(f"local model {path}: no config.json (not a transformers checkpoint directory)")
+    on_gpu = torch.cuda.is_available()
+    dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=local_dtype(), local_files_only=True)
-        if torch.cuda.is_available():
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+        if on_gpu:
             model = model.to("cuda")
     except (OSError, ValueError, KeyError) as exc:
         raise PermanentError(f"local model {path}: cannot load: {_one_line(exc)}") from exc
     model.eval()
+    if precision == "int8" and not on_gpu:
+        model = _int8(model)
     return tokenizer, model
 
 
