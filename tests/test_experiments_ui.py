@@ -11,7 +11,8 @@ import pytest
 
 from eval_ui import experiments as tab
 from tests.fakellm import FakeLLM, evol_responder
-from tests.uihelpers import browser, call_api, http_login, login, make_forest, make_user, start_app, stop_app
+from tests.uihelpers import (browser, call_api, choose_option, http_login, login, make_forest, make_user, start_app,
+                             stop_app)
 from wizardlab import tour
 
 SHOTS = os.environ.get("WIZARDLAB_SCREENSHOTS")  # set to docs/screenshots to refresh the README's picture
@@ -75,8 +76,7 @@ def test_tour_from_the_button_to_the_first_judged_item(tmp_path, monkeypatch):
             assert len(items) == 10 and {i["model_a"] for i in items} | {i["model_b"] for i in items} == {
                 s["model"] for s in tab.experiments.arm_output_sets(ctx.store(), exp).values()}
             page.get_by_role("tab", name="Judge").click()
-            page.locator("#wl-judge-campaign input").click()  # admins choose the campaign
-            page.get_by_role("option", name=f"Campaign {exp['campaign_id']}").click()
+            choose_option(page, "wl-judge-campaign", f"Campaign {exp['campaign_id']}")  # admins choose the campaign
             page.locator("#wl-judge-r1", has_text="Response 1").wait_for()
             page.locator("body").press("1")
             page.locator("#wl-judge-progress", has_text="1 done of 10").wait_for()

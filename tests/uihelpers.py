@@ -283,3 +283,23 @@ def upload_file(page, elem_id: str, path) -> None:
         except Exception:  # playwright's TimeoutError: look again once, then let the second wait raise
             if attempt:
                 raise
+
+
+def choose_option(page, elem_id: str, option: str, timeout_s: float = 90.0) -> None:
+    """Open dropdown `#elem_id` and pick `option`; the list is refreshed by an event (a tab's select)
+    that may answer after the first click under load, so the list is reopened until it shows up."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        page.locator(f"#{elem_id} input").click()
+        item = page.get_by_role("option", name=option)
+        try:
+            item.wait_for(timeout=5_000)
+            item.click()
+            return
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: not listed yet
+            if time.monotonic() > deadline:
+                raise
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(500)
