@@ -369,7 +369,8 @@ class _Running:
 
         for j in done:
             self._answer(j)
-        keep = [j for j in range(len(self)) if j not in set(done)]
+        gone = set(done)
+        keep = [j for j in range(len(self)) if j not in gone]
         for name in ("requests", "prompts", "stops", "tokens"):
             setattr(self, name, [getattr(self, name)[j] for j in keep])
         if not keep:
