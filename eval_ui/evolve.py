@@ -132,7 +132,9 @@ def progress_html(store, run_id: int | None) -> str:
         parts.append(f'<div class="wl-run-settings">rules: {render.esc(c.get("rules") or "paper")} · '
                      f'{render.esc(used)}</div>')
     if p.get("total"):
-        label = (f"round {p.get('round')}/{p.get('rounds')}" if p.get("phase") == "round" else p.get("phase", ""))
+        label = (f"round {p.get('round')}/{p.get('rounds')}" + (f" + {p['seed_answers']} seed answers"
+                                                                if p.get("seed_answers") else "")
+                 if p.get("phase") == "round" else p.get("phase", ""))
         parts.append(render.bar(p.get("done", 0), p["total"], f"{label}: {p.get('done', 0)}/{p['total']}"))
     parts.append(_counters(p))
     parts.append(_endpoints(p))

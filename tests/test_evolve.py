@@ -110,6 +110,29 @@ def test_seeds_without_output_get_a_response(tmp_path):
     assert seed["round"] == 0 and seed["response"].startswith("Here is a careful answer")
 
 
+def test_seed_answers_run_alongside_round_one(tmp_path):
+    """Evolving a seed does not need its answer: round 1's evolutions start at once and the seed
+    answers fill the pool beside them (before, every seed answer came first, then a barrier)."""
+    seeds = tmp_path / "s.jsonl"
+    seeds.write_text("".join(json.dumps({"instruction": f"Name a colour number {i}."}) + "\n" for i in range(4)))
+    arrivals = []  # the fake server's clock when each request came in (answers take 0.5 s)
+
+    def latency():
+        arrivals.append(time.monotonic())
+        return 0.5
+
+    with FakeLLM(scripted_responder, latency=latency) as fake:
+        assert evolve(tmp_path / "w.db", seeds, fake, "--rounds", "1", "--concurrency", "8") == 0
+        kinds = [kind_of(b) for b in fake.requests]
+    assert sorted(kinds[:8]) == ["evolve"] * 4 + ["respond"] * 4
+    assert arrivals[7] - arrivals[0] < 0.4  # all 8 in flight together, before the first answer came back
+    assert len(kinds) == 4 + 4 * 3
+    rows = lineage(tmp_path / "w.db", tmp_path)
+    assert all(r["response"] for r in rows) and sorted(r["round"] for r in rows) == [0] * 4 + [1] * 4
+    progress = Store(tmp_path / "w.db").list_runs()[0]["progress"]
+    assert progress["phase"] == "done" and progress["seed_answers"] == 4 and progress["done"] == progress["total"] == 8
+
+
 def test_more_rounds_extends_a_finished_run(tmp_path):
     seeds = write_seeds(tmp_path / "s.jsonl", ["Explain tides.", "Name a river."])
     db = tmp_path / "w.db"

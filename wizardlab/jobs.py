@@ -159,7 +159,8 @@ def progress_line(run: dict) -> str:
         return ""
     parts = []
     if p.get("phase") == "round" and p.get("rounds"):
-        parts.append(f"round {p.get('round')}/{p.get('rounds')}: {p.get('done', 0)}/{p.get('total', 0)}")
+        seeds = f" (with {p['seed_answers']} seed answers)" if p.get("seed_answers") else ""
+        parts.append(f"round {p.get('round')}/{p.get('rounds')}: {p.get('done', 0)}/{p.get('total', 0)}{seeds}")
     elif p.get("phase"):
         parts.append(f"{p['phase']}: {p.get('done', 0)}/{p.get('total', 0)}" if p.get("total") else str(p["phase"]))
     if p.get("eliminated"):

@@ -22,6 +22,7 @@ the rules' mode (`paper` or `lenient`) from `wizardlab.evol.rules`.
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections import Counter, defaultdict
@@ -48,6 +49,7 @@ class Progress:
     eliminated: int = 0
     failed_calls: int = 0  # nodes whose call failed after all retries in this session (left retryable)
     truncated: int = 0  # responses cut off at max_tokens in this session
+    seed_answers: int = 0  # seed answers counted in this round's total (round 1 runs them alongside)
     by_rule: Counter = field(default_factory=Counter)
     by_operation: dict = field(default_factory=lambda: defaultdict(Counter))
     started: float = field(default_factory=time.monotonic)
@@ -61,7 +63,7 @@ class Progress:
         s = client.stats
         d = {"phase": self.phase, "round": self.round, "rounds": self.rounds, "done": self.done,
              "total": self.total, "kept": self.kept, "eliminated": self.eliminated,
-             "failed_calls": self.failed_calls, "truncated": self.truncated,
+             "failed_calls": self.failed_calls, "truncated": self.truncated, "seed_answers": self.seed_answers,
              "by_rule": dict(self.by_rule), "by_operation": {k: dict(v) for k, v in self.by_operation.items()},
              "calls": s.calls, "cache_hits": s.cache_hits, "prompt_tokens": s.prompt_tokens,
              "completion_tokens": s.completion_tokens, "errors": s.failures, "retries": s.retries,
@@ -197,12 +199,17 @@ class Engine:
 
     async def run(self) -> str:
         """Run or resume; returns 'done', 'cancelled', or 'failed_calls' (a round ended with nodes whose
-        call failed after all retries: the next round waits until they are retried or given up)."""
+        call failed after all retries: the next round waits until they are retried or given up).
+
+        The seeds' own answers are not needed to evolve them, so round 1 and the seed answers share
+        one pass over the worker pool (round 1's evolutions first: each is up to three calls in a row,
+        the single seed answers then fill the slots its last evolutions leave free)."""
         p = self.progress
         missing = self.store.count_seeds_without_response(self.run_id)
-        if missing:
+        if missing and self.rounds < 1:
             p.phase, p.round, p.done, p.total, p.round_started = "seed responses", 0, 0, missing, time.monotonic()
-            await self._pump(self.store.iter_seeds_without_response(self.run_id), self._handle_seed)
+            await self._pump(((self._handle_seed, s) for s in self.store.iter_seeds_without_response(self.run_id)),
+                             _dispatch)
             self.writer.flush()
             if self.stopped:
                 return "cancelled"
@@ -211,9 +218,16 @@ class Engine:
             self.store.create_round(self.run_id, r, lambda: evol.choose_operation(rng))
             total = self.store.count_nodes(self.run_id, r)
             pending = self.store.count_nodes(self.run_id, r, "pending")
-            p.phase, p.round, p.total, p.done, p.round_started = "round", r, total, total - pending, time.monotonic()
-            if pending:
-                await self._pump(self.store.iter_pending(self.run_id, r), self._handle_node)
+            seeds = missing if r == 1 else 0
+            p.phase, p.round, p.total, p.done, p.round_started = "round", r, total + seeds, total - pending, \
+                time.monotonic()
+            p.seed_answers = seeds
+            if pending or seeds:
+                items = ((self._handle_node, n) for n in self.store.iter_pending(self.run_id, r))
+                if seeds:
+                    items = itertools.chain(items, ((self._handle_seed, s) for s in
+                                                    self.store.iter_seeds_without_response(self.run_id)))
+                await self._pump(items, _dispatch)
             self.writer.flush()
             if self.stopped:
                 return "cancelled"
@@ -225,3 +239,8 @@ class Engine:
             return "failed_calls"
         p.phase = "done"
         return "done"
+
+
+async def _dispatch(item) -> None:
+    handle, node = item
+    await handle(node)

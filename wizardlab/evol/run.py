@@ -169,7 +169,8 @@ def _progress_reporter(engine: Engine, client: LLMClient, writer: BatchWriter, b
             state["key"] = (p.phase, p.round)
             bar.reset(total=p.total)
             bar.update(p.done)
-            bar.set_description(f"round {p.round}/{p.rounds}" if p.phase == "round" else p.phase)
+            bar.set_description((f"round {p.round}/{p.rounds}" + (" + seed answers" if p.seed_answers else ""))
+                                if p.phase == "round" else p.phase)
         else:
             bar.update(1)
         now = time.monotonic()
