@@ -576,11 +576,17 @@ class LocalBackend:
             until = min(time.monotonic() + self.batch_wait_s, start + 10 * self.batch_wait_s)
         return batch
 
-    async def aclose(self) -> None:
+    async def aclose(self, join_s: float = 30.0) -> None:
+        """End the generation thread (it answers what it holds first) and wait for it, up to `join_s`:
+        a process that exits while that thread is inside a torch op can abort ("terminate called
+        without an active exception") instead of exiting cleanly."""
         with self._load_lock:
-            if self._worker is not None:
-                self._queue.put(None)  # the worker answers what it holds, then ends
-                self._worker = None
+            worker, self._worker = self._worker, None
+            if worker is not None:
+                self._queue.put(None)
+        if worker is not None and worker.is_alive():
+            await asyncio.to_thread(worker.join, join_s)
+        with self._load_lock:
             self._model = self._tokenizer = None
 
 
