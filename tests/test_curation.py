@@ -155,3 +155,47 @@ def test_short_text_search_reads_the_narrow_text_table_with_and_without_filters(
     assert store.scalar("SELECT count(*) FROM node_text") == store.scalar("SELECT count(*) FROM nodes")
     assert store.query("SELECT id, run_id, root_id, instruction, input FROM node_text ORDER BY id") == store.query(
         "SELECT id, run_id, root_id, instruction, input FROM nodes ORDER BY id")
+
+
+def _common_forest(store) -> int:
+    seeds = [{"instruction": f"Explain the topic {i}", "input": "", "response": "a"} for i in range(4)]
+    r1 = [{"status": "kept", "instruction": f"Explain the topic {i} deeper", "response": "ok",
+           "operation": "deepening"} for i in range(4)]
+    r2 = [{"status": "eliminated", "instruction": f"R2 {i} same", "response": "ok", "rules": ["no_information_gain"],
+           "operation": "in_breadth"} for i in range(3)]
+    return make_forest(store, seeds, [r1, r2])
+
+
+def test_common_text_groups_in_root_order_with_the_same_answer(store):
+    """A trigram in most nodes ("the") is grouped by one pass over the run's nodes in root order; a
+    rare one by looking its few matches up. Both give what a scan of every node says, for each
+    sort, with and without the run, and the count agrees."""
+    run = _common_forest(store)
+    other = _common_forest(store)  # a second run: the search of one run must not count the other's nodes
+    nodes = store.query("SELECT id, run_id, root_id, instruction, input FROM nodes")
+
+    def expected(text, run_id, sort):
+        found = {}
+        for n in nodes:
+            if (run_id is None or n["run_id"] == run_id) and text.lower() in (n["instruction"] + n["input"]).lower():
+                found[(n["run_id"], n["root_id"])] = found.get((n["run_id"], n["root_id"]), 0) + 1
+        key = {"root": lambda k: k[1], "matches": lambda k: (-found[k], k[1]), "newest": lambda k: -k[1]}[sort]
+        keys = sorted(found, key=key)
+        if run_id is None:  # newest run first, then the sort
+            keys = sorted(keys, key=lambda k: -k[0])
+        return [(k[1], found[k]) for k in keys]
+
+    assert store._dense_text({"text": "the"}) is True  # 16 of 22 nodes
+    assert store._dense_text({"text": "the", "round": 1}) is False  # another filter: look the matches up
+    assert store._dense_text({"text": "R2 "}) is False  # 6 of 22
+    assert store._dense_text({"text": "th"}) is False  # too short for the trigram index: a text table scan
+    for text in ("the", "R2 ", "deeper", "th"):
+        for run_id in (run, other, None):
+            for sort in ("root", "matches", "newest"):
+                assert store.match_roots(run_id, {"text": text}, sort) == expected(text, run_id, sort), \
+                    (text, run_id, sort)
+            assert store.count_roots(run_id, {"text": text}) == len(expected(text, run_id, "root"))
+    source_where, params = store._grouped(run, {"text": "the"})
+    plan = " ".join(r["detail"] for r in store.query(
+        f"EXPLAIN QUERY PLAN SELECT e.root_id, count(*) FROM {source_where} GROUP BY e.run_id, e.root_id", params))
+    assert "nodes_search" in plan and "TEMP B-TREE" not in plan, plan  # in root order: nothing to sort

@@ -17,6 +17,11 @@ def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def _phrase(text: str) -> str:
+    """`text` as one FTS5 phrase (any substring of 3+ characters, with the trigram tokenizer)."""
+    return '"' + text.replace('"', '""') + '"'
+
+
 EFFECTIVE = "coalesce(e.override_status, e.status)"  # the effective status of node `e` (see schema m005)
 SORTS = {"root": "e.root_id", "matches": "matches DESC, e.root_id", "newest": "e.root_id DESC"}
 
@@ -42,7 +47,7 @@ def _where(run_id: int | None, filters: dict, node_columns: bool = False) -> tup
     text = filters.get("text")
     if text and len(text) >= 3:  # the trigram index finds any substring of 3+ characters
         conds.append("nodes_fts MATCH ?")
-        params.append('"' + text.replace('"', '""') + '"')
+        params.append(_phrase(text))
     elif text:  # shorter: a scan of the narrow text table
         t = "t" if _source(filters, node_columns).startswith("node_text t") else "e"
         conds.append(f"({t}.instruction LIKE ? ESCAPE '\\' OR {t}.input LIKE ? ESCAPE '\\')")
@@ -67,17 +72,48 @@ def _where(run_id: int | None, filters: dict, node_columns: bool = False) -> tup
     return " AND ".join(conds), params
 
 
+def _only_text(filters: dict) -> bool:
+    """A text search (3+ characters, the trigram index) with no other node filter."""
+    return (len(filters.get("text") or "") >= 3 and filters.get("round") is None
+            and not any(filters.get(k) for k in FILTER_KEYS[2:]))
+
+
+DENSE = 0.5  # a text matching at least this share of all nodes is grouped by a pass in root order
+
+
 class LineageQueries:
+    def _dense_text(self, filters: dict) -> bool:
+        """Whether a text-only search matches so many nodes (a common trigram: "tor", "the") that
+        grouping them is cheaper by one pass over the run's nodes in root order (index nodes_search,
+        testing each id against the matches) than by looking every match up and sorting (measured
+        on a 260K-node forest: 0.31 s against 0.47 s when nearly every node matches; a rare word
+        stays on the lookups: 0.05 s against 0.10 s). Costs one count in the text index (~20 ms)."""
+        if not _only_text(filters):
+            return False
+        total = self.scalar("SELECT max(rowid) FROM node_text") or 0
+        hits = self.scalar("SELECT count(*) FROM nodes_fts WHERE nodes_fts MATCH ?", (_phrase(filters["text"]),))
+        return total > 0 and hits >= DENSE * total
+
+    def _grouped(self, run_id: int | None, filters: dict) -> tuple[str, list]:
+        """FROM ... WHERE ... of a root search (rows `e` to group by run and root)."""
+        if self._dense_text(filters):
+            conds, params = ["e.id IN (SELECT rowid FROM nodes_fts WHERE nodes_fts MATCH ?)"], [_phrase(filters["text"])]
+            if run_id is not None:
+                conds.insert(0, "e.run_id = ?")
+                params.insert(0, run_id)
+            return "nodes e INDEXED BY nodes_search WHERE " + " AND ".join(conds), params
+        where, params = _where(run_id, filters)
+        return f"{_source(filters)} WHERE {where}", params
+
     def match_roots(self, run_id: int | None, filters: dict, sort: str = "root") -> list[tuple[int, int]]:
         """(root id, matching nodes) of every root with a node matching `filters`: one pass over the
         narrow indexes (or the text index), newest run first, then by `sort` (root | matches | newest)."""
         if sort not in SORTS:
             raise ValueError(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
-        source = _source(filters)
-        where, params = _where(run_id, filters)
+        source_where, params = self._grouped(run_id, filters)
         order = SORTS[sort] if run_id is not None else "e.run_id DESC, " + SORTS[sort]
         return [(r[0], r[1]) for r in self.conn.execute(
-            f"SELECT e.root_id, count(*) AS matches FROM {source} WHERE {where} GROUP BY e.run_id, e.root_id "
+            f"SELECT e.root_id, count(*) AS matches FROM {source_where} GROUP BY e.run_id, e.root_id "
             f"ORDER BY {order}", params)]
 
     def find_roots(self, run_id: int | None, filters: dict, *, limit: int = 100, offset: int = 0,
@@ -107,10 +143,9 @@ class LineageQueries:
                  "overrides": overrides.get(root, 0)} for root, matches in page]
 
     def count_roots(self, run_id: int | None, filters: dict) -> int:
-        source = _source(filters)
-        where, params = _where(run_id, filters)
-        return self.scalar(f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE {where} "
-                           f"GROUP BY e.run_id, e.root_id)", tuple(params))
+        source_where, params = self._grouped(run_id, filters)
+        return self.scalar(f"SELECT count(*) FROM (SELECT 1 FROM {source_where} GROUP BY e.run_id, e.root_id)",
+                           tuple(params))
 
     def select_node_ids(self, run_id: int, filters: dict, *, exclude_status: tuple[str, ...] = ()) -> list[int]:
         """Ids of the finished nodes of a run matching `filters` (pending nodes never match)."""
