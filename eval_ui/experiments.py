@@ -100,11 +100,18 @@ def arms_preview(store, text: str, base_model: str, preset: str) -> str:
     return render.table(["Arm", "Recipe", "Base model", "Preset", "Rows"], rows) if rows else ""
 
 
-def status_html(view: dict | None) -> str:
+CAMPAIGN_WHERE = {"open": "judge it in the Judge tab", "review": "held: identity leaks to resolve in Evaluate",
+                  "closed": "closed"}
+
+
+def status_html(view: dict | None, campaign_status: str | None = None) -> str:
+    """The experiment's head line and arms; `campaign_status` (open | review | closed) says where its
+    campaign stands (a campaign held for identity leaks is not in the Judge tab yet)."""
     if view is None:
         return render.note("No experiment yet: save recipes, then define one above.")
+    where = CAMPAIGN_WHERE.get(campaign_status or "open", campaign_status)
     head = (f"<p>{render.badge(view['status'])} <b>{render.esc(view['name'])}</b>"
-            + (f" · campaign #{view['campaign_id']} (judge it in the Judge tab)" if view["campaign_id"] else "")
+            + (f" · campaign #{view['campaign_id']} ({render.esc(where)})" if view["campaign_id"] else "")
             + "</p>")
     err = render.note(view["error"], "error") if view["error"] else ""
     rows = [[a["name"], a["recipe"], a["base_model"], a["rows"] or "", a["step"], a["status"], a["progress"],
@@ -324,7 +331,9 @@ def _show(ctx: AppContext):
         store = ctx.store()
         view = experiments.status(store, int(exp_id))
         running = view["status"] == "running"
-        return status_html(view), "" if running else report_html(store, view["id"]), gr.Timer(active=running)
+        campaign = store.campaign(view["campaign_id"]) if view["campaign_id"] else None
+        return (status_html(view, campaign and campaign["status"]), "" if running else report_html(store, view["id"]),
+                gr.Timer(active=running))
     return show
 
 
@@ -473,11 +482,34 @@ def tour_html(store) -> str:
     exp = store.experiment(tour.NAME)
     end = ""
     if exp and exp["campaign_id"]:
-        end = render.note(f"Campaign #{exp['campaign_id']} is open: judge it in the Judge tab, then read the "
-                          "report below.", "ok")
+        end = tour_campaign_note(store, exp["campaign_id"])
     elif run["status"] in ("failed", "cancelled"):
         end = render.note(f"The tour {run['status']}: {(run['error'] or '').splitlines()[:1]}", "error")
     return "<h4>First-run tour</h4>" + render.table(["", "Step", "State", "What happens"], rows) + end
+
+
+def tour_campaign_note(store, campaign_id: int) -> str:
+    """The tour's last word: its campaign is open (judge it), or held because answers name a model
+    (the identity check before blinding; the tiny test model's random words do now and then, e.g.
+    "claude"): annotators, the admin included, see it in the Judge tab only once each hit is resolved."""
+    from eval_ui import rater_sections
+
+    campaign = store.campaign(campaign_id)
+    status = campaign["status"] if campaign else "gone"
+    if status == "open":
+        return render.note(f"Campaign #{campaign_id} is open: judge it in the Judge tab, then read the report below.",
+                           "ok")
+    if status == "review":
+        hits = store.identity_hits(campaign_id)
+        n = sum(h["status"] == "open" for h in hits)
+        said = f"{n} answer names" if n == 1 else f"{n} answers name"
+        return render.note(f"Campaign #{campaign_id} is held: {said} a model or vendor. Resolve each under "
+                           "Evaluate, Campaigns, Manage a campaign (keep a false alarm, edit or drop it); the "
+                           "campaign then opens in the Judge tab.", "warn") + rater_sections.leaks_html(hits)
+    if status == "closed":
+        return render.note(f"Campaign #{campaign_id} is closed: reopen it under Evaluate, Campaigns to judge it.",
+                           "warn")
+    return render.note(f"Campaign #{campaign_id} no longer exists.", "warn")
 
 
 def _wire_tour(ctx: AppContext, w: ExperimentWidgets) -> None:

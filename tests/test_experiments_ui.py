@@ -4,6 +4,7 @@ counts over HTTP, and, in Chromium, the first-run tour from its button to the fi
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -72,6 +73,15 @@ def test_tour_from_the_button_to_the_first_judged_item(tmp_path, monkeypatch):
             page.locator("#wl-tour-status", has_text="Campaign #").wait_for(timeout=420_000)
             assert "✗" not in page.locator("#wl-tour-status").inner_text()
             exp = ctx.store().experiment(tour.NAME)
+            if ctx.store().campaign(exp["campaign_id"])["status"] == "review":
+                # tiny-llama writes random words, now and then a model's name ("claude", "bard": about one tour
+                # in five): the identity check holds the campaign, the panel says so, and the lead keeps each hit
+                assert "is held" in page.locator("#wl-tour-status").inner_text()
+                client = http_login(base_url, admin, password)
+                for hit in ctx.store().identity_hits(exp["campaign_id"], open_only=True):
+                    event, payload = call_api(client, "eval_resolve_leak", [exp["campaign_id"], hit["id"], "keep", ""])
+                    assert event == "complete", payload
+            assert ctx.store().campaign(exp["campaign_id"])["status"] == "open"
             items = ctx.store().campaign_items(exp["campaign_id"])
             assert len(items) == 10 and {i["model_a"] for i in items} | {i["model_b"] for i in items} == {
                 s["model"] for s in tab.experiments.arm_output_sets(ctx.store(), exp).values()}
@@ -85,6 +95,31 @@ def test_tour_from_the_button_to_the_first_judged_item(tmp_path, monkeypatch):
                 _report_screenshot(page, ctx, exp, Path(SHOTS))
         finally:
             stop_app(ctx)
+
+
+def test_tour_panel_says_when_its_campaign_is_held_for_identity_leaks(tmp_path):
+    """A campaign whose answers name a model is held (not in the Judge tab): the tour's panel and the
+    experiment's head line say so instead of "open: judge it", and say "open" once the hit is kept."""
+    from wizardlab import evaluation as ev
+    from wizardlab.store import Store
+
+    store = Store(str(tmp_path / "app.db"))
+    rows = [{"prompt_id": i, "prompt": f"Question {i}?", "model": m,
+             "output": "palm claude ferry" if (m, i) == ("arm-b", 1) else f"Reply {i} by {m}."}
+            for m in ("arm-a", "arm-b") for i in range(3)]
+    path = tmp_path / "outputs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cid = ev.create_campaign(store, "experiment tour", [s["id"] for s in ev.import_outputs(store, path,
+                                                                                           testset="t")], k=1)
+    assert store.campaign(cid)["status"] == "review"
+    note = tab.tour_campaign_note(store, cid)
+    assert f"Campaign #{cid} is held: 1 answer names a model" in note and "is open" not in note and "palm" in note
+    view = {"status": "done", "name": "tour", "campaign_id": cid, "error": None, "arms": []}
+    assert "held: identity leaks to resolve" in tab.status_html(view, "review")
+    for hit in store.identity_hits(cid, open_only=True):
+        ev.resolve_identity(store, cid, hit["id"], "keep", by="admin")
+    assert f"Campaign #{cid} is open: judge it in the Judge tab" in tab.tour_campaign_note(store, cid)
+    assert "judge it in the Judge tab" in tab.status_html(view, "open")
 
 
 def _report_screenshot(page, ctx, exp, out: Path) -> None:
