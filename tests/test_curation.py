@@ -189,6 +189,7 @@ def test_common_text_groups_in_root_order_with_the_same_answer(store):
     assert store._dense_text({"text": "the", "round": 1}) is False  # another filter: look the matches up
     assert store._dense_text({"text": "R2 "}) is False  # 6 of 22
     assert store._dense_text({"text": "th"}) is False  # too short for the trigram index: a text table scan
+    assert store._dense_text({"text": "the "}) is False  # a phrase: not counted first, its matches looked up
     for text in ("the", "R2 ", "deeper", "th"):
         for run_id in (run, other, None):
             for sort in ("root", "matches", "newest"):
