@@ -133,6 +133,36 @@ def test_seed_answers_run_alongside_round_one(tmp_path):
     assert progress["phase"] == "done" and progress["seed_answers"] == 4 and progress["done"] == progress["total"] == 8
 
 
+def test_response_and_equality_check_are_asked_together_with_room_for_both(tmp_path):
+    """The equality check does not need the response: at concurrency > 1 both calls of a node go out
+    at once; at concurrency 1 one after the other. The verdicts are the same either way, a response
+    the rules eliminate winning over the check (SORRY: eliminated by its response, not by SAME)."""
+    seeds = write_seeds(tmp_path / "s.jsonl", ["Explain tides.", "SAME SORRY name a river."])
+    outcomes = {}
+    for concurrency in ("1", "4"):
+        arrivals = []
+
+        def latency():
+            arrivals.append(time.monotonic())
+            return 0.5
+
+        db = tmp_path / f"c{concurrency}.db"
+        with FakeLLM(scripted_responder, latency=latency) as fake:
+            assert evolve(db, seeds, fake, "--rounds", "1", "--concurrency", concurrency) == 0
+            kinds = [kind_of(b) for b in fake.requests]
+        arrivals.sort()
+        if concurrency == "4":  # both evolutions, then both nodes' responses and checks together
+            assert sorted(kinds) == ["equal"] * 2 + ["evolve"] * 2 + ["respond"] * 2  # SORRY's check is paid too
+            assert arrivals[1] - arrivals[0] < 0.4 and arrivals[5] - arrivals[2] < 0.4, arrivals
+        else:  # one call at a time, and no check for a response the rules eliminate
+            assert sorted(kinds) == ["equal"] + ["evolve"] * 2 + ["respond"] * 2
+            assert all(b - a > 0.45 for a, b in zip(arrivals, arrivals[1:])), arrivals
+        outcomes[concurrency] = [(n["status"], n["fail_rules"], n["response"]) for n in lineage(db, tmp_path)
+                                 if n["round"] == 1]
+    assert outcomes["1"] == outcomes["4"]
+    assert [o[:2] for o in outcomes["4"]] == [("kept", []), ("eliminated", ["sorry_short_response"])]
+
+
 def test_more_rounds_extends_a_finished_run(tmp_path):
     seeds = write_seeds(tmp_path / "s.jsonl", ["Explain tides.", "Name a river."])
     db = tmp_path / "w.db"

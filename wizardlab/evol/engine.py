@@ -22,6 +22,7 @@ the rules' mode (`paper` or `lenient`) from `wizardlab.evol.rules`.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 import time
@@ -129,20 +130,36 @@ class Engine:
             return out("eliminated", ["malformed"], str(exc))
         if verdict := evol.evolved_prompt_rules(res.text, instruction, self.rules):
             return out("eliminated", [verdict.rule], verdict.reason, instruction)
+        # The equality check reads the parent and the evolved prompt, not the response: with room for
+        # more than one call at a time both are asked at once (a node then takes two calls' time, not
+        # three). The outcome is the same as one after the other: a response the rules eliminate wins
+        # over the check's verdict (its call is paid, then ignored).
+        equal_messages = evol.equal_messages(parent_text, instruction, self.few_shot)
+        equal = (asyncio.ensure_future(self._call("equal", equal_messages, "equal", nid))
+                 if self.client.concurrency > 1 else None)
         try:
-            res = await self._call("respond", evol.respond_messages(instruction, "", self.few_shot), "respond", nid)
-        except LLMError as exc:
-            return out("failed_call", [], f"response call failed: {exc}", instruction)
-        response, finish = res.text.strip(), res.finish_reason
-        if res.text != response:  # the response is stored once; raw keeps the text only when it differs
-            raw["respond"] = res.text
-        if verdicts := evol.response_rules(response, self.rules):
-            return out("eliminated", [v.rule for v in verdicts], "; ".join(v.reason for v in verdicts),
-                       instruction, response, finish)
-        try:
-            res = await self._call("equal", evol.equal_messages(parent_text, instruction, self.few_shot), "equal", nid)
-        except LLMError as exc:
-            return out("failed_call", [], f"equality call failed: {exc}", instruction, response, finish)
+            try:
+                res = await self._call("respond", evol.respond_messages(instruction, "", self.few_shot), "respond",
+                                       nid)
+            except LLMError as exc:
+                return out("failed_call", [], f"response call failed: {exc}", instruction)
+            response, finish = res.text.strip(), res.finish_reason
+            if res.text != response:  # the response is stored once; raw keeps the text only when it differs
+                raw["respond"] = res.text
+            if verdicts := evol.response_rules(response, self.rules):
+                return out("eliminated", [v.rule for v in verdicts], "; ".join(v.reason for v in verdicts),
+                           instruction, response, finish)
+            try:
+                res = await (equal if equal is not None else self._call("equal", equal_messages, "equal", nid))
+            except LLMError as exc:
+                return out("failed_call", [], f"equality call failed: {exc}", instruction, response, finish)
+        except asyncio.CancelledError:  # the node is cut off (a stop): so is its check
+            if equal is not None:
+                equal.cancel()
+            raise
+        finally:
+            if equal is not None:  # an answer no longer needed still lands (in the request cache) before the node
+                await _settled(equal)
         raw["equal"] = res.text
         try:
             verdict = evol.no_information_gain(res.text)
@@ -239,6 +256,14 @@ class Engine:
             return "failed_calls"
         p.phase = "done"
         return "done"
+
+
+async def _settled(call: asyncio.Future) -> None:
+    """Wait for a call whose answer may not be needed; its failure is of no interest then."""
+    try:
+        await call
+    except LLMError:
+        pass
 
 
 async def _dispatch(item) -> None:
