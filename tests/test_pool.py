@@ -78,8 +78,11 @@ def test_one_endpoint_killed_mid_run_loses_nothing(tmp_path):
     seeds = write_seeds(tmp_path / "s.jsonl", [f"Explain topic number {i} in detail." for i in range(40)])
     db = tmp_path / "pool.db"
     with FakeLLM(evol_responder, latency=lambda: 0.05) as a, FakeLLM(latency=lambda: 0.05) as b:
-        def doomed(body):
-            if b.count == 20:
+        stopping = threading.Event()
+
+        def doomed(body):  # b.count counts arrivals: with calls in flight it can pass 20 between two answers
+            if b.count >= 20 and not stopping.is_set():
+                stopping.set()
                 threading.Thread(target=b.stop, daemon=True).start()
             return evol_responder(body)
 
