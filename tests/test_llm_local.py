@@ -340,3 +340,30 @@ def test_embedded_gemma_answers_a_few_shot_prompt():
     assert backend.few_shot  # Gemma 3 270M base: no chat template
     assert result.text.strip() and "### Instruction" not in result.text
     assert 0 < result.completion_tokens <= 12 and result.prompt_tokens > 20
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_int8_quantizes_every_linear_layer_and_the_output_layer_in_place(tied):
+    """int8 (the embedded model's precision on CPUs without bf16): every linear layer, the output one
+    too (packed in a second thread), is int8; the logits stay close to float32's."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from wizardlab.llm.local import _int8
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=500, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=tied)
+    model = LlamaForCausalLM(config).eval()
+    ids = torch.randint(0, 500, (2, 12))
+    with torch.inference_mode():
+        before = model(input_ids=ids).logits
+    linear = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    quantized = _int8(model)
+    kinds = [type(m) for m in quantized.modules()]
+    assert quantized is model and not any(k is torch.nn.Linear for k in kinds)
+    assert kinds.count(torch.ao.nn.quantized.dynamic.Linear) == linear == 2 * 7 + 1
+    assert isinstance(quantized.get_output_embeddings(), torch.ao.nn.quantized.dynamic.Linear)
+    with torch.inference_mode():
+        after = quantized(input_ids=ids).logits
+    assert torch.nn.functional.cosine_similarity(before.flatten(), after.flatten(), dim=0) > 0.98
