@@ -85,7 +85,7 @@ def bench_dtype(model: str, dtype: str, in_flight: list[int], new_tokens: int, s
 
 
 def bench_evolve(n_seeds: int, max_new_tokens: int) -> None:
-    times, rates = {}, {}
+    times, rates, per_call = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for concurrency in (1, 16):
             db = Path(tmp) / f"c{concurrency}.db"
@@ -100,12 +100,13 @@ def bench_evolve(n_seeds: int, max_new_tokens: int) -> None:
             paid = re.search(r"LLM calls paid \(all sessions\): (\d+), tokens in/out (\d+)/(\d+)", done.stdout)
             calls, tokens_out = (int(paid[1]), int(paid[3])) if paid else (0, 0)
             rates[concurrency] = tokens_out / times[concurrency]
+            per_call[concurrency] = times[concurrency] / calls if calls else float("nan")
             print(f"  evolve {n_seeds} demo seeds, one round, --concurrency {concurrency:>2}: "
                   f"{times[concurrency]:6.1f} s, {calls} calls, {tokens_out} tokens generated "
                   f"({rates[concurrency]:.1f} tok/s; {loadavg()})", flush=True)
     # sampling at temperature 0.7 gives each run its own evolutions, so the calls and tokens differ too
     print(f"  evolve speed-up at concurrency 16: x{times[1] / times[16]:.2f} in time (target >= 3), "
-          f"x{rates[16] / rates[1]:.2f} in generated tokens/s")
+          f"x{rates[16] / rates[1]:.2f} in generated tokens/s, x{per_call[1] / per_call[16]:.2f} in time per call")
 
 
 def main() -> None:
