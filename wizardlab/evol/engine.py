@@ -219,8 +219,9 @@ class Engine:
         call failed after all retries: the next round waits until they are retried or given up).
 
         The seeds' own answers are not needed to evolve them, so round 1 and the seed answers share
-        one pass over the worker pool (round 1's evolutions first: each is up to three calls in a row,
-        the single seed answers then fill the slots its last evolutions leave free)."""
+        one pass over the worker pool (round 1's evolutions first: each takes up to three calls, two
+        in a row when its response and check go out together; the single seed answers then fill the
+        slots its last evolutions leave free)."""
         p = self.progress
         missing = self.store.count_seeds_without_response(self.run_id)
         if missing and self.rounds < 1:
