@@ -367,3 +367,36 @@ def test_int8_quantizes_every_linear_layer_and_the_output_layer_in_place(tied):
     with torch.inference_mode():
         after = quantized(input_ids=ids).logits
     assert torch.nn.functional.cosine_similarity(before.flatten(), after.flatten(), dim=0) > 0.98
+
+
+def test_growing_cache_decodes_as_the_library_cache_past_its_spare_room():
+    """The cache whose layers write each step in place (buffers with ROOM spare columns, regrown
+    when full) gives the greedy tokens of transformers' own DynamicCache (which concatenates every
+    step), over more steps than its room."""
+    import torch
+    from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+
+    from wizardlab.llm.local import ROOM, _growing_cache
+
+    torch.manual_seed(1)
+    config = LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, initializer_range=1.0)
+    model = LlamaForCausalLM(config).eval()
+    prompt = torch.randint(0, 300, (2, 9))
+    steps = 2 * ROOM + 5
+
+    def greedy(cache):
+        with torch.inference_mode():
+            out = model(input_ids=prompt, cache=cache, use_cache=True)
+            tokens = [out.logits[:, -1].argmax(-1)]
+            for _ in range(steps - 1):
+                out = model(input_ids=tokens[-1][:, None], cache=cache, use_cache=True)
+                tokens.append(out.logits[:, -1].argmax(-1))
+        return torch.stack(tokens, 1)
+
+    cache = _growing_cache()
+    ours, library = greedy(cache), greedy(DynamicCache())
+    assert len(set(library[0].tolist())) > 10  # random weights that really depend on the context
+    assert torch.equal(ours, library)
+    layer = cache.layers[0]
+    assert layer.keys.shape[-2] == 9 + steps - 1 and layer._k.shape[-2] > layer.keys.shape[-2]  # room left over
