@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import functools
 import json
 import logging
 import os
@@ -231,34 +232,33 @@ def _into(buf, n: int, new):
     return buf, n + t
 
 
-def _growing_cache():
-    """A DynamicCache whose layers keep their keys and values in buffers with room to grow: a decoding
-    step writes its new column in place, where DynamicLayer concatenates, copying the whole cache
-    every step (41% of a step at 16 rows of 655 tokens). `keys` and `values` are views of the filled
-    columns; assigning them (merging rows, dropping rows or padding columns) takes the tensor as it
-    is, and the next step moves it into a buffer with room again."""
-    from transformers import DynamicCache
+class _Filled:
+    """`keys` or `values` of a growing cache layer: the filled columns of its buffer (attribute
+    `buffer`, length in `length`); assigning a tensor takes it as it is (filled to its end)."""
+
+    def __init__(self, buffer: str, length: str):
+        self.buffer, self.length = buffer, length
+
+    def __get__(self, layer, owner=None):
+        if layer is None:
+            return self
+        t = getattr(layer, self.buffer)
+        return t if t is None or t.dim() != 4 else t[:, :, :getattr(layer, self.length)]
+
+    def __set__(self, layer, t) -> None:
+        setattr(layer, self.buffer, t)
+        setattr(layer, self.length, t.shape[-2] if t is not None and t.dim() == 4 else 0)
+
+
+@functools.cache
+def _growing_layer():
     from transformers.cache_utils import DynamicLayer
 
     class GrowingLayer(DynamicLayer):
         _k = _v = None
         _nk = _nv = 0
-
-        @property
-        def keys(self):
-            return self._k if self._k is None or self._k.dim() != 4 else self._k[:, :, :self._nk]
-
-        @keys.setter
-        def keys(self, t):
-            self._k, self._nk = t, (t.shape[-2] if t is not None and t.dim() == 4 else 0)
-
-        @property
-        def values(self):
-            return self._v if self._v is None or self._v.dim() != 4 else self._v[:, :, :self._nv]
-
-        @values.setter
-        def values(self, t):
-            self._v, self._nv = t, (t.shape[-2] if t is not None and t.dim() == 4 else 0)
+        keys = _Filled("_k", "_nk")
+        values = _Filled("_v", "_nv")
 
         def update(self, key_states, value_states, *args, **kwargs):
             if not self.is_initialized:
@@ -267,8 +267,19 @@ def _growing_cache():
             self._v, self._nv = _into(self._v, self._nv, value_states)
             return self.keys, self.values
 
+    return GrowingLayer
+
+
+def _growing_cache():
+    """A DynamicCache whose layers keep their keys and values in buffers with room to grow: a decoding
+    step writes its new column in place, where DynamicLayer concatenates, copying the whole cache
+    every step (41% of a step at 16 rows of 655 tokens). `keys` and `values` are views of the filled
+    columns; assigning them (merging rows, dropping rows or padding columns) takes the tensor as it
+    is, and the next step moves it into a buffer with room again."""
+    from transformers import DynamicCache
+
     cache = DynamicCache()
-    cache.layer_class_to_replicate = GrowingLayer
+    cache.layer_class_to_replicate = _growing_layer()
     return cache
 
 
