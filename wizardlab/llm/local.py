@@ -1,8 +1,8 @@
 """`LocalBackend`: an in-process transformers model (the embedded Gemma or a local checkpoint).
 
 The model loads lazily, once, on the first call (or earlier through `load()` / `warm()`),
-and generates in one worker thread with continuous batching (`_Running`): requests with the
-same sampling settings generate together as rows of one KV cache, each leaving (answered at
+and generates in one worker thread with continuous batching (`_Running`): requests (each with
+its own temperature and top-p) generate together as rows of one KV cache, each leaving (answered at
 once) at its own stop string, EOS or token budget, and the requests that wait join between
 steps while there is room (up to `batch_size`). A burst is gathered for `batch_wait_s` first.
 Prompts that start the same way (a task's system prompt, worked examples and template) reuse
@@ -31,6 +31,7 @@ import os
 import queue
 import threading
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,26 +85,37 @@ class _Request:
     top_p: float | None = None
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
 
-    @property
-    def sampling(self) -> tuple:
-        """Requests batch together only with the same sampling settings."""
-        return self.temperature, self.top_p
 
-
-def _next_tokens(logits, temperature: float, top_p: float | None = None, top_k: int = 50):
-    """Greedy at temperature 0, else sampling among the `top_k` likeliest (generate()'s default top_k),
-    cut to the smallest set holding `top_p` of the probability when given (nucleus sampling)."""
+def _next_tokens(logits, requests: list["_Request"], top_k: int = 50):
+    """One token per row of `logits`, each row with its own request's settings: greedy at
+    temperature 0, else sampling among the `top_k` likeliest (generate()'s default top_k) at the
+    row's temperature, cut to the smallest set holding its `top_p` of the probability when given
+    (nucleus sampling). Rows of any settings share a batch: a greedy check (the equality test, a
+    score) generates beside sampled evolutions instead of waiting for them to finish."""
     import torch
 
-    if temperature <= 0:
+    greedy = [i for i, r in enumerate(requests) if r.temperature <= 0]
+    if len(greedy) == len(requests):
         return logits.argmax(-1)
-    values, indices = torch.topk(logits.float() / temperature, min(top_k, logits.shape[-1]), dim=-1)
-    probs = torch.softmax(values, dim=-1)  # sorted, highest first
-    if top_p is not None and top_p < 1:
-        outside = probs.cumsum(-1) - probs >= top_p  # the mass before a token already reaches top_p
+    out = logits.new_empty(len(requests), dtype=torch.long)
+    if greedy:
+        rows = torch.tensor(greedy, device=logits.device)
+        out[rows] = logits[rows].argmax(-1)
+    sampled = [i for i, r in enumerate(requests) if r.temperature > 0]
+    rows = torch.tensor(sampled, device=logits.device)
+    part = logits if not greedy else logits[rows]
+    values, indices = torch.topk(part.float(), min(top_k, logits.shape[-1]), dim=-1)
+    temperature = torch.tensor([requests[i].temperature for i in sampled], device=logits.device)
+    probs = torch.softmax(values / temperature[:, None], dim=-1)  # sorted, highest first
+    top_p = [requests[i].top_p if requests[i].top_p is not None and requests[i].top_p < 1 else None
+             for i in sampled]
+    if any(p is not None for p in top_p):
+        limit = torch.tensor([p if p is not None else float("inf") for p in top_p], device=logits.device)
+        outside = probs.cumsum(-1) - probs >= limit[:, None]  # the mass before a token already reaches top_p
         probs = probs.masked_fill(outside, 0.0)
     choice = torch.multinomial(probs, 1)
-    return indices.gather(-1, choice).squeeze(-1)
+    out[rows] = indices.gather(-1, choice).squeeze(-1)
+    return out
 
 
 class PrefixCache:
@@ -232,6 +244,24 @@ def _into(buf, n: int, new):
     return buf, n + t
 
 
+def _packed(parts: list, width: int):
+    """One buffer with ROOM spare columns holding `parts` (keys or values, [rows, heads, w <= width,
+    dim]) stacked by rows, each right-aligned at `width` with zeros on its left (masked out, but
+    never uninitialised memory, which could be NaN): one copy of the rows, where cat or an index
+    selection followed by the next step's regrowing made two."""
+    first = parts[0]
+    rows = sum(part.shape[0] for part in parts)
+    buf = first.new_empty((rows, first.shape[1], width + ROOM, first.shape[3]))
+    row = 0
+    for part in parts:
+        n, w = part.shape[0], part.shape[2]
+        if w < width:
+            buf[row:row + n, :, :width - w].zero_()
+        buf[row:row + n, :, width - w:width] = part
+        row += n
+    return buf
+
+
 class _Filled:
     """`keys` or `values` of a growing cache layer: the filled columns of its buffer (attribute
     `buffer`, length in `length`); assigning a tensor takes it as it is (filled to its end)."""
@@ -267,6 +297,11 @@ def _growing_layer():
             self._v, self._nv = _into(self._v, self._nv, value_states)
             return self.keys, self.values
 
+        def repack(self, keys: list, values: list, width: int) -> None:
+            """Keys and values from row blocks (see `_packed`), `width` columns filled."""
+            self._k, self._v = _packed(keys, width), _packed(values, width)
+            self._nk = self._nv = width
+
     return GrowingLayer
 
 
@@ -274,8 +309,8 @@ def _growing_cache():
     """A DynamicCache whose layers keep their keys and values in buffers with room to grow: a decoding
     step writes its new column in place, where DynamicLayer concatenates, copying the whole cache
     every step (41% of a step at 16 rows of 655 tokens). `keys` and `values` are views of the filled
-    columns; assigning them (merging rows, dropping rows or padding columns) takes the tensor as it
-    is, and the next step moves it into a buffer with room again."""
+    columns; merging and dropping rows repack them into a new buffer with room (`repack`); assigning
+    them takes the tensor as it is, and the next step moves it into a buffer with room again."""
     from transformers import DynamicCache
 
     cache = DynamicCache()
@@ -339,12 +374,8 @@ class _Running:
     def __len__(self) -> int:
         return len(self.requests)
 
-    @property
-    def sampling(self) -> tuple | None:
-        return self.requests[0].sampling if self.requests else None
-
     def admit(self, requests: list[_Request]) -> None:
-        """Prefill `requests` (one sampling setting, the batch's) and add them as rows: in groups of
+        """Prefill `requests` and add them as rows: in groups of
         similar uncached tails, so a short tail is not padded to a long one's length."""
         encoded = [_encode(self.tokenizer, r.messages, self.few_shot) for r in requests]
         prefixes, keep = self.backend.prefixes.prefixes(self.model, encoded)
@@ -369,7 +400,7 @@ class _Running:
             self.backend.prefixes.add(tuple(prompts[i]), [(layer.keys[i:i + 1, :, -n:].clone(),
                                                            layer.values[i:i + 1, :, -n:].clone())
                                                           for layer in cache.layers])
-        next_ids = _next_tokens(out.logits[:, -1], requests[0].temperature, requests[0].top_p)
+        next_ids = _next_tokens(out.logits[:, -1], requests)
         self._merge(cache, mask, positions[:, -1:], next_ids)
         self.requests += requests
         self.prompts += prompts
@@ -386,7 +417,7 @@ class _Running:
             out = self.model(input_ids=self.next_ids[:, None], attention_mask=mask, position_ids=positions,
                              cache=self.cache, use_cache=True, logits_to_keep=1)
         self.mask, self.positions = mask, positions
-        self.next_ids = _next_tokens(out.logits[:, -1], self.requests[0].temperature, self.requests[0].top_p)
+        self.next_ids = _next_tokens(out.logits[:, -1], self.requests)
         for ids, token in zip(self.tokens, self.next_ids.tolist()):
             ids.append(token)
         self._leave([j for j in range(len(self)) if self._done(j)])
@@ -407,18 +438,12 @@ class _Running:
 
         width = max(self.mask.shape[1], mask.shape[1])
 
-        def pad(t, dim):  # zeros on the left of dimension `dim` up to `width`
-            missing = width - t.shape[dim]
-            if not missing:
-                return t
-            shape = list(t.shape)
-            shape[dim] = missing
-            return torch.cat([t.new_zeros(shape), t], dim=dim)
+        def pad(t):  # zeros on the left up to `width` columns
+            return torch.cat([t.new_zeros((t.shape[0], width - t.shape[1])), t], dim=1) if t.shape[1] < width else t
 
         for mine, theirs in zip(self.cache.layers, cache.layers):
-            mine.keys = torch.cat([pad(mine.keys, 2), pad(theirs.keys, 2)])
-            mine.values = torch.cat([pad(mine.values, 2), pad(theirs.values, 2)])
-        self.mask = torch.cat([pad(self.mask, 1), pad(mask, 1)])
+            mine.repack([mine.keys, theirs.keys], [mine.values, theirs.values], width)
+        self.mask = torch.cat([pad(self.mask), pad(mask)])
         self.positions = torch.cat([self.positions, positions])
         self.next_ids = torch.cat([self.next_ids, next_ids])
 
@@ -445,13 +470,16 @@ class _Running:
             self.cache = self.mask = self.positions = self.next_ids = None
             return
         index = torch.tensor(keep, device=self.mask.device)
-        self.cache.batch_select_indices(index)
         self.mask, self.positions, self.next_ids = self.mask[index], self.positions[index], self.next_ids[index]
         first = int(self.mask.any(0).int().argmax())  # the first column some row attends to
-        if first:
-            self.mask = self.mask[:, first:]
-            for layer in self.cache.layers:
-                layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
+        self.mask = self.mask[:, first:]
+        rows = [(j, j + 1) for j in keep]  # runs of kept rows, each copied as one block
+        for j in range(len(rows) - 1, 0, -1):
+            if rows[j - 1][1] == rows[j][0]:
+                rows[j - 1:j + 1] = [(rows[j - 1][0], rows[j][1])]
+        for layer in self.cache.layers:
+            layer.repack([layer.keys[a:b, :, first:] for a, b in rows], [layer.values[a:b, :, first:] for a, b in rows],
+                         self.mask.shape[1])
 
     def _answer(self, j: int) -> None:
         ids, r = self.tokens[j], self.requests[j]
@@ -481,7 +509,6 @@ class LocalBackend:
         self.precision: str | None = None  # how the weights run, once loaded (see local_precision)
         self._load_lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue()
-        self._backlog: collections.deque = collections.deque()  # gathered, but another temperature
         self._worker: threading.Thread | None = None
         self.prefixes = PrefixCache()  # shared prompt prefixes' KV (used by the generation thread only)
         self._closing = False  # the generation thread saw the close while rows were generating
@@ -518,7 +545,7 @@ class LocalBackend:
                 start = time.perf_counter()
                 path = self._resolve()
                 self.precision = local_precision(self.is_embedded)
-                self._tokenizer, self._model = _load_pretrained(path, self.precision)
+                self._tokenizer, self._model = _load_pretrained(path, self.precision, plain_tokenizer=self.is_embedded)
                 log.info("loaded %s (%s) in %.1f s", path, self.precision, time.perf_counter() - start)
             return self._tokenizer, self._model
 
@@ -564,12 +591,12 @@ class LocalBackend:
             if running is None or not len(running):
                 if self._closing:
                     return
-                first = self._backlog.popleft() if self._backlog else self._queue.get()
+                first = self._queue.get()
                 if first is None:
                     return
                 new = self._gather(first)
             else:
-                new = self._waiting(running.sampling, self.batch_size - len(running))
+                new = self._waiting(self.batch_size - len(running))
             new = self._startable(new)
             try:
                 if new:
@@ -602,13 +629,9 @@ class LocalBackend:
                 out.append(r)
         return out
 
-    def _waiting(self, sampling: tuple, room: int) -> list[_Request]:
-        """Up to `room` requests with `sampling` that wait now (others go to the backlog); notes a close."""
-        found, kept = [], collections.deque()
-        while self._backlog and len(found) < room:
-            r = self._backlog.popleft()
-            (found if r.sampling == sampling else kept).append(r)
-        self._backlog.extendleft(reversed(kept))
+    def _waiting(self, room: int) -> list[_Request]:
+        """Up to `room` requests that wait now; notes a close."""
+        found = []
         while len(found) < room:
             try:
                 r = self._queue.get_nowait()
@@ -617,17 +640,12 @@ class LocalBackend:
             if r is None:
                 self._closing = True
                 break
-            (found if r.sampling == sampling else self._backlog).append(r)
+            found.append(r)
         return found
 
     def _gather(self, first: _Request) -> list[_Request]:
-        """`first` and the requests with its sampling settings that wait now or arrive less than
-        batch_wait_s after the one before."""
-        batch, kept = [first], collections.deque()
-        while self._backlog and len(batch) < self.batch_size:
-            r = self._backlog.popleft()
-            (batch if r.sampling == first.sampling else kept).append(r)
-        self._backlog.extendleft(reversed(kept))
+        """`first` and the requests that wait now or arrive less than batch_wait_s after the one before."""
+        batch = [first]
         start = time.monotonic()
         until = start + self.batch_wait_s
         while len(batch) < self.batch_size:
@@ -638,7 +656,7 @@ class LocalBackend:
             if r is None:  # closing: answer this batch first
                 self._queue.put(None)
                 break
-            (batch if r.sampling == first.sampling else self._backlog).append(r)
+            batch.append(r)
             # callers answered by the last batch come back one after another: wait for the next one a
             # little longer, but never more than 10 x batch_wait_s in all (a batch takes seconds anyway)
             until = min(time.monotonic() + self.batch_wait_s, start + 10 * self.batch_wait_s)
@@ -749,7 +767,37 @@ def _int8(model):
         return model
 
 
-def _load_pretrained(path: Path, precision: str = "float32"):
+class PlainTokenizer:
+    """A base model's tokenizer read straight from its tokenizer.json by the `tokenizers` library
+    (Rust), with what generation asks of it: encoding text (with the model's special tokens),
+    decoding, the EOS and pad ids, no chat template. 2 s for Gemma's 262K vocabulary where
+    transformers' class takes 5-7 s (it parses the file in Python, twice). Used for the embedded
+    model, whose directory is built here; a test checks it tokenizes and decodes as transformers does."""
+
+    chat_template = None
+
+    def __init__(self, path: Path):
+        from tokenizers import Tokenizer
+
+        self._tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        config = json.loads((path / "tokenizer_config.json").read_text())
+
+        def special(name: str) -> int | None:
+            token = config.get(name)
+            token = token.get("content") if isinstance(token, dict) else token
+            return self._tokenizer.token_to_id(token) if token else None
+
+        self.bos_token_id, self.eos_token_id, self.pad_token_id = (special(name) for name in
+                                                                   ("bos_token", "eos_token", "pad_token"))
+
+    def __call__(self, text: str, add_special_tokens: bool = True) -> types.SimpleNamespace:
+        return types.SimpleNamespace(input_ids=self._tokenizer.encode(text, add_special_tokens=add_special_tokens).ids)
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+        return self._tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
+
+
+def _load_pretrained(path: Path, precision: str = "float32", plain_tokenizer: bool = False):
     from concurrent.futures import ThreadPoolExecutor
 
     import torch
@@ -768,7 +816,8 @@ def _load_pretrained(path: Path, precision: str = "float32"):
         # weights are packed for int8 (which runs without the GIL); alongside the weights' own loading
         # it would slow that down as much as it saves
         with ThreadPoolExecutor(1, thread_name_prefix="tokenizer") as pool:
-            tokenizer = pool.submit(AutoTokenizer.from_pretrained, path, local_files_only=True)
+            tokenizer = (pool.submit(PlainTokenizer, path) if plain_tokenizer
+                         else pool.submit(AutoTokenizer.from_pretrained, path, local_files_only=True))
             if precision == "int8" and not on_gpu:
                 model = _int8(model)
             tokenizer = tokenizer.result()
