@@ -219,22 +219,27 @@ def test_each_row_samples_with_its_own_settings():
 
     from wizardlab.llm.local import _Request, _next_tokens
 
-    def request(temperature, top_p=None):
-        return _Request([], 4, temperature, [], 0.0, top_p)
+    def request(temperature, top_p=None, seed=None):
+        return _Request([], 4, temperature, [], 0.0, top_p, seed)
 
     logits = torch.full((3, 10), -30.0)
     logits[:, 3], logits[:, 7] = 2.0, 1.9  # token 3 the likeliest, 7 nearly as likely
-    rows = [request(0.0), request(1.0, 1e-6), request(1.0)]
-    torch.manual_seed(0)
+    rows = [request(0.0), request(1.0, 1e-6), request(1.0, seed=5)]
     drawn = torch.stack([_next_tokens(logits, rows) for _ in range(200)])
     assert drawn[:, 0].unique().tolist() == [3] and drawn[:, 1].unique().tolist() == [3]
     assert drawn[:, 2].unique().tolist() == [3, 7]
     assert _next_tokens(logits, [request(0.0)] * 3).tolist() == [3, 3, 3]
+    # a seeded row draws the same tokens alone as beside other rows; another seed draws others
+    alone = torch.stack([_next_tokens(logits[2:], [r]) for r in [request(1.0, seed=5)] for _ in range(200)])
+    assert alone[:, 0].tolist() == drawn[:, 2].tolist()
+    other = request(1.0, seed=6)
+    assert [_next_tokens(logits[2:], [other]).item() for _ in range(200)] != drawn[:, 2].tolist()
 
 
 def test_greedy_and_sampled_requests_generate_in_one_batch(tmp_path):
     """A random tiny LLaMA (every token matters): greedy requests (an equality check) sent together with
-    sampled ones (evolutions) share one batch, and each greedy answer is exactly its answer alone."""
+    sampled ones (evolutions) share one batch, and each answer is exactly its answer alone (the sampled
+    ones draw with their request's seed)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -252,16 +257,99 @@ def test_greedy_and_sampled_requests_generate_in_one_batch(tmp_path):
     backend = LocalBackend(tmp_path / "m", batch_wait_s=0.3)
 
     async def together():
-        return await asyncio.gather(*(backend.chat(m, max_tokens=n, temperature=t, top_p=p, stop=None, timeout=60)
-                                      for m, (t, p, n) in zip(prompts, settings)))
+        return await asyncio.gather(*(backend.chat(m, max_tokens=n, temperature=t, top_p=p, stop=None, timeout=60,
+                                                   seed=100 + i)
+                                      for i, (m, (t, p, n)) in enumerate(zip(prompts, settings))))
 
     batched = asyncio.run(together())
     assert backend.batches == [len(prompts)]  # one batch, not one per setting
-    for i, (temperature, _, n) in enumerate(settings):
-        if temperature == 0:
-            alone = chat(backend, prompts[i], max_tokens=n)
-            assert (alone.text, alone.completion_tokens) == (batched[i].text, batched[i].completion_tokens)
+    for i, (temperature, top_p, n) in enumerate(settings):
+        alone = asyncio.run(backend.chat(prompts[i], max_tokens=n, temperature=temperature, top_p=top_p, stop=None,
+                                         timeout=60, seed=100 + i))
+        assert (alone.text, alone.completion_tokens) == (batched[i].text, batched[i].completion_tokens)
     assert all(r.completion_tokens == n or r.finish_reason == "stop" for r, (_, _, n) in zip(batched, settings))
+
+
+def test_the_client_seeds_each_request_so_sampled_answers_do_not_depend_on_concurrency(tmp_path):
+    """Through `LLMClient` (no store): sampled calls (temperature 1) at concurrency 1 and in one batch of 6
+    give the same answers, since each request samples with the seed of its own key; the same prompt
+    under another salt (another node) is another request and gets its own draw."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = _tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id)  # small weights: a flat distribution to sample
+    torch.manual_seed(3)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "m")
+    tokenizer.save_pretrained(tmp_path / "m")
+    prompts = [[{"role": "user", "content": "What is six times seven? " + "seven " * (k % 3)}] for k in range(6)]
+
+    def answers(concurrency: int) -> list[str]:
+        client = LLMClient(LocalBackend(tmp_path / "m", batch_wait_s=0.3), concurrency=concurrency)
+
+        async def run():
+            calls = [client.complete(m, max_tokens=10, temperature=1.0, salt=f"node:{i}") for i, m in
+                     enumerate(prompts)]
+            return await asyncio.gather(*calls)
+        results = asyncio.run(run())
+        assert max(client.backend.batches) == concurrency
+        return [r.text for r in results]
+
+    one = answers(1)
+    assert answers(6) == one
+    assert one[0] != one[3] and one[1] != one[4]  # same prompt, another salt: another draw
+
+
+def test_sliding_window_layers_decode_from_their_window_only_with_the_same_answers(tmp_path, monkeypatch):
+    """A random tiny Gemma 3 (a local layer with a window of 6 tokens, then a global one), prompts of
+    10-30 tokens in one batch: decoding reads only the window's columns in the local layer, and the
+    greedy answers are exactly those of plain SDPA over the whole cache."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from wizardlab.llm.local import WINDOWED
+
+    tokenizer = _tokenizer()
+    config = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=6,
+                              layer_types=["sliding_attention", "full_attention"], max_position_embeddings=4096,
+                              tie_word_embeddings=False, pad_token_id=tokenizer.pad_token_id,
+                              bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(4)
+    model = Gemma3ForCausalLM(config)
+    with torch.no_grad():  # every weight random (Gemma's default init repeats one token)
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    model.save_pretrained(tmp_path / "m")
+    tokenizer.save_pretrained(tmp_path / "m")
+    prompts = [[{"role": "user", "content": "What is six times seven? " + "seven " * k}] for k in (0, 3, 9)]
+
+    def answers(backend):
+        async def run():
+            return await asyncio.gather(*(backend.chat(m, max_tokens=16, temperature=0.0, stop=None, timeout=60)
+                                          for m in prompts))
+        return [(r.text, r.completion_tokens) for r in asyncio.run(run())]
+
+    windowed = LocalBackend(tmp_path / "m", batch_wait_s=0.3)
+    plain = LocalBackend(tmp_path / "m", batch_wait_s=0.3)
+    assert windowed._loaded()[1].config._attn_implementation == WINDOWED
+    plain._loaded()[1].set_attn_implementation("sdpa")
+    expected = answers(plain)
+    assert len({text for text, _ in expected}) == len(prompts)
+    widths = []  # key columns of each one-token attention call
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def recording(query, key, *args, **kwargs):
+        if query.shape[-2] <= 2:  # one new token (its 2 heads packed per key/value head), not a prefill
+            widths.append(key.shape[-2])
+        return sdpa(query, key, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
+    assert answers(windowed) == expected and max(windowed.batches) == len(prompts)
+    assert min(widths) == 7 and max(widths) > 30  # local layer: window + 1 columns; global: all
 
 
 def test_a_request_joins_the_running_batch_and_is_answered_before_it_ends(tiny):

@@ -44,6 +44,9 @@ class Backend(Protocol):
     in_process: bool  # runs in this process (short default budgets, see wizardlab.llm.params)
 
     async def chat(self, messages: list[dict], *, max_tokens: int, temperature: float,
-                   stop: list[str] | None, timeout: float, top_p: float | None = None) -> Completion: ...
+                   stop: list[str] | None, timeout: float, top_p: float | None = None,
+                   seed: int | None = None) -> Completion: ...
+    # seed: the request's own random seed (the client derives it from the request key): an in-process
+    # model samples with it, so the same request gets the same answer alone or in any batch
 
     async def aclose(self) -> None: ...

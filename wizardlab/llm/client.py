@@ -97,7 +97,7 @@ class LLMClient:
                               hit["latency_ms"], 0, hit.get("finish_reason"))
         async with self.semaphore:
             completion, latency_ms, attempts = await self._call_with_retries(messages, max_tokens, temperature, stop,
-                                                                             top_p)
+                                                                             top_p, int(key[:15], 16))
         self.stats.calls += 1
         self.stats.prompt_tokens += completion.prompt_tokens
         self.stats.completion_tokens += completion.completion_tokens
@@ -118,8 +118,10 @@ class LLMClient:
         return Result(completion.text, False, completion.prompt_tokens, completion.completion_tokens,
                       latency_ms, attempts, completion.finish_reason)
 
-    async def _call_with_retries(self, messages, max_tokens, temperature, stop, top_p=None):
+    async def _call_with_retries(self, messages, max_tokens, temperature, stop, top_p=None, seed=None):
         extra = {"top_p": top_p} if top_p is not None else {}
+        if seed is not None:  # from the request key: a retry or a resumed run asks with the same seed
+            extra["seed"] = seed
         attempt = 0
         while True:
             attempt += 1

@@ -2,8 +2,8 @@
 
 The model loads lazily, once, on the first call (or earlier through `load()` / `warm()`),
 and generates in one worker thread with continuous batching (`_Running`): requests (each with
-its own temperature and top-p) generate together as rows of one KV cache, each leaving (answered at
-once) at its own stop string, EOS or token budget, and the requests that wait join between
+its own temperature, top-p and random seed) generate together as rows of one KV cache, each
+leaving (answered at once) at its own stop string, EOS or token budget, and the requests that wait join between
 steps while there is room (up to `batch_size`). A burst is gathered for `batch_wait_s` first.
 Prompts that start the same way (a task's system prompt, worked examples and template) reuse
 the cached KV of that start (`PrefixCache`): a few-shot prompt costs only its own last tokens.
@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import queue
+import random
 import threading
 import time
 import types
@@ -83,7 +84,14 @@ class _Request:
     stops: list[str]
     deadline: float
     top_p: float | None = None
+    seed: int | None = None
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+
+    @functools.cached_property
+    def rng(self) -> random.Random:
+        """The request's own draws: seeded, the same request samples the same tokens whatever else
+        shares its batch (a run at concurrency 16 writes what it writes at 1, up to float rounding)."""
+        return random.Random(self.seed) if self.seed is not None else random.Random()
 
 
 def _next_tokens(logits, requests: list["_Request"], top_k: int = 50):
@@ -113,7 +121,10 @@ def _next_tokens(logits, requests: list["_Request"], top_k: int = 50):
         limit = torch.tensor([p if p is not None else float("inf") for p in top_p], device=logits.device)
         outside = probs.cumsum(-1) - probs >= limit[:, None]  # the mass before a token already reaches top_p
         probs = probs.masked_fill(outside, 0.0)
-    choice = torch.multinomial(probs, 1)
+    # inverse-CDF draw with each row's own uniform (its request's rng), not one generator for the batch
+    cdf = probs.cumsum(-1)
+    uniform = torch.tensor([requests[i].rng.random() for i in sampled], device=logits.device, dtype=cdf.dtype)
+    choice = (cdf < uniform[:, None] * cdf[:, -1:]).sum(-1, keepdim=True).clamp_(max=cdf.shape[-1] - 1)
     out[rows] = indices.gather(-1, choice).squeeze(-1)
     return out
 
@@ -572,8 +583,9 @@ class LocalBackend:
             raise PermanentError(f"model {self.model_dir}: {_one_line(exc)}") from exc
 
     # -- generation ------------------------------------------------------------
-    async def chat(self, messages, *, max_tokens, temperature, stop, timeout, top_p=None) -> Completion:
-        request = _Request(messages, max_tokens, temperature, list(stop or []), time.monotonic() + timeout, top_p)
+    async def chat(self, messages, *, max_tokens, temperature, stop, timeout, top_p=None, seed=None) -> Completion:
+        request = _Request(messages, max_tokens, temperature, list(stop or []), time.monotonic() + timeout, top_p,
+                           seed)
         with self._load_lock:
             if self._worker is None or not self._worker.is_alive():
                 self._closing = False
@@ -812,6 +824,7 @@ def _load_pretrained(path: Path, precision: str = "float32", plain_tokenizer: bo
         if on_gpu:
             model = model.to("cuda")
         model.eval()
+        _use_windowed_attention(model)
         # the tokenizer (Gemma's: seconds of JSON parsing in Python) loads in a second thread while the
         # weights are packed for int8 (which runs without the GIL); alongside the weights' own loading
         # it would slow that down as much as it saves
@@ -824,6 +837,48 @@ def _load_pretrained(path: Path, precision: str = "float32", plain_tokenizer: bo
     except (OSError, ValueError, KeyError) as exc:
         raise PermanentError(f"local model {path}: cannot load: {_one_line(exc)}") from exc
     return tokenizer, model
+
+
+WINDOWED = "wizardlab_windowed_sdpa"
+
+
+@functools.cache
+def _windowed_attention() -> str:
+    """Register (once) SDPA attention that reads only a sliding-window layer's window when decoding.
+
+    Gemma 3's local layers (5 of every 6) attend to the last `sliding_window` positions, but the
+    cache keeps every column (one cache of full layers for all rows) and SDPA would read them all,
+    masked: at 16 rows of ~700 columns, a decoding step's attention is most of its memory traffic.
+    Rows are right-aligned with their tokens contiguous, so for one new token the last
+    `sliding_window` columns hold all of its window: those keys, values and mask columns are the
+    same attention, exactly. Everything else (prefill, full layers) is plain SDPA."""
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    def attention(module, query, key, value, attention_mask, *args, sliding_window=None, **kwargs):
+        keep = (sliding_window or 0) + 1  # one column more than any model's window convention needs
+        if sliding_window and query.shape[2] == 1 and key.shape[2] > keep:
+            key, value = key[:, :, -keep:], value[:, :, -keep:]
+            if attention_mask is not None and attention_mask.shape[-1] > keep:
+                attention_mask = attention_mask[..., -keep:]
+        return sdpa_attention_forward(module, query, key, value, attention_mask, *args,
+                                      sliding_window=sliding_window, **kwargs)
+
+    AttentionInterface.register(WINDOWED, attention)
+    AttentionMaskInterface.register(WINDOWED, sdpa_mask)  # the same masks as SDPA
+    return WINDOWED
+
+
+def _use_windowed_attention(model) -> None:
+    """Windowed decoding attention for a model on SDPA with sliding-window layers (Gemma 2/3,
+    Mistral-style configs); others are left as they are."""
+    config = model.config
+    if config._attn_implementation != "sdpa" or not getattr(config, "sliding_window", None):
+        return
+    if "sliding_attention" not in (getattr(config, "layer_types", None) or ["sliding_attention"]):
+        return
+    model.set_attn_implementation(_windowed_attention())
 
 
 def _has_chat_template(path: Path) -> bool:

@@ -29,7 +29,8 @@ class OpenAIBackend:
         self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=api_key or "not-needed", max_retries=0,
                                           http_client=openai.DefaultAsyncHttpxClient(limits=limits))
 
-    async def chat(self, messages, *, max_tokens, temperature, stop, timeout, top_p=None) -> Completion:
+    async def chat(self, messages, *, max_tokens, temperature, stop, timeout, top_p=None, seed=None) -> Completion:
+        # `seed` is not sent: servers differ in what they do with it (and the body stays what it was)
         extra = {"top_p": top_p} if top_p is not None else {}
         try:
             body = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature,

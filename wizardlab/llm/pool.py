@@ -104,8 +104,10 @@ class PoolBackend:
             return min(healthy, key=_Member.load)
         return min(candidates, key=lambda m: m.down_until)
 
-    async def chat(self, messages, *, max_tokens, temperature, stop, timeout, top_p=None) -> Completion:
+    async def chat(self, messages, *, max_tokens, temperature, stop, timeout, top_p=None, seed=None) -> Completion:
         extra = {"top_p": top_p} if top_p is not None else {}
+        if seed is not None:
+            extra["seed"] = seed
         tried: set[int] = set()
         last_error: TransientError | None = None
         while True:
