@@ -212,6 +212,51 @@ def test_shared_prompt_prefixes_are_computed_once_and_change_no_answer(tmp_path)
     assert backend.prefixes.reused_tokens - reused > reused and max(backend.batches) == len(prompts)
 
 
+def test_task_heads_persist_in_the_cache_dir_for_the_next_process(tmp_path):
+    """A few-shot task's head (system prompt and worked examples) computed by one backend is read from
+    the cache dir by the next one (a new process) with the same answers; another model never reads it,
+    a damaged file is recomputed, and the directory keeps within its budget."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = _tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                         initializer_range=1.0, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    for seed, name in ((5, "m"), (6, "m2")):
+        torch.manual_seed(seed)
+        LlamaForCausalLM(config).save_pretrained(tmp_path / name)
+        tokenizer.save_pretrained(tmp_path / name)
+    examples = [{"role": "system", "content": "Answer briefly. " * 12}, {"role": "user", "content": "Say hi."},
+                {"role": "assistant", "content": "Hi there."}]
+    prompts = [[*examples, {"role": "user", "content": "What is six times seven? " + "seven " * k}] for k in range(3)]
+    cache_dir = tmp_path / "cache"
+    stored = cache_dir / "prefix-kv"
+
+    def answers(name="m", disk_bytes=1 << 30):
+        backend = LocalBackend(tmp_path / name, cache_dir=cache_dir, batch_wait_s=0.3)
+        backend.prefixes.disk_bytes = disk_bytes
+
+        async def run():
+            return await asyncio.gather(*(backend.chat(m, max_tokens=10, temperature=0.0, stop=None, timeout=60)
+                                          for m in prompts))
+        return [r.text for r in asyncio.run(run())], backend.prefixes
+
+    first, computed = answers()
+    [file] = stored.glob("*.safetensors")
+    assert computed.disk_hits == 0 and computed.computed_tokens > 32
+    again, read = answers()  # the next process: the head comes from the file
+    assert again == first and read.disk_hits == 1
+    assert read.computed_tokens <= computed.computed_tokens - 32
+    file.write_bytes(b"not a tensor file")
+    damaged, recomputed = answers()
+    assert damaged == first and recomputed.disk_hits == 0 and recomputed.computed_tokens == computed.computed_tokens
+    other, elsewhere = answers("m2", disk_bytes=1)  # another model: its own file; the budget drops the old one
+    assert elsewhere.disk_hits == 0 and other != first
+    assert [f.name for f in stored.glob("*.safetensors")] != [file.name] and len(list(stored.glob("*"))) == 1
+
+
 def test_each_row_samples_with_its_own_settings():
     """One batch of logits, three settings: greedy, a nucleus so small it keeps only the likeliest token,
     and plain sampling at temperature 1 (two tokens share nearly all the mass: both come up, no other)."""

@@ -21,7 +21,7 @@ def make_backend(settings) -> Backend:
 
     if settings.uses_embedded_llm:
         return LocalBackend.embedded(cache_dir=settings.cache_dir)
-    return LocalBackend(settings.model)
+    return LocalBackend(settings.model, cache_dir=settings.cache_dir)
 
 
 __all__ = ["Backend", "Completion", "LLMClient", "LLMError", "PermanentError", "Result", "TransientError",

@@ -6,7 +6,9 @@ its own temperature, top-p and random seed) generate together as rows of one KV 
 leaving (answered at once) at its own stop string, EOS or token budget, and the requests that wait join between
 steps while there is room (up to `batch_size`). A burst is gathered for `batch_wait_s` first.
 Prompts that start the same way (a task's system prompt, worked examples and template) reuse
-the cached KV of that start (`PrefixCache`): a few-shot prompt costs only its own last tokens.
+the cached KV of that start (`PrefixCache`): a few-shot prompt costs only its own last tokens;
+a task's head (system prompt and worked examples) is also stored in the cache dir, so the next
+process reads it instead of computing it.
 On a CPU with bfloat16 instructions (AVX512-BF16 / AMX) the weights run in bfloat16; on other
 CPUs the embedded model runs its linear layers in int8 and other checkpoints in float32
 (`local_precision`; `WIZARDLAB_LOCAL_DTYPE` overrides).
@@ -25,6 +27,7 @@ import asyncio
 import collections
 import concurrent.futures
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -137,10 +140,20 @@ class PrefixCache:
     kept in least-recently-used order within `max_bytes` (a prompt of 650 tokens is ~24 MB of float32
     KV on Gemma 3 270M; an evolution run's tasks need about 8)."""
 
-    def __init__(self, max_bytes: int = 512 << 20):
+    def __init__(self, max_bytes: int = 512 << 20, directory: str | Path | None = None,
+                 disk_bytes: int = 512 << 20):
         self.max_bytes = max_bytes
         self.reused_tokens = self.prompt_tokens = 0  # prompt tokens read from the cache, of all
+        self.computed_tokens = 0  # prompt tokens whose KV `get` computed
+        self.disk_hits = 0  # task heads read from `directory`
         self._entries: collections.OrderedDict[tuple[int, ...], list] = collections.OrderedDict()
+        # Task heads (a few-shot task's system prompt and worked examples: ~0.45 s each on 2 cores,
+        # ~8 per evolution run) also persist under `directory`, so the next process reads them (~20 MB,
+        # milliseconds) instead of computing them. `salt` names the weights and how they run (set at
+        # load): another model, precision or library version never reads these files.
+        self.directory = Path(directory) if directory is not None else None
+        self.disk_bytes = disk_bytes
+        self.salt = ""
 
     def match(self, ids: list[int]) -> tuple[int, list | None]:
         """(n, per-layer KV of an entry) for the longest cached run of `ids`' first n tokens, n < len(ids)."""
@@ -154,9 +167,9 @@ class PrefixCache:
         self._entries.move_to_end(best_key)
         return best, self._entries[best_key]
 
-    def get(self, model, ids: tuple[int, ...]) -> list:
-        """Per layer (keys, values) of `ids` at positions 0..len-1, batch 1: on a miss, computed from
-        the longest cached start of `ids` on."""
+    def get(self, model, ids: tuple[int, ...], persist: bool = False) -> list:
+        """Per layer (keys, values) of `ids` at positions 0..len-1, batch 1: on a miss, read from
+        `directory` (`persist`: a task head) or computed from the longest cached start of `ids` on."""
         entry = self._entries.get(ids)
         if entry is not None:
             self._entries.move_to_end(ids)
@@ -164,17 +177,67 @@ class PrefixCache:
         import torch
         from transformers import DynamicCache
 
-        start, base = self.match(list(ids))
-        cache = DynamicCache()  # full layers: rows placed at other offsets keep every position they attend to
-        for layer, (keys, values) in enumerate(base or []):
-            cache.update(keys[:, :, :start], values[:, :, :start], layer)
-        with torch.inference_mode():
-            model(input_ids=torch.tensor([list(ids[start:])], device=model.device),
-                  position_ids=torch.arange(start, len(ids), device=model.device)[None], cache=cache,
-                  use_cache=True, logits_to_keep=1)
-        entry = [(layer.keys, layer.values) for layer in cache.layers]
+        file = self._file(ids) if persist else None
+        entry = self._read(file, model) if file is not None else None
+        if entry is None:
+            start, base = self.match(list(ids))
+            cache = DynamicCache()  # full layers: rows placed at other offsets keep every position they attend to
+            for layer, (keys, values) in enumerate(base or []):
+                cache.update(keys[:, :, :start], values[:, :, :start], layer)
+            with torch.inference_mode():
+                model(input_ids=torch.tensor([list(ids[start:])], device=model.device),
+                      position_ids=torch.arange(start, len(ids), device=model.device)[None], cache=cache,
+                      use_cache=True, logits_to_keep=1)
+            entry = [(layer.keys, layer.values) for layer in cache.layers]
+            self.computed_tokens += len(ids) - start
+            if file is not None:
+                self._write(file, entry)
         self.add(ids, entry)
         return entry
+
+    def _file(self, ids: tuple[int, ...]) -> Path | None:
+        if self.directory is None or not self.salt:
+            return None
+        digest = hashlib.sha256(json.dumps([self.salt, ids]).encode()).hexdigest()[:40]
+        return self.directory / f"{digest}.safetensors"
+
+    def _read(self, file: Path, model) -> list | None:
+        """The entry stored in `file`, or None (absent, unreadable or not this model's shape: recomputed)."""
+        if not file.is_file():
+            return None
+        try:
+            from safetensors.torch import load_file
+
+            tensors = load_file(str(file), device=str(model.device))
+            entry = [(tensors[f"k{i}"], tensors[f"v{i}"]) for i in range(len(tensors) // 2)]
+            if not entry or len(tensors) != 2 * len(entry):
+                return None
+            os.utime(file)  # recently used: pruned last
+        except Exception as exc:  # noqa: BLE001 - a damaged cache file is recomputed, never fatal
+            log.warning("prefix cache %s unreadable (%s): recomputing it", file.name, _one_line(exc))
+            return None
+        self.disk_hits += 1
+        return entry
+
+    def _write(self, file: Path, entry: list) -> None:
+        """Store `entry` atomically (a reader sees the whole file or none), then keep the directory
+        within `disk_bytes` by removing the least recently used files. A failure only costs speed."""
+        try:
+            from safetensors.torch import save_file
+
+            file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = file.with_name(f"{file.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
+            save_file({f"{kind}{i}": t.contiguous() for i, (k, v) in enumerate(entry) for kind, t in
+                       (("k", k), ("v", v))}, str(tmp))
+            os.replace(tmp, file)
+            files = sorted(file.parent.glob("*.safetensors"), key=lambda f: f.stat().st_mtime, reverse=True)
+            total = 0
+            for f in files:
+                total += f.stat().st_size
+                if total > self.disk_bytes and f != file:
+                    f.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("prefix cache: could not store %s (%s)", file.name, _one_line(exc))
 
     def add(self, ids: tuple[int, ...], entry: list) -> None:
         for key in [k for k in self._entries if len(k) < len(ids) and ids[:len(k)] == k]:
@@ -195,7 +258,7 @@ class PrefixCache:
         for i, (ids, head) in enumerate(encoded):
             n, kv = self.match(ids)
             if n < head:
-                kv, n = self.get(model, tuple(ids[:head])), head
+                kv, n = self.get(model, tuple(ids[:head]), persist=True), head
             shared = max((_common_prefix(tuple(other), ids, len(ids) - 1)  # with the others sent now
                           for j, (other, _) in enumerate(encoded) if j != i), default=0)
             if shared >= max(n, head) + MIN_PREFIX:  # a template they share too: its KV once, for all of them
@@ -521,7 +584,8 @@ class LocalBackend:
         self._load_lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue()
         self._worker: threading.Thread | None = None
-        self.prefixes = PrefixCache()  # shared prompt prefixes' KV (used by the generation thread only)
+        # shared prompt prefixes' KV (used by the generation thread only); task heads persist in the cache dir
+        self.prefixes = PrefixCache(directory=Path(cache_dir) / "prefix-kv" if cache_dir is not None else None)
         self._closing = False  # the generation thread saw the close while rows were generating
 
     @property
@@ -557,6 +621,7 @@ class LocalBackend:
                 path = self._resolve()
                 self.precision = local_precision(self.is_embedded)
                 self._tokenizer, self._model = _load_pretrained(path, self.precision, plain_tokenizer=self.is_embedded)
+                self.prefixes.salt = _weights_key(path, self.precision)
                 log.info("loaded %s (%s) in %.1f s", path, self.precision, time.perf_counter() - start)
             return self._tokenizer, self._model
 
@@ -896,6 +961,15 @@ def _fingerprint(path: Path) -> str:
     files = [*resolved.glob("*.safetensors"), *resolved.glob("*.bin"), resolved / "config.json"]
     stamps = [f.stat().st_mtime_ns for f in files if f.is_file()]
     return f"{resolved}|{max(stamps) if stamps else 0}"
+
+
+def _weights_key(path: Path, precision: str) -> str:
+    """What a prompt's KV depends on besides its tokens: the weights (path and time stamp), how they
+    run, and the libraries computing it."""
+    import torch
+    import transformers
+
+    return f"{_fingerprint(path)}|{precision}|torch {torch.__version__}|transformers {transformers.__version__}"
 
 
 def _pad_id(tokenizer) -> int | None:
