@@ -96,3 +96,24 @@ def test_statistics_read_only_the_covering_index(store):
         fn(run)
     scans = [p for p in plans if p.startswith(("SCAN", "SEARCH"))]
     assert scans and all("COVERING INDEX nodes_stats" in p for p in scans), plans
+
+
+def test_failed_calls_are_counted_from_their_partial_index(store):
+    """The Evolve tab's count of retryable nodes (an evolution whose call failed, a seed still without
+    its response) reads the partial index of nodes with failed attempts, never the run's wide rows."""
+    run = store.create_run("evolve", {})
+    store.insert_seeds(run, [{"instruction": f"seed {i}"} for i in range(4)])
+    store.create_round(run, 1, lambda: "deepening")
+    seeds = [r["id"] for r in store.query("SELECT id FROM nodes WHERE run_id = ? AND round = 0 ORDER BY id", (run,))]
+    pending = [n["id"] for n in store.iter_pending(run, 1)]
+    with store.tx() as conn:
+        store.write_seed_response(conn, seeds[0], None, "timeout")  # a seed answer that failed
+        store.write_seed_response(conn, seeds[1], "fine", None)  # answered
+        store.write_call_failure(conn, pending[0], "429", {})  # an evolution that failed
+    assert store.count_failed_calls(run) == 2 and store.count_failed_calls(run, 1) == 1
+    assert [(f["id"], f["round"]) for f in store.failed_calls(run)] == [(seeds[0], 0), (pending[0], 1)]
+    for sql, params in ((f"SELECT count(*) FROM nodes WHERE run_id = ? AND {store._FAILED}", (run,)),
+                        (f"SELECT id FROM nodes WHERE run_id = ? AND {store._FAILED} ORDER BY round, id LIMIT 8",
+                         (run,))):
+        plan = [r["detail"] for r in store.query("EXPLAIN QUERY PLAN " + sql, params)]
+        assert plan == ["SEARCH nodes USING INDEX nodes_failed_calls (run_id=?)"], plan
