@@ -562,7 +562,10 @@ def test_embedded_plain_tokenizer_encodes_and_decodes_as_transformers():
 @pytest.mark.parametrize("tied", [True, False])
 def test_int8_quantizes_every_linear_layer_and_the_output_layer_in_place(tied):
     """int8 (the embedded model's precision on CPUs without bf16): every linear layer, the output one
-    too (packed in a second thread), is int8; the logits stay close to float32's."""
+    too (packed in a second thread), is int8 with each token scaled to its own range; the logits stay
+    close to float32's, and a row's logits do not depend on the rows beside it (with torch's one
+    scale per input they did: the other row's range set this one's precision). Biases (the untied
+    case) are added back exactly."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -570,20 +573,26 @@ def test_int8_quantizes_every_linear_layer_and_the_output_layer_in_place(tied):
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=500, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=tied)
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=tied,
+                         attention_bias=not tied, mlp_bias=not tied)
     model = LlamaForCausalLM(config).eval()
     ids = torch.randint(0, 500, (2, 12))
+    loud = model.get_input_embeddings()(ids[1:]) * 40  # a row with a far larger range than the first
     with torch.inference_mode():
         before = model(input_ids=ids).logits
     linear = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
     quantized = _int8(model)
-    kinds = [type(m) for m in quantized.modules()]
-    assert quantized is model and not any(k is torch.nn.Linear for k in kinds)
-    assert kinds.count(torch.ao.nn.quantized.dynamic.Linear) == linear == 2 * 7 + 1
+    kinds = [m for m in quantized.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
+    assert quantized is model and not any(type(m) is torch.nn.Linear for m in quantized.modules())
+    assert len(kinds) == linear == 2 * 7 + 1 and all(m.row_sums is not None for m in kinds)
     assert isinstance(quantized.get_output_embeddings(), torch.ao.nn.quantized.dynamic.Linear)
     with torch.inference_mode():
         after = quantized(input_ids=ids).logits
+        embeds = quantized.get_input_embeddings()(ids[:1])
+        alone = quantized(inputs_embeds=embeds).logits
+        beside = quantized(inputs_embeds=torch.cat([embeds, loud])).logits[:1]
     assert torch.nn.functional.cosine_similarity(before.flatten(), after.flatten(), dim=0) > 0.98
+    assert (alone - beside).abs().max() < 1e-4
 
 
 def test_growing_cache_decodes_as_the_library_cache_past_its_spare_room():
