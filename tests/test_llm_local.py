@@ -50,6 +50,23 @@ def _tokenizer():
     return hf
 
 
+def _random_llama(directory: Path, seed: int, initializer_range: float = 1.0):
+    """A random tiny LLaMA (2 layers, grouped-query attention) and the test tokenizer saved in
+    `directory`; with the default wide weights every token of the prompt matters. Returns the tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = _tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                         initializer_range=initializer_range, pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return tokenizer
+
+
 def _scripted_llama(tokenizer, start_id: int):
     """A tiny LLaMA whose greedy continuation of `start_id` is SCRIPT, then SCRIPT[-1] forever."""
     import torch
@@ -176,19 +193,9 @@ def test_shared_prompt_prefixes_are_computed_once_and_change_no_answer(tmp_path)
     """A random tiny LLaMA (every token matters): few-shot prompts sharing long turns, one without any, in
     batches and alone. The batched answers, which start from cached KV of the shared turns (and, the second
     time, of whole earlier prompts), are exactly the one-at-a-time answers computed from scratch."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from wizardlab.llm.local import PrefixCache
 
-    tokenizer = _tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                         initializer_range=1.0, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
-    torch.manual_seed(1)
-    LlamaForCausalLM(config).save_pretrained(tmp_path / "m")
-    tokenizer.save_pretrained(tmp_path / "m")
+    tokenizer = _random_llama(tmp_path / "m", seed=1)
     system = {"role": "system", "content": "Answer briefly. " * 12}
     examples = [system, {"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi there."}]
     prompts = [[*examples, {"role": "user", "content": "What is six times seven? " + "seven " * k}] for k in range(4)]
@@ -216,18 +223,8 @@ def test_task_heads_persist_in_the_cache_dir_for_the_next_process(tmp_path):
     """A few-shot task's head (system prompt and worked examples) computed by one backend is read from
     the cache dir by the next one (a new process) with the same answers; another model never reads it,
     a damaged file is recomputed, and the directory keeps within its budget."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = _tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                         initializer_range=1.0, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
     for seed, name in ((5, "m"), (6, "m2")):
-        torch.manual_seed(seed)
-        LlamaForCausalLM(config).save_pretrained(tmp_path / name)
-        tokenizer.save_pretrained(tmp_path / name)
+        _random_llama(tmp_path / name, seed)
     examples = [{"role": "system", "content": "Answer briefly. " * 12}, {"role": "user", "content": "Say hi."},
                 {"role": "assistant", "content": "Hi there."}]
     prompts = [[*examples, {"role": "user", "content": "What is six times seven? " + "seven " * k}] for k in range(3)]
@@ -285,17 +282,7 @@ def test_greedy_and_sampled_requests_generate_in_one_batch(tmp_path):
     """A random tiny LLaMA (every token matters): greedy requests (an equality check) sent together with
     sampled ones (evolutions) share one batch, and each answer is exactly its answer alone (the sampled
     ones draw with their request's seed)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = _tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                         initializer_range=1.0, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
-    torch.manual_seed(2)
-    LlamaForCausalLM(config).save_pretrained(tmp_path / "m")
-    tokenizer.save_pretrained(tmp_path / "m")
+    _random_llama(tmp_path / "m", seed=2)
     prompts = [[{"role": "user", "content": "What is six times seven? " + "seven " * k}] for k in range(6)]
     # (temperature, top_p, max_tokens): rows leave at different steps, so the cache is repacked under the others
     settings = [(0.0, None, 14), (1.0, 0.9, 3), (0.0, None, 9), (0.7, None, 5), (0.0, None, 12), (1.2, None, 2)]
@@ -319,17 +306,7 @@ def test_the_client_seeds_each_request_so_sampled_answers_do_not_depend_on_concu
     """Through `LLMClient` (no store): sampled calls (temperature 1) at concurrency 1 and in one batch of 6
     give the same answers, since each request samples with the seed of its own key; the same prompt
     under another salt (another node) is another request and gets its own draw."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = _tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id)  # small weights: a flat distribution to sample
-    torch.manual_seed(3)
-    LlamaForCausalLM(config).save_pretrained(tmp_path / "m")
-    tokenizer.save_pretrained(tmp_path / "m")
+    _random_llama(tmp_path / "m", seed=3, initializer_range=0.02)  # small weights: a flat distribution to sample
     prompts = [[{"role": "user", "content": "What is six times seven? " + "seven " * (k % 3)}] for k in range(6)]
 
     def answers(concurrency: int) -> list[str]:

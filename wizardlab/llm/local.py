@@ -10,7 +10,7 @@ the cached KV of that start (`PrefixCache`): a few-shot prompt costs only its ow
 a task's head (system prompt and worked examples) is also stored in the cache dir, so the next
 process reads it instead of computing it.
 On a CPU with bfloat16 instructions (AVX512-BF16 / AMX) the weights run in bfloat16; on other
-CPUs the embedded model runs its linear layers in int8 (each token scaled to its own range:
+CPUs the embedded model runs its linear layers in int8 (each prompt token scaled to its own range:
 `_row_scaled_linear`) and other checkpoints in float32
 (`local_precision`; `WIZARDLAB_LOCAL_DTYPE` overrides).
 `bench/local_generation.py` measures batched against one-at-a-time tokens/s.
@@ -881,14 +881,19 @@ def _row_scaled_linear():
         dynamic quantization takes one activation scale for the whole input, so one row's range (an
         outlier token, Gemma's first token above all) set every other row's precision, and a row's
         output depended on what shared its batch. With each row on the same [0, 1] the scale is
-        fixed: a row gives the same output alone or in any batch, and is quantized to its own range
+        fixed: a prompt's rows give the same output alone or in any batch, each quantized to its range
         (Gemma 3 270M against float32 on 9 real few-shot prompts, 4,051 positions: mean KL 0.39 ->
-        0.08, next-token agreement 80% -> 89%). It costs ~15% per forward pass on the AVX2 machine
-        (a few small ops per layer, two passes over the output layer's logits)."""
+        0.08, next-token agreement 80% -> 89%). That is for prompts (prefill, where the outlier
+        tokens are and the KV cache is written), whose products outweigh the few extra small ops.
+        A decoding step (one token a row, bound by reading the weights) keeps torch's own path:
+        scaling there cost 15-18% of each step (the output layer's 262,144 logits a row twice more),
+        and a step's rows are alike in range."""
 
         row_sums = row_bias = None
 
         def forward(self, x):
+            if x.dim() > 2 and x.shape[-2] == 1:  # a decoding step (one token a row): torch's own path
+                return torch.ops.quantized.linear_dynamic(x, self._packed_params._packed_params, reduce_range=True)
             lo, hi = torch.aminmax(x, dim=-1, keepdim=True)
             span = (hi - lo).clamp_min_(1e-12)
             # u = (x - lo) / span is exactly 0 and 1 at each row's ends (span / span == 1), so the
