@@ -864,8 +864,10 @@ def _int8_row_sums(weight):
 
     observer = torch.ao.quantization.default_dynamic_qconfig.weight()
     observer(weight)
-    scale, zero_point = observer.calculate_qparams()
-    return torch.quantize_per_tensor(weight, float(scale), int(zero_point), torch.qint8).dequantize().sum(1)
+    scale, zero_point = (float(v) for v in observer.calculate_qparams())
+    # in blocks of rows: the output layer (262,144 x 640) would need ~0.8 GB of temporaries at once
+    return torch.cat([torch.quantize_per_tensor(block, scale, int(zero_point), torch.qint8).dequantize().sum(1)
+                      for block in weight.split(8192)])
 
 
 @functools.cache
