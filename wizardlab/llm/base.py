@@ -47,6 +47,6 @@ class Backend(Protocol):
                    stop: list[str] | None, timeout: float, top_p: float | None = None,
                    seed: int | None = None) -> Completion: ...
     # seed: the request's own random seed (the client derives it from the request key): an in-process
-    # model samples with it, so the same request gets the same answer alone or in any batch
+    # model samples with it, so a request's draws do not depend on what shares its batch
 
     async def aclose(self) -> None: ...

@@ -93,8 +93,9 @@ class _Request:
 
     @functools.cached_property
     def rng(self) -> random.Random:
-        """The request's own draws: seeded, the same request samples the same tokens whatever else
-        shares its batch (a run at concurrency 16 writes what it writes at 1, up to float rounding)."""
+        """The request's own draws: seeded, the same request draws the same numbers whatever else
+        shares its batch (its tokens match as far as its logits do: joining a batch computes a
+        prompt's tail in other chunks, and float rounding can flip a sampled token)."""
         return random.Random(self.seed) if self.seed is not None else random.Random()
 
 
@@ -231,10 +232,11 @@ class PrefixCache:
             save_file({f"{kind}{i}": t.contiguous() for i, (k, v) in enumerate(entry) for kind, t in
                        (("k", k), ("v", v))}, str(tmp))
             os.replace(tmp, file)
-            files = sorted(file.parent.glob("*.safetensors"), key=lambda f: f.stat().st_mtime, reverse=True)
+            stats = sorted(((f.stat(), f) for f in file.parent.glob("*.safetensors")),
+                           key=lambda sf: sf[0].st_mtime, reverse=True)  # newest first, one stat a file
             total = 0
-            for f in files:
-                total += f.stat().st_size
+            for st, f in stats:
+                total += st.st_size
                 if total > self.disk_bytes and f != file:
                     f.unlink(missing_ok=True)
         except OSError as exc:
