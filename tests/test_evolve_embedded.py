@@ -1,6 +1,7 @@
 """Real evolutions on the embedded model (Gemma 3 270M in-process): offline, no key, no server."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -15,6 +16,9 @@ def test_two_real_evolutions_on_the_embedded_model(tmp_path, shared_data):
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "embedded Gemma 3 270M" in done.stderr
+    load = re.search(r"the local model loaded in ([\d.]+) s", done.stdout)  # what its first calls waited for
+    wall = re.search(r"run \d+: done in ([\d.]+)s", done.stdout)
+    assert load and wall and 0 < float(load[1]) < float(wall[1])
     subprocess.run([sys.executable, "-m", "pipeline", "export", "--db", str(db), "--out", str(out)], cwd=REPO,
                    check=True, capture_output=True)
     nodes = [json.loads(line) for line in out.read_text().splitlines()]

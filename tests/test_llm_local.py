@@ -400,6 +400,48 @@ def test_a_request_joins_the_running_batch_and_is_answered_before_it_ends(tiny):
     assert together[0].completion_tokens == 1500 and together[0].finish_reason == "length"
 
 
+def test_a_request_takes_the_slot_a_finished_one_left_and_idle_slots_are_dropped(tmp_path):
+    """Step by step, on a random tiny LLaMA (every token matters): a row that finishes leaves a free
+    slot (nothing copied); the next request that fits is written into it; a slot nobody takes for
+    `idle_steps` steps is dropped (the cache copied once); a request that finds no free slot is
+    added as a new row. Every answer is what it is alone."""
+    from wizardlab.llm.local import _Request, _Running
+
+    _random_llama(tmp_path / "m", seed=2)
+    backend = LocalBackend(tmp_path / "m")
+    ask = [{"role": "user", "content": "What is six times seven? " + "seven " * k} for k in range(4)]
+    cases = {"long": (ask[1:2], 60), "first": (ask[:1], 3), "second": (ask[2:3], 12), "third": (MESSAGES + ask[3:], 5)}
+    alone = {name: chat(backend, m, max_tokens=n) for name, (m, n) in cases.items()}
+    running = _Running(backend, *backend._loaded())
+    requests = {name: _Request(m, n, 0.0, [], time.monotonic() + 60) for name, (m, n) in cases.items()}
+    backend.placed = backend.repacks = 0
+
+    def until_done(name):
+        while not requests[name].future.done():
+            running.step()
+
+    running.admit([requests["long"], requests["first"]])  # one prefill: its buffers are inference tensors
+    copies = backend.repacks
+    assert copies == 0 and len(running.requests) == 2
+    until_done("first")
+    assert len(running) == 1 and len(running.requests) == 2 and backend.repacks == copies  # a free slot, kept
+    running.admit([requests["second"]])
+    assert backend.placed == 1 and len(running.requests) == 2  # written into that slot
+    until_done("second")
+    for _ in range(running.idle_steps):
+        assert len(running.requests) == 2
+        running.step()
+    assert len(running.requests) == 1 and not running.free and backend.repacks == copies + 1  # dropped, once
+    running.admit([requests["third"]])  # no free slot: a new row
+    assert len(running.requests) == 2 and backend.placed == 1 and backend.repacks == copies + 2
+    until_done("long")
+    assert not len(running) and running.cache is None
+    assert {name: (r.future.result().text, r.future.result().completion_tokens) for name, r in requests.items()} == \
+        {name: (r.text, r.completion_tokens) for name, r in alone.items()}
+    assert requests["long"].future.result().completion_tokens > 3 + 12 + running.idle_steps  # it outlived the others
+    assert len({r.text for r in alone.values()}) == 4  # answers that really depend on their prompts
+
+
 def test_timeout_bounds_generation(tiny):
     backend = LocalBackend(tiny["chat"])
     backend.load()
@@ -536,17 +578,21 @@ def test_embedded_plain_tokenizer_encodes_and_decodes_as_transformers():
     assert plain.chat_template is None and not reference.chat_template
 
 
-@pytest.mark.parametrize("tied", [True, False])
-def test_int8_quantizes_every_linear_layer_and_the_output_layer_in_place(tied):
+@pytest.mark.parametrize("tied,head_block", [(True, 10_000), (False, 10_000), (True, 128)])
+def test_int8_quantizes_every_linear_layer_and_the_output_layer_in_place(tied, head_block, monkeypatch):
     """int8 (the embedded model's precision on CPUs without bf16): every linear layer, the output one
     too (packed in a second thread), is int8 with each token scaled to its own range; the logits stay
     close to float32's, and a row's logits do not depend on the rows beside it (with torch's one
     scale per input they did: the other row's range set this one's precision). Biases (the untied
-    case) are added back exactly."""
+    case) are added back exactly. An output layer of more than HEAD_BLOCK rows is packed in blocks of
+    rows that give the logits of one int8 matrix; the row sums are the int8 weights' own."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from wizardlab.llm import local
     from wizardlab.llm.local import _int8
+
+    monkeypatch.setattr(local, "HEAD_BLOCK", head_block)
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=500, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -561,8 +607,21 @@ def test_int8_quantizes_every_linear_layer_and_the_output_layer_in_place(tied):
     quantized = _int8(model)
     kinds = [m for m in quantized.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
     assert quantized is model and not any(type(m) is torch.nn.Linear for m in quantized.modules())
-    assert len(kinds) == linear == 2 * 7 + 1 and all(m.row_sums is not None for m in kinds)
-    assert isinstance(quantized.get_output_embeddings(), torch.ao.nn.quantized.dynamic.Linear)
+    blocks = -(-500 // head_block)  # the output layer's 500 rows
+    assert len(kinds) == linear - 1 + blocks == 2 * 7 + blocks and all(m.row_sums is not None for m in kinds)
+    for m in kinds:  # W 1 as the int8 product sees the weights
+        assert torch.allclose(m.row_sums, m.weight().dequantize().sum(1), atol=1e-5)
+    head = quantized.get_output_embeddings()
+    if blocks == 1:
+        assert isinstance(head, torch.ao.nn.quantized.dynamic.Linear) and head.out_features == 500
+    else:
+        assert [b.out_features for b in head.blocks] == [128, 128, 128, 116]
+        assert len({b.weight().q_scale() for b in head.blocks}) == 1  # the whole weight's scale
+        whole = torch.cat([b.weight().int_repr() for b in head.blocks])
+        reference = torch.ao.quantization.default_dynamic_qconfig.weight()
+        reference(model.get_input_embeddings().weight.detach())  # tied: the output layer's float weights
+        assert head.blocks[0].weight().q_scale() == pytest.approx(float(reference.calculate_qparams()[0]))
+        assert whole.shape == (500, 64)
     with torch.inference_mode():
         after = quantized(input_ids=ids).logits
         embeds = quantized.get_input_embeddings()(ids[:1])

@@ -223,7 +223,8 @@ def format_summary(s: dict) -> str:
                  f"{c['completion_tokens']}")
     if sess:
         lines.append(f"  this session: {sess['calls']} calls, {sess['cache_hits']} cache hits, "
-                     f"{sess['retries']} retries, {sess['failures']} failed calls")
+                     f"{sess['retries']} retries, {sess['failures']} failed calls"
+                     + (f"; the local model loaded in {sess['model_load_s']:.1f} s" if sess.get("model_load_s") else ""))
     return "\n".join(lines)
 
 

@@ -159,6 +159,9 @@ class LLMClient:
         endpoint_stats = getattr(self.backend, "endpoint_stats", None)
         if endpoint_stats is not None:
             d["endpoints"] = endpoint_stats()
+        load_s = getattr(self.backend, "load_s", None)
+        if load_s is not None:  # an in-process model: seconds its loading held up the first calls
+            d["model_load_s"] = round(load_s, 2)
         return d
 
     async def aclose(self) -> None:
