@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         from wizardlab.llm.embedded import prepare_in_background
 
         prepare_in_background(settings.cache_dir)
+    from eval_ui.train import warm_hardware
+
+    warm_hardware()  # a child process with torch, once, now rather than at the first admin's login
     if args.backup_every:
         from wizardlab.store.backup import start_scheduled
 

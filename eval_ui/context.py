@@ -10,7 +10,9 @@ Per-user state lives in `gr.State` or the store, never in module globals.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,9 +159,90 @@ def on_show(fn, outputs, inputs=None, *, on_load: bool = True) -> None:
     Call inside `build_tab` (the tab is the block being built); `fn` must stay silent
     (return `gr.skip()`s) for users who may not see the tab.
     """
-    root = gr.context.Context.root_block
-    if root is not None and on_load:
-        root.load(fn, inputs, outputs, api_visibility="private")
+    if on_load:
+        at_page_load(fn, outputs, inputs)
     tab = gr.context.Context.block
     if isinstance(tab, gr.Tab):
         tab.select(fn, inputs, outputs, api_visibility="private")
+
+
+def at_page_load(fn, outputs, inputs=None) -> None:
+    """Run `fn` when the page loads: inside `PageLoads.gathering()` as part of the page's one
+    load event, else (or when it takes inputs) as an event of its own."""
+    outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    if PageLoads.current is not None and not inputs and PageLoads.current.add(fn, outputs):
+        return
+    root = gr.context.Context.root_block
+    if root is not None:
+        root.load(fn, inputs, outputs, api_visibility="private")
+
+
+class PageLoads:
+    """The page-load work of every tab as one event. Each tab used to add its own `load`, so a
+    page load was ~15 events, each with its queue round trip, session lookup and pre/post-
+    processing (about half of an admin login's server CPU). One event runs them in turn; a
+    part that fails is logged (a `UserError` also pops up) and leaves its outputs as they were,
+    so one broken tab does not blank the others. Parts take only the request
+    (`fn(request)`); a block is the output of one part only (else the part keeps its own event).
+    """
+
+    current: PageLoads | None = None
+
+    def __init__(self):
+        self.parts: list[tuple] = []  # (fn, outputs)
+        self.outputs: list = []
+
+    @classmethod
+    @contextlib.contextmanager
+    def gathering(cls):
+        outer, cls.current = cls.current, cls()
+        try:
+            yield cls.current
+        finally:
+            cls.current = outer
+
+    def add(self, fn, outputs: list) -> bool:
+        taken = {id(b) for b in self.outputs}
+        if any(id(b) in taken for b in outputs) or len({id(b) for b in outputs}) < len(outputs):
+            return False
+        params = list(inspect.signature(fn).parameters.values())
+        if len(params) != 1 or params[0].annotation not in (gr.Request, "gr.Request"):
+            return False
+        self.parts.append((fn, outputs))
+        self.outputs.extend(outputs)
+        return True
+
+    def __call__(self, request: gr.Request):
+        results: list = []
+        for fn, outputs in self.parts:
+            try:
+                out = fn(request)
+            except Exception as exc:  # noqa: BLE001 - one tab's failure must not blank the others
+                message = getattr(exc, "message", None) or str(exc)
+                if isinstance(exc, (UserError, gr.Error)):
+                    log.warning("page load %s: %s", getattr(fn, "__qualname__", fn), message)
+                    gr.Warning(render.message(message))
+                else:
+                    log.exception("page load %s failed", getattr(fn, "__qualname__", fn))
+                results.extend(gr.skip() for _ in outputs)
+                continue
+            if len(outputs) == 1:
+                out = [out]
+            elif not isinstance(out, (list, tuple)) or len(out) != len(outputs):
+                log.error("page load %s returned %r for %d outputs", getattr(fn, "__qualname__", fn), out,
+                          len(outputs))
+                out = [gr.skip()] * len(outputs)
+            results.extend(out)
+        return results
+
+    def attach(self, root: gr.Blocks) -> None:
+        """Register the gathered parts as `root`'s one load event (none if nothing was gathered)."""
+        if not self.parts:
+            return
+
+        def page_load(request: gr.Request):
+            return self(request)
+
+        # concurrency_limit=None: logins of many annotators do not queue behind one another
+        root.load(page_load, None, self.outputs, api_visibility="private", concurrency_limit=None,
+                  show_progress="hidden")

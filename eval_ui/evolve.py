@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from eval_ui import render
-from eval_ui.context import AppContext, on_show, ui_errors
+from eval_ui.context import AppContext, at_page_load, on_show, ui_errors
 from wizardlab import jobs
 from wizardlab.errors import UserError
 from wizardlab.evol import run as evol_run
@@ -270,9 +270,7 @@ def _wire(ctx: AppContext, w: SimpleNamespace) -> None:
             return gr.skip(), gr.skip()
         return "\n".join((ctx.settings.base_url or "").split()), ctx.settings.model or ""
 
-    root = gr.context.Context.root_block
-    if root is not None:
-        root.load(endpoint_defaults, None, [w.base_url, w.model], api_visibility="private")
+    at_page_load(endpoint_defaults, [w.base_url, w.model])
 
 
 def _watcher(ctx: AppContext):

@@ -12,11 +12,11 @@ model directory in the run's config (`model_dir`) for output generation.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -53,10 +53,30 @@ _DETECT = ("import dataclasses, json; from wizardlab.training.config import dete
            "print(json.dumps(dataclasses.asdict(detect_hardware())))")
 
 
-@functools.lru_cache(maxsize=1)
+_HARDWARE: list[Hardware] = []
+_HARDWARE_LOCK = threading.Lock()
+
+
 def hardware() -> Hardware:
     """This machine's GPUs/CPUs (a process-wide fact, not user state), detected once in a child
-    process: the app itself never imports torch (hundreds of MB and seconds of CPU)."""
+    process: the app itself never imports torch (hundreds of MB and seconds of CPU). Callers
+    that come while it is being detected wait for that one detection."""
+    with _HARDWARE_LOCK:
+        if not _HARDWARE:
+            _HARDWARE.append(_detect_hardware())
+        return _HARDWARE[0]
+
+
+def warm_hardware() -> threading.Thread:
+    """Detect the hardware now, in the background (`python app.py` does at start): the Train form's
+    preview, which an admin's page load also computes, then costs no child process with torch
+    (~2.5 s of CPU) at the first login."""
+    thread = threading.Thread(target=hardware, name="detect hardware", daemon=True)
+    thread.start()
+    return thread
+
+
+def _detect_hardware() -> Hardware:
     root = Path(__file__).resolve().parent.parent
     try:
         res = subprocess.run([sys.executable, "-c", _DETECT], capture_output=True, text=True, timeout=300, cwd=root,
