@@ -127,14 +127,3 @@ def test_concurrent_writers_from_threads(tmp_path):
     [t.join() for t in threads]
     assert not errors
     assert len(Store(path).list_runs(limit=1000)) == 150
-
-
-def test_prefetch_reads_the_file_once_unless_it_is_in_memory_or_too_big(tmp_path):
-    store = Store(tmp_path / "p.db")
-    store.conn.execute("CREATE TABLE filler (x BLOB)")
-    store.conn.execute("INSERT INTO filler VALUES (zeroblob(3000000))")
-    store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # into the file itself
-    size = (tmp_path / "p.db").stat().st_size
-    assert size > 3_000_000 and store.prefetch() == size
-    assert store.prefetch(max_share=1e-12) == 0  # larger than that share of the memory available
-    assert Store(":memory:").prefetch() == 0

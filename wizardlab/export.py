@@ -139,7 +139,6 @@ def export_dataset(store: Store, run_id: int | None, out_path: str | Path, fmt: 
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     ids = _select(store, run_id, out, selection) if selection.active else None
-    store.prefetch()  # the export reads most of the file: one sequential pass first
     records = lambda: training_records(store, run_id, ids, selection.drop_truncated)  # noqa: E731
     if fmt == "hf":
         return _write_hf(store, run_id, out, ids, selection.drop_truncated)

@@ -10,7 +10,6 @@ Nothing outside `wizardlab.store` opens the database or writes SQL.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import re
 import sqlite3
@@ -73,28 +72,6 @@ class StoreBase:
         if db is None:
             db = self._local.db = sqlite_utils.Database(self.conn)
         return db
-
-    def prefetch(self, max_share: float = 0.25) -> int:
-        """Read the database file once, sequentially, before a scan over most of it (an export).
-        On a cold OS cache SQLite reads page by page in B-tree order, which a virtual disk serves
-        slowly: a 2.15 GB forest exported to jsonl in 24-28 s cold, 4.2 s of this read + 11.5 s
-        after it (11-14 s warm). Returns the bytes read: 0 for an in-memory database or a file
-        larger than `max_share` of the memory available (it would only evict itself)."""
-        if self.path == ":memory:":
-            return 0
-        import psutil
-
-        try:
-            size = os.path.getsize(self.path)
-        except OSError:
-            return 0
-        if size > max_share * psutil.virtual_memory().available:
-            return 0
-        done = 0
-        with open(self.path, "rb", buffering=0) as fh:
-            while chunk := fh.read(8 << 20):
-                done += len(chunk)
-        return done
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
