@@ -190,7 +190,10 @@ class PageLoads:
 
     def __init__(self):
         self.parts: list[tuple] = []  # (fn, outputs)
-        self.outputs: list = []
+
+    @property
+    def outputs(self) -> list:
+        return [block for _, outputs in self.parts for block in outputs]
 
     @classmethod
     @contextlib.contextmanager
@@ -209,28 +212,27 @@ class PageLoads:
         if len(params) != 1 or params[0].annotation not in (gr.Request, "gr.Request"):
             return False
         self.parts.append((fn, outputs))
-        self.outputs.extend(outputs)
         return True
 
     def __call__(self, request: gr.Request):
         results: list = []
         for fn, outputs in self.parts:
+            name = getattr(fn, "__qualname__", fn)
             try:
                 out = fn(request)
             except Exception as exc:  # noqa: BLE001 - one tab's failure must not blank the others
                 message = getattr(exc, "message", None) or str(exc)
                 if isinstance(exc, (UserError, gr.Error)):
-                    log.warning("page load %s: %s", getattr(fn, "__qualname__", fn), message)
+                    log.warning("page load %s: %s", name, message)
                     gr.Warning(render.message(message))
                 else:
-                    log.exception("page load %s failed", getattr(fn, "__qualname__", fn))
+                    log.exception("page load %s failed", name)
                 results.extend(gr.skip() for _ in outputs)
                 continue
             if len(outputs) == 1:
                 out = [out]
             elif not isinstance(out, (list, tuple)) or len(out) != len(outputs):
-                log.error("page load %s returned %r for %d outputs", getattr(fn, "__qualname__", fn), out,
-                          len(outputs))
+                log.error("page load %s returned %r for %d outputs", name, out, len(outputs))
                 out = [gr.skip()] * len(outputs)
             results.extend(out)
         return results
