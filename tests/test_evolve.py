@@ -237,6 +237,37 @@ def test_export_training_formats_follow_overrides(tmp_path):
     assert sorted(ds["instruction"]) == sorted(r["instruction"] for r in after)
 
 
+def test_exports_stream_the_records_the_node_dicts_give(tmp_path):
+    """The exports read plain tuples of the columns they need, page by page (at 260,000 nodes a dict of
+    every column per row was a third of a jsonl export): what they write is still `lineage_record` /
+    the training record of each node as `iter_nodes` reads it, overrides included, across pages."""
+    from wizardlab.export import lineage_lines, lineage_record, training_records
+
+    seeds = write_seeds(tmp_path / "s.jsonl", ["Explain rainbows.", "SAME thing.", "SORRY topic.", "Name a planet."])
+    db = tmp_path / "w.db"
+    with FakeLLM(scripted_responder) as fake:
+        evolve(db, seeds, fake, "--rounds", "2")
+    store = Store(db)
+    run = store.latest_run_id()
+    nodes = list(store.iter_nodes(run))
+    eliminated = [n["id"] for n in nodes if n["status"] == "eliminated"]
+    kept = [n["id"] for n in nodes if n["status"] == "kept"]
+    assert eliminated and kept
+    store.add_overrides(eliminated[:1], "restore", "judge too strict", "curator")
+    store.add_overrides(kept[:1], "eliminate", "off topic", "curator")
+    nodes = list(store.iter_nodes(run))
+    assert [json.loads(line) for line in lineage_lines(store, run)] == [lineage_record(n) for n in nodes]
+    assert [json.loads(line) for line in lineage_lines(store, run)] == lineage(db, tmp_path)
+    records = list(training_records(store, run))
+    assert [r["id"] for r in records] == [n["id"] for n in nodes if n["effective_status"] in ("seed", "kept")
+                                          and (n["response"] or "").strip()]
+    assert eliminated[0] in {r["id"] for r in records} and kept[0] not in {r["id"] for r in records}
+    cols = ("id", "round", "instruction")
+    paged = list(store.iter_node_rows(run, cols, chunk=3))
+    assert paged == [(n["id"], n["round"], n["instruction"], n["effective_status"]) for n in nodes]
+    assert len(paged) > 3
+
+
 def test_sigkill_then_resume_no_duplicates_no_repaid_calls(tmp_path):
     seeds = write_seeds(tmp_path / "s.jsonl", [f"Describe item {i} in detail." for i in range(40)])
     db = tmp_path / "w.db"

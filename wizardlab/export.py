@@ -103,10 +103,32 @@ def lineage_record(node: dict) -> dict:
             "finish_reason": node.get("finish_reason"), "truncated": node.get("finish_reason") == "length"}
 
 
+LINEAGE_COLUMNS = ("id", "run_id", "parent_id", "root_id", "round", "operation", "instruction", "input",
+                   "response", "status", "fail_rules", "error", "difficulty", "finish_reason")
+
+
+def lineage_lines(store: Store, run_id: int) -> Iterator[bytes]:
+    """The jsonl lineage file's lines (`lineage_record` of every node, id order), encoded: rows read as
+    plain tuples of the columns it needs, each distinct `fail_rules` text parsed once."""
+    rules: dict[str, list] = {}
+    for *values, status in store.iter_node_rows(run_id, LINEAGE_COLUMNS):
+        node = dict(zip(LINEAGE_COLUMNS, values), effective_status=status)
+        text = node["fail_rules"] or "[]"
+        node["fail_rules"] = rules[text] if text in rules else rules.setdefault(text, json.loads(text))
+        yield orjson.dumps(lineage_record(node)) + b"\n"
+
+
+TRAINING_COLUMNS = ("id", "root_id", "round", "operation", "instruction", "input", "response", "finish_reason")
+
+
 def training_records(store: Store, run_id: int, ids: list[int] | None = None,
                      drop_truncated: bool = False) -> Iterator[dict]:
     """The training set in id order, or the records of `ids` in that order."""
-    nodes = store.iter_nodes(run_id, training_only=True) if ids is None else store.iter_nodes_by_ids(ids)
+    if ids is None:
+        nodes = (dict(zip(TRAINING_COLUMNS, row)) for row in
+                 store.iter_node_rows(run_id, TRAINING_COLUMNS, training_only=True))
+    else:
+        nodes = store.iter_nodes_by_ids(ids)
     for node in nodes:
         if node["response"] is None or not node["response"].strip():
             continue  # a seed whose response could not be generated
@@ -144,11 +166,11 @@ def export_dataset(store: Store, run_id: int | None, out_path: str | Path, fmt: 
         return _write_hf(store, run_id, out, ids, selection.drop_truncated)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            if fmt == "jsonl":
-                for node in store.iter_nodes(run_id):
-                    fh.write(_dumps(lineage_record(node)) + "\n")
-            else:
+        if fmt == "jsonl":
+            with open(tmp, "wb") as fh:
+                fh.writelines(lineage_lines(store, run_id))
+        else:
+            with open(tmp, "wb") as fh:
                 convert = _sharegpt if fmt == "sharegpt" else (
                     lambda r: {"instruction": r["instruction"], "input": r["input"], "output": r["output"]})
                 _write_json_list(fh, (convert(r) for r in records()))
@@ -174,16 +196,12 @@ def _select(store: Store, run_id: int, out: Path, selection: Selection) -> list[
     return ids
 
 
-def _dumps(obj) -> str:
-    """Compact JSON, non-ASCII kept as is (orjson, a gradio dependency: several times faster than json)."""
-    return orjson.dumps(obj).decode("utf-8")
-
-
 def _write_json_list(fh, items) -> None:
-    fh.write("[")
+    """A JSON list, one compact item per line (orjson: non-ASCII kept as is), to a binary file."""
+    fh.write(b"[")
     for i, item in enumerate(items):
-        fh.write(("," if i else "") + "\n  " + _dumps(item))
-    fh.write("\n]\n")
+        fh.write((b",\n  " if i else b"\n  ") + orjson.dumps(item))
+    fh.write(b"\n]\n")
 
 
 HF_FEATURES = {k: "int64" if k in ("id", "root_id", "round") else "string"

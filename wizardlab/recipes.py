@@ -191,7 +191,7 @@ def _write(out: Path, fmt: str, records: list[dict]) -> str:
         lambda r: {"instruction": r["instruction"], "input": r["input"], "output": r["output"]})
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with open(tmp, "wb") as fh:
             export._write_json_list(fh, (convert(r) for r in records))
         digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
         os.replace(tmp, out)

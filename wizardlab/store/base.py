@@ -18,10 +18,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from wizardlab.store.schema import MIGRATIONS
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 BUSY_TIMEOUT_MS = 30_000
 _WORD = re.compile(r"\S+")
@@ -70,6 +72,8 @@ class StoreBase:
     def db(self) -> sqlite_utils.Database:
         db = getattr(self._local, "db", None)
         if db is None:
+            import sqlite_utils  # here, not at the top: it imports pandas (~0.6 s warm) for every command
+
             db = self._local.db = sqlite_utils.Database(self.conn)
         return db
 

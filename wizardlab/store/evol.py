@@ -251,6 +251,25 @@ class EvolQueries:
             last = rows[-1]["id"]
 
 
+    def iter_node_rows(self, run_id: int, columns: tuple[str, ...], *, training_only: bool = False,
+                       chunk: int = 2 * CHUNK) -> Iterator[tuple]:
+        """Plain tuples of `columns` then the effective status, for every node of a run in id order (or
+        only the training set): what an export streams. Only the named columns are decoded; no dict per
+        row (at 260,000 nodes the rows of `iter_nodes` cost about a third of a jsonl export)."""
+        cond = "AND coalesce(override_status, status) IN ('seed', 'kept')" if training_only else ""
+        sql = (f"SELECT {', '.join(columns)}, coalesce(override_status, status) FROM nodes "
+               f"WHERE run_id = ? {cond} AND id > ? ORDER BY id LIMIT ?")
+        at = columns.index("id")
+        last = 0
+        while True:
+            cur = self.conn.cursor()
+            cur.row_factory = None
+            rows = cur.execute(sql, (run_id, last, chunk)).fetchall()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1][at]
+
     def training_ids(self, run_id: int, *, drop_truncated: bool = False) -> list[tuple[int, int]]:
         """(id, round) of every exportable training node (seed or kept, with a response), in id order."""
         cut = "AND coalesce(finish_reason, '') != 'length'" if drop_truncated else ""
