@@ -167,9 +167,10 @@ def _common_forest(store) -> int:
 
 
 def test_common_text_groups_in_root_order_with_the_same_answer(store):
-    """A trigram in most nodes ("the") is grouped by one pass over the run's nodes in root order; a
-    rare one by looking its few matches up. Both give what a scan of every node says, for each
-    sort, with and without the run, and the count agrees."""
+    """A trigram in most nodes ("the") is counted by one pass over the run's nodes (numpy over the
+    matching ids; the SQL count by a pass in root order); a rare one by looking its few matches up.
+    Both give what a scan of every node says, for each sort, with and without the run, and the count
+    agrees."""
     run = _common_forest(store)
     other = _common_forest(store)  # a second run: the search of one run must not count the other's nodes
     nodes = store.query("SELECT id, run_id, root_id, instruction, input FROM nodes")
@@ -196,6 +197,9 @@ def test_common_text_groups_in_root_order_with_the_same_answer(store):
                 assert store.match_roots(run_id, {"text": text}, sort) == expected(text, run_id, sort), \
                     (text, run_id, sort)
             assert store.count_roots(run_id, {"text": text}) == len(expected(text, run_id, "root"))
+    for run_id in (run, other, None):  # the dense trigram's own pass (numpy), asked directly
+        for sort in ("root", "matches", "newest"):
+            assert store._dense_roots(run_id, "the", sort) == expected("the", run_id, sort)
     source_where, params = store._grouped(run, {"text": "the"})
     plan = " ".join(r["detail"] for r in store.query(
         f"EXPLAIN QUERY PLAN SELECT e.root_id, count(*) FROM {source_where} GROUP BY e.run_id, e.root_id", params))

@@ -111,11 +111,42 @@ class LineageQueries:
         narrow indexes (or the text index), newest run first, then by `sort` (root | matches | newest)."""
         if sort not in SORTS:
             raise ValueError(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
+        if self._dense_text(filters):
+            dense = self._dense_roots(run_id, filters["text"], sort)
+            if dense is not None:
+                return dense
         source_where, params = self._grouped(run_id, filters)
         order = SORTS[sort] if run_id is not None else "e.run_id DESC, " + SORTS[sort]
         return [(r[0], r[1]) for r in self.conn.execute(
             f"SELECT e.root_id, count(*) AS matches FROM {source_where} GROUP BY e.run_id, e.root_id "
             f"ORDER BY {order}", params)]
+
+    def _dense_roots(self, run_id: int | None, text: str, sort: str) -> list[tuple[int, int]] | None:
+        """`match_roots` for a trigram in most nodes ("tor", "the"), counted outside SQL: the matching
+        ids and the run's (id, root, run) columns each come back as one string (group_concat, in C), and
+        numpy marks and counts them. On the 260K-node forest with 99.96% of nodes matching: ~0.13 s,
+        where SQL's `id IN (matches)` builds a 260K-entry temporary index first (~0.35 s)."""
+        import numpy as np
+
+        def ints(csv: str | None):
+            return np.fromstring(csv, dtype=np.int64, sep=",") if csv else np.zeros(0, dtype=np.int64)
+
+        hits = ints(self.scalar("SELECT group_concat(rowid) FROM nodes_fts WHERE nodes_fts MATCH ?", (_phrase(text),)))
+        where, params = ("WHERE run_id = ?", (run_id,)) if run_id is not None else ("", ())
+        ids, roots, runs = (ints(v) for v in self.conn.execute(
+            f"SELECT group_concat(id), group_concat(root_id), group_concat(run_id) FROM nodes INDEXED BY nodes_search "
+            f"{where}", params).fetchone())
+        if not (len(ids) == len(roots) == len(runs)):
+            return None  # a node without a root (never committed so): the SQL path groups it as SQL does
+        if not len(ids) or not len(hits):
+            return []
+        hit = np.zeros(int(max(ids.max(), hits.max())) + 1, dtype=bool)
+        hit[hits] = True
+        keys, counts = np.unique(runs[hit[ids]] * (1 << 40) + roots[hit[ids]], return_counts=True)
+        runs, roots = keys >> 40, keys & ((1 << 40) - 1)
+        order = {"root": (roots, -runs), "matches": (roots, -counts, -runs), "newest": (-roots, -runs)}[sort]
+        pick = np.lexsort(order)  # the last key first: newest run first, then the sort's own order
+        return list(zip(roots[pick].tolist(), counts[pick].tolist()))
 
     def find_roots(self, run_id: int | None, filters: dict, *, limit: int = 100, offset: int = 0,
                    sort: str = "root") -> list[dict]:
