@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from pipeline.__main__ import main as cli
@@ -166,7 +168,7 @@ def _common_forest(store) -> int:
     return make_forest(store, seeds, [r1, r2])
 
 
-def test_common_text_groups_in_root_order_with_the_same_answer(store):
+def test_common_text_groups_in_root_order_with_the_same_answer(store, monkeypatch):
     """A trigram in most nodes ("the") is counted by one pass over the run's nodes (numpy over the
     matching ids; the SQL count by a pass in root order); a rare one by looking its few matches up.
     Both give what a scan of every node says, for each sort, with and without the run, and the count
@@ -200,7 +202,29 @@ def test_common_text_groups_in_root_order_with_the_same_answer(store):
     for run_id in (run, other, None):  # the dense trigram's own pass (numpy), asked directly
         for sort in ("root", "matches", "newest"):
             assert store._dense_roots(run_id, "the", sort) == expected("the", run_id, sort)
+    import wizardlab.store.lineage as lineage_queries
+
+    monkeypatch.setattr(lineage_queries, "SPLIT_SCAN_ROWS", 1)  # 1-2 characters: the scan in two id ranges at once
+    for text in ("th", "e", "R", "q"):
+        for run_id in (run, other, None):
+            for sort in ("root", "matches", "newest"):
+                assert store._short_text_roots(run_id, text, sort) == expected(text, run_id, sort), (text, run_id)
     source_where, params = store._grouped(run, {"text": "the"})
     plan = " ".join(r["detail"] for r in store.query(
         f"EXPLAIN QUERY PLAN SELECT e.root_id, count(*) FROM {source_where} GROUP BY e.run_id, e.root_id", params))
     assert "nodes_search" in plan and "TEMP B-TREE" not in plan, plan  # in root order: nothing to sort
+
+
+def test_parallel_reads_answer_as_the_connection_does(store):
+    """`read_parallel` runs a store's read-only queries at once on connections of their own: each
+    answer is what this thread's connection says, and a reader cannot write."""
+    run = _common_forest(store)
+    queries = [("SELECT count(*), group_concat(id) FROM nodes WHERE run_id = ? AND round = ?", (run, r))
+               for r in (0, 1, 2)]
+    assert store.read_parallel(queries) == [tuple(store.conn.execute(*q).fetchone()) for q in queries]
+    total = store.scalar("SELECT count(*) FROM nodes")
+    counts = [row[0] for row in store.read_parallel(queries)]
+    assert all(counts) and sum(counts) == total
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        store.read_parallel([queries[0], ("DELETE FROM nodes", ())])
+    assert store.scalar("SELECT count(*) FROM nodes") == total

@@ -79,6 +79,25 @@ def _only_text(filters: dict) -> bool:
 
 
 DENSE = 0.5  # a trigram in at least this share of all nodes is grouped by a pass in root order
+SPLIT_SCAN_ROWS = 20_000  # a text scan over a wider id range than this is read in two halves at once
+
+
+def _ints(csv: str | None):
+    """A group_concat of integers as a numpy array."""
+    import numpy as np
+
+    return np.fromstring(csv, dtype=np.int64, sep=",") if csv else np.zeros(0, dtype=np.int64)
+
+
+def _ranked(keys, sort: str) -> list[tuple[int, int]]:
+    """(root, matches) per distinct (run << 40 | root) key, newest run first, then by `sort`."""
+    import numpy as np
+
+    keys, counts = np.unique(keys, return_counts=True)
+    runs, roots = keys >> 40, keys & ((1 << 40) - 1)
+    order = {"root": (roots, -runs), "matches": (roots, -counts, -runs), "newest": (-roots, -runs)}[sort]
+    pick = np.lexsort(order)  # the last key first: newest run first, then the sort's own order
+    return list(zip(roots[pick].tolist(), counts[pick].tolist()))
 
 
 class LineageQueries:
@@ -115,6 +134,9 @@ class LineageQueries:
             dense = self._dense_roots(run_id, filters["text"], sort)
             if dense is not None:
                 return dense
+        if filters.get("text") and len(filters["text"]) < 3 and filters.get("round") is None \
+                and not any(filters.get(k) for k in FILTER_KEYS[2:]):
+            return self._short_text_roots(run_id, filters["text"], sort)
         source_where, params = self._grouped(run_id, filters)
         order = SORTS[sort] if run_id is not None else "e.run_id DESC, " + SORTS[sort]
         return [(r[0], r[1]) for r in self.conn.execute(
@@ -123,30 +145,48 @@ class LineageQueries:
 
     def _dense_roots(self, run_id: int | None, text: str, sort: str) -> list[tuple[int, int]] | None:
         """`match_roots` for a trigram in most nodes ("tor", "the"), counted outside SQL: the matching
-        ids and the run's (id, root, run) columns each come back as one string (group_concat, in C), and
-        numpy marks and counts them. On the 260K-node forest with 99.96% of nodes matching: ~0.13 s,
-        where SQL's `id IN (matches)` builds a 260K-entry temporary index first (~0.35 s)."""
+        ids and the run's (id, root, run) columns each come back as one string (group_concat, in C; the
+        two read at once), and numpy marks and counts them. On the 260K-node forest with 99.96% of nodes
+        matching: 0.16-0.21 s, where SQL's `id IN (matches)` builds a 260K-entry temporary index first
+        (0.34-0.42 s)."""
         import numpy as np
 
-        def ints(csv: str | None):
-            return np.fromstring(csv, dtype=np.int64, sep=",") if csv else np.zeros(0, dtype=np.int64)
-
-        hits = ints(self.scalar("SELECT group_concat(rowid) FROM nodes_fts WHERE nodes_fts MATCH ?", (_phrase(text),)))
         where, params = ("WHERE run_id = ?", (run_id,)) if run_id is not None else ("", ())
-        ids, roots, runs = (ints(v) for v in self.conn.execute(
-            f"SELECT group_concat(id), group_concat(root_id), group_concat(run_id) FROM nodes INDEXED BY nodes_search "
-            f"{where}", params).fetchone())
+        (hits,), (ids, roots, runs) = ((_ints(v) for v in row) for row in self.read_parallel([
+            ("SELECT group_concat(rowid) FROM nodes_fts WHERE nodes_fts MATCH ?", (_phrase(text),)),
+            (f"SELECT group_concat(id), group_concat(root_id), group_concat(run_id) "
+             f"FROM nodes INDEXED BY nodes_search {where}", params)]))
         if not (len(ids) == len(roots) == len(runs)):
             return None  # a node without a root (never committed so): the SQL path groups it as SQL does
         if not len(ids) or not len(hits):
             return []
         hit = np.zeros(int(max(ids.max(), hits.max())) + 1, dtype=bool)
         hit[hits] = True
-        keys, counts = np.unique(runs[hit[ids]] * (1 << 40) + roots[hit[ids]], return_counts=True)
-        runs, roots = keys >> 40, keys & ((1 << 40) - 1)
-        order = {"root": (roots, -runs), "matches": (roots, -counts, -runs), "newest": (-roots, -runs)}[sort]
-        pick = np.lexsort(order)  # the last key first: newest run first, then the sort's own order
-        return list(zip(roots[pick].tolist(), counts[pick].tolist()))
+        return _ranked(runs[hit[ids]] * (1 << 40) + roots[hit[ids]], sort)
+
+    def _short_text_roots(self, run_id: int | None, text: str, sort: str) -> list[tuple[int, int]]:
+        """`match_roots` for a text of 1-2 characters and no other filter: a scan of the narrow text table
+        `node_text` (too short for the trigram index), split in two id ranges read at once on the two
+        cores; each returns its matches' (run, root) keys as one string and numpy counts them. 260K-node
+        forest, "ka" (in nearly every node): ~0.13 s, one SQL pass grouping and sorting them ~0.24-0.36 s."""
+        span = self.conn.execute("SELECT min(id), max(id) FROM nodes WHERE run_id = ?", (run_id,)) if run_id \
+            else self.conn.execute("SELECT min(rowid), max(rowid) FROM node_text")
+        lo, hi = span.fetchone()
+        if lo is None:
+            return []
+        parts = 2 if hi - lo >= SPLIT_SCAN_ROWS else 1
+        step = (hi - lo) // parts + 1
+        key = "root_id" if run_id is not None else "(run_id << 40) | root_id"  # one run: its roots are its keys
+        sql = (f"SELECT group_concat({key}) FROM node_text WHERE id BETWEEN ? AND ? "
+               "AND (instruction LIKE ? ESCAPE '\\' OR input LIKE ? ESCAPE '\\')"
+               + (" AND run_id = ?" if run_id is not None else ""))
+        extra = (run_id,) if run_id is not None else ()
+        rows = self.read_parallel([(sql, (lo + i * step, min(hi, lo + (i + 1) * step - 1), _like(text), _like(text),
+                                          *extra)) for i in range(parts)])
+        import numpy as np
+
+        keys = np.concatenate([_ints(row[0]) for row in rows])
+        return _ranked(keys + (run_id << 40) if run_id is not None else keys, sort)
 
     def find_roots(self, run_id: int | None, filters: dict, *, limit: int = 100, offset: int = 0,
                    sort: str = "root") -> list[dict]:
