@@ -151,11 +151,14 @@ class LineageQueries:
         (0.34-0.42 s)."""
         import numpy as np
 
-        where, params = ("WHERE run_id = ?", (run_id,)) if run_id is not None else ("", ())
-        (hits,), (ids, roots, runs) = ((_ints(v) for v in row) for row in self.read_parallel([
+        one_run = run_id is not None  # then its roots are the keys: the run column is not read
+        (hits,), (ids, roots, *runs) = ((_ints(v) for v in row) for row in self.read_parallel([
             ("SELECT group_concat(rowid) FROM nodes_fts WHERE nodes_fts MATCH ?", (_phrase(text),)),
-            (f"SELECT group_concat(id), group_concat(root_id), group_concat(run_id) "
-             f"FROM nodes INDEXED BY nodes_search {where}", params)]))
+            ("SELECT group_concat(id), group_concat(root_id) FROM nodes INDEXED BY nodes_search WHERE run_id = ?",
+             (run_id,)) if one_run else
+            ("SELECT group_concat(id), group_concat(root_id), group_concat(run_id) FROM nodes INDEXED BY nodes_search",
+             ())]))
+        runs = runs[0] if runs else np.full(len(ids), run_id, dtype=np.int64)
         if not (len(ids) == len(roots) == len(runs)):
             return None  # a node without a root (never committed so): the SQL path groups it as SQL does
         if not len(ids) or not len(hits):
@@ -169,8 +172,10 @@ class LineageQueries:
         `node_text` (too short for the trigram index), split in two id ranges read at once on the two
         cores; each returns its matches' (run, root) keys as one string and numpy counts them. 260K-node
         forest, "ka" (in nearly every node): ~0.13 s, one SQL pass grouping and sorting them ~0.24-0.36 s."""
-        span = self.conn.execute("SELECT min(id), max(id) FROM nodes WHERE run_id = ?", (run_id,)) if run_id \
-            else self.conn.execute("SELECT min(rowid), max(rowid) FROM node_text")
+        span = self.conn.execute(  # one aggregate a subquery: each an index lookup (min and max together scan)
+            "SELECT (SELECT min(id) FROM nodes WHERE run_id = ?1), (SELECT max(id) FROM nodes WHERE run_id = ?1)",
+            (run_id,)) if run_id is not None else self.conn.execute(
+            "SELECT (SELECT min(rowid) FROM node_text), (SELECT max(rowid) FROM node_text)")
         lo, hi = span.fetchone()
         if lo is None:
             return []
