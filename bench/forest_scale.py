@@ -175,7 +175,7 @@ def measure(db: Path, out: dict) -> None:
 
 
 EXPORT_CHILD = r"""
-import json, os, resource, sys, threading, time, tempfile
+import json, os, sys, threading, time, tempfile
 from pathlib import Path
 from wizardlab.store import Store
 from wizardlab.export import export_dataset
@@ -183,7 +183,9 @@ db, fmt, out = sys.argv[1], sys.argv[2], sys.argv[3]
 store = Store(db)
 if fmt == "hf":
     import datasets  # imported before the baseline: the library's own size is not the export's
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def hwm():  # this process's peak RSS (VmHWM; ru_maxrss would carry the forking parent's over the exec)
+    return next(int(x.split()[1]) * 1024 for x in open("/proc/self/status") if x.startswith("VmHWM:"))
+base = hwm()
 anon = [0]
 def sample():  # RssAnon: the process's own memory, without file pages it maps (an Arrow file it writes)
     while True:
@@ -195,7 +197,7 @@ threading.Thread(target=sample, daemon=True).start()
 t = time.perf_counter()
 export_dataset(store, None, Path(out) / f"x.{fmt}", fmt)
 s = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = hwm()
 print(json.dumps({"s": round(s, 3), "peak_bytes": peak, "peak_anon_bytes": anon[0], "base_bytes": base}))
 """
 
