@@ -148,6 +148,10 @@ def measure(db: Path, out: dict) -> None:
     run_id = store.latest_run_id("evolve")
     ctx = AppContext(Settings.from_env(db=str(db), data_dir=str(db.parent / (db.stem + "-data"))))
     ctx._store = store
+    from eval_ui import app as app_module
+
+    if hasattr(app_module, "settle_heap"):  # as `python app.py` does before serving (older checkouts: not)
+        app_module.settle_heap()
     n_roots = store.count_nodes(run_id, 0)
     root = store.scalar("SELECT id FROM nodes WHERE run_id = ? AND round = 0 ORDER BY id LIMIT 1 OFFSET ?",
                         (run_id, n_roots * 3 // 7))

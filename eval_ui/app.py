@@ -9,6 +9,7 @@ the server anyway (`ctx.require_admin`, `ctx.require_curator`).
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.util
 import inspect
@@ -172,6 +173,17 @@ def calm_queue(demo: gr.Blocks, poll_s: float = QUEUE_POLL_S, progress_poll_s: f
     demo._queue.progress_update_sleep_when_free = progress_poll_s
 
 
+def settle_heap() -> int:
+    """Collect what start-up left, then freeze the heap as it is (modules, the ~190 handlers' blocks):
+    the cyclic garbage collector then no longer walks those objects. Before this, a request that
+    allocated a lot (a lineage search builds ~52,000 result tuples at the paper's scale) could set
+    off a full collection over the whole app: ~0.1 s, seen as the first such search in a process
+    taking 0.25-0.32 s instead of 0.13-0.17 s. Returns the objects frozen."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def launch(demo: gr.Blocks, ctx: AppContext, **kwargs):
     """Serve `demo` with the login and stylesheet; kwargs go to `gr.Blocks.launch`."""
     kwargs.setdefault("server_name", ctx.settings.host)
@@ -179,6 +191,7 @@ def launch(demo: gr.Blocks, ctx: AppContext, **kwargs):
     kwargs.setdefault("app_kwargs", {})["middleware"] = [Middleware(LoginGuard, limiter=ctx.login_limiter)]
     calm_queue(demo)
     lean_sessions()
+    settle_heap()
     return demo.launch(
         auth=ctx.authenticate,
         auth_message="Sign in to WizardLab. Ask an admin for an account. After 5 wrong passwords an account "
