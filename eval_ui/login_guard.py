@@ -10,6 +10,11 @@ event loop. This guard adds what it lacks:
 - a disabled account is told so, but only after its right password was given (an outsider
   learns nothing about which accounts exist); everything else stays "Incorrect credentials".
 
+Gradio's login page shows its own line for a 400 ("Incorrect credentials") and nothing for any
+other answer: a locked account clicked Login and saw nothing happen. The guard adds a small
+script to that page (served to browsers without a session cookie) that shows the answer's
+`detail` (429 locked, 403 disabled, 413 too large) above the form.
+
 `LOGIN` is the per-request context the guard opens and `AppContext.authenticate` fills in.
 """
 
@@ -31,6 +36,39 @@ def _message(status: int, detail: str) -> tuple[int, bytes]:
 
 
 MAX_BODY = 64 * 1024  # a login form is a few hundred bytes
+LOGIN_CONFIG = b'"auth_required":true'  # how the login page's inline config says what it is
+LOGIN_NOTE_SCRIPT = b"""<script>/* WizardLab: say why a login was refused (Gradio shows only its 400) */
+(() => {
+  const fetch0 = window.fetch.bind(window);
+  const note = (text) => {
+    let el = document.getElementById("wl-login-note");
+    if (!text) { if (el) el.remove(); return; }
+    if (!el) {
+      el = document.createElement("div");
+      el.id = "wl-login-note";
+      el.setAttribute("role", "alert");
+      el.style.cssText = "position:fixed;top:24px;left:50%;transform:translateX(-50%);z-index:1000;" +
+        "max-width:560px;padding:10px 16px;border-radius:8px;background:#fef2f2;color:#991b1b;" +
+        "border:1px solid #fecaca;font:14px/1.4 system-ui,sans-serif";
+      document.body.appendChild(el);
+    }
+    el.textContent = text;
+  };
+  window.fetch = async (input, init) => {
+    const res = await fetch0(input, init);
+    const url = (typeof input === "string" ? input : (input && input.url) || "").split("?")[0];
+    if (/\/login\/?$/.test(url)) {
+      let detail = "";
+      if (res.status !== 200 && res.status !== 400) {
+        try { detail = (await res.clone().json()).detail || ""; } catch (e) { detail = ""; }
+        detail = detail || `Login failed (HTTP ${res.status}).`;
+      }
+      note(detail);
+    }
+    return res;
+  };
+})();
+</script>"""
 
 
 async def _read_body(receive) -> bytes | None:
@@ -70,6 +108,8 @@ class LoginGuard:
         self.app, self.limiter = app, limiter
 
     async def __call__(self, scope, receive, send):
+        if _login_page_request(scope):
+            return await self._login_page(scope, receive, send)
         if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].rstrip("/").endswith("/login"):
             return await self.app(scope, receive, send)
         body = await _read_body(receive)
@@ -100,6 +140,25 @@ class LoginGuard:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": out})
 
+    async def _login_page(self, scope, receive, send):
+        """The page, with `LOGIN_NOTE_SCRIPT` in its head when it is Gradio's login page."""
+        start, chunks = {}, []
+
+        async def capture(message):
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
+        body, headers = b"".join(chunks), list(start.get("headers", []))
+        if LOGIN_CONFIG in body and b"</head>" in body:
+            body = body.replace(b"</head>", LOGIN_NOTE_SCRIPT + b"</head>", 1)
+            headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": start.get("status", 500), "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
     async def _call_app(self, scope, body: bytes):
         sent, start, chunks = False, {}, []
 
@@ -124,3 +183,13 @@ class LoginGuard:
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+def _login_page_request(scope) -> bool:
+    """A browser asking for the app's page without a session cookie: it will be served the login page."""
+    if scope["type"] != "http" or scope["method"] != "GET":
+        return False
+    if scope["path"].rstrip("/") != (scope.get("root_path") or "").rstrip("/"):
+        return False
+    cookies = b"".join(v for k, v in scope.get("headers") or [] if k.lower() == b"cookie")
+    return b"access-token" not in cookies

@@ -163,3 +163,44 @@ def test_an_oversized_login_body_is_refused(app):
     base_url, _, _, _ = app
     r = httpx.post(f"{base_url}/login", data={"username": "x" * 100_000, "password": "y"})
     assert r.status_code == 413
+
+
+def test_the_login_page_says_why_a_login_was_refused(app):
+    """Gradio's login page shows its own line for a 400 only: a locked or disabled account clicked
+    Login and saw nothing. The page now shows the refusal's reason; a wrong password still reads
+    Gradio's "Incorrect credentials", and the reason goes away."""
+    from tests.uihelpers import browser
+    from wizardlab import auth
+
+    base_url, admin, password, ctx = app
+    ctx.login_limiter._clock = Clock()
+    ctx.login_limiter._records.clear()
+    make_user(ctx, "carl", "carl-pass-123")
+    make_user(ctx, "dora", "dora-pass-123")
+    auth.set_disabled(ctx.store(), "dora", True)
+    for _ in range(6):  # carl's account is locked (by guesses from elsewhere: this address stays free)
+        ctx.login_limiter.failed("carl", "10.9.9.9")
+    assert httpx.post(f"{base_url}/login", data={"username": "carl", "password": "carl-pass-123"}).status_code == 429
+    assert "wl-login-note" in httpx.get(base_url).text  # the script is on the login page ...
+    signed_in = http_login(base_url, admin, password)
+    assert "wl-login-note" not in signed_in.get("/").text  # ... not on the app's page
+
+    with browser() as b:
+        page = b.new_page()
+
+        def try_login(user, pw):
+            page.goto(base_url)
+            page.get_by_label("username").fill(user)
+            page.get_by_label("password").fill(pw)
+            page.get_by_role("button", name="Login").click()
+
+        try_login("carl", "carl-pass-123")
+        note = page.locator("#wl-login-note")
+        note.wait_for()
+        assert "Too many failed logins" in note.inner_text() and "try again in" in note.inner_text()
+        try_login("dora", "dora-pass-123")
+        page.locator("#wl-login-note", has_text="This account is disabled").wait_for()
+        page.get_by_label("password").fill("not-dora's")
+        page.get_by_role("button", name="Login").click()
+        page.get_by_text("Incorrect credentials", exact=False).wait_for()
+        assert page.locator("#wl-login-note").count() == 0
