@@ -142,25 +142,16 @@ class LoginGuard:
 
     async def _login_page(self, scope, receive, send):
         """The page, with `LOGIN_NOTE_SCRIPT` in its head when it is Gradio's login page."""
-        start, chunks = {}, []
-
-        async def capture(message):
-            if message["type"] == "http.response.start":
-                start.update(message)
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await self.app(scope, receive, capture)
-        body, headers = b"".join(chunks), list(start.get("headers", []))
+        status, headers, body = await _captured(self.app, scope, receive)
         if LOGIN_CONFIG in body and b"</head>" in body:
             body = body.replace(b"</head>", LOGIN_NOTE_SCRIPT + b"</head>", 1)
             headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
             headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": start.get("status", 500), "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def _call_app(self, scope, body: bytes):
-        sent, start, chunks = False, {}, []
+        sent = False
 
         async def replay():
             nonlocal sent
@@ -169,14 +160,7 @@ class LoginGuard:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
 
-        async def capture(message):
-            if message["type"] == "http.response.start":
-                start.update(message)
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await self.app(scope, replay, capture)
-        return start.get("status", 500), start.get("headers", []), b"".join(chunks)
+        return await _captured(self.app, scope, replay)
 
     @staticmethod
     async def _reply(send, status: int, body: bytes) -> None:
@@ -193,3 +177,17 @@ def _login_page_request(scope) -> bool:
         return False
     cookies = b"".join(v for k, v in scope.get("headers") or [] if k.lower() == b"cookie")
     return b"access-token" not in cookies
+
+
+async def _captured(app, scope, receive) -> tuple[int, list, bytes]:
+    """`app`'s whole answer to one request: (status, headers, body)."""
+    start, chunks = {}, []
+
+    async def capture(message):
+        if message["type"] == "http.response.start":
+            start.update(message)
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, capture)
+    return start.get("status", 500), list(start.get("headers", [])), b"".join(chunks)
