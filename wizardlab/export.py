@@ -166,11 +166,10 @@ def export_dataset(store: Store, run_id: int | None, out_path: str | Path, fmt: 
         return _write_hf(store, run_id, out, ids, selection.drop_truncated)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     try:
-        if fmt == "jsonl":
-            with open(tmp, "wb") as fh:
+        with open(tmp, "wb") as fh:
+            if fmt == "jsonl":
                 fh.writelines(lineage_lines(store, run_id))
-        else:
-            with open(tmp, "wb") as fh:
+            else:
                 convert = _sharegpt if fmt == "sharegpt" else (
                     lambda r: {"instruction": r["instruction"], "input": r["input"], "output": r["output"]})
                 _write_json_list(fh, (convert(r) for r in records()))

@@ -117,11 +117,14 @@ class StoreBase:
         connection, the others each on a short-lived connection of its own in a reader thread (SQLite
         steps without the GIL, so two scans on two cores take about half the time). Each query reads
         its own snapshot. An in-memory store, or a one-core machine, runs them in turn."""
+        def here(sql, params):
+            row = self.conn.execute(sql, params).fetchone()
+            return None if row is None else tuple(row)
+
         if len(queries) < 2 or self.path == ":memory:" or (os.cpu_count() or 1) < 2:
-            return [tuple(self.conn.execute(sql, params).fetchone() or ()) or None for sql, params in queries]
+            return [here(sql, params) for sql, params in queries]
         futures = [_readers().submit(self._read_one, sql, params) for sql, params in queries[1:]]
-        first = self.conn.execute(*queries[0]).fetchone()
-        return [tuple(first) if first is not None else None] + [f.result() for f in futures]
+        return [here(*queries[0])] + [f.result() for f in futures]
 
     def _read_one(self, sql: str, params: tuple) -> tuple | None:
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)

@@ -33,8 +33,7 @@ def _source(filters: dict, node_columns: bool = False) -> str:
     text = filters.get("text")
     if text and len(text) >= 3:
         return "nodes_fts JOIN nodes e INDEXED BY nodes_by_id ON e.id = nodes_fts.rowid"
-    node_filter = filters.get("round") is not None or any(filters.get(k) for k in FILTER_KEYS[2:])
-    if text and (node_columns or node_filter):
+    if text and (node_columns or _node_filter(filters)):
         return "node_text t JOIN nodes e INDEXED BY nodes_by_id ON e.id = t.id"
     if text:
         return "node_text e"  # run_id, root_id, instruction and input: all a text-only search reads
@@ -72,13 +71,17 @@ def _where(run_id: int | None, filters: dict, node_columns: bool = False) -> tup
     return " AND ".join(conds), params
 
 
+def _node_filter(filters: dict) -> bool:
+    """Whether `filters` ask anything of a node besides its text."""
+    return filters.get("round") is not None or any(filters.get(k) for k in FILTER_KEYS[2:])
+
+
 def _only_text(filters: dict) -> bool:
     """A text search (3+ characters, the trigram index) with no other node filter."""
-    return (len(filters.get("text") or "") >= 3 and filters.get("round") is None
-            and not any(filters.get(k) for k in FILTER_KEYS[2:]))
+    return len(filters.get("text") or "") >= 3 and not _node_filter(filters)
 
 
-DENSE = 0.5  # a trigram in at least this share of all nodes is grouped by a pass in root order
+DENSE = 0.5  # a trigram in at least this share of all nodes is counted over all the run's nodes (numpy)
 SPLIT_SCAN_ROWS = 20_000  # a text scan over a wider id range than this is read in two halves at once
 
 
@@ -103,10 +106,10 @@ def _ranked(keys, sort: str) -> list[tuple[int, int]]:
 class LineageQueries:
     def _dense_text(self, filters: dict) -> bool:
         """Whether a text-only search for one trigram (3 characters: "tor", "the") matches so many
-        nodes that grouping them is cheaper by one pass over the run's nodes in root order (index
-        nodes_search, each id tested against the matches) than by a lookup per match and a sort
-        (260K-node forest, nearly every node matching, 10 runs alternated: median 0.445 s against
-        0.532 s). One trigram's count is one doclist's length (~20 ms for the densest); a longer
+        nodes that counting them over all the run's nodes (`_dense_roots`; for `count_roots`, one SQL
+        pass in root order, each id tested against the matches) is cheaper than a lookup per match and
+        a sort (260K-node forest, nearly every node matching, the SQL pass alone, 10 runs alternated:
+        median 0.445 s against 0.532 s). One trigram's count is one doclist's length (~20 ms for the densest); a longer
         text is a phrase, as costly to count as to find (~70 ms for a rare word), so it keeps the lookups."""
         if not _only_text(filters) or len(filters["text"]) != 3:
             return False
@@ -114,9 +117,10 @@ class LineageQueries:
         hits = self.scalar("SELECT count(*) FROM nodes_fts WHERE nodes_fts MATCH ?", (_phrase(filters["text"]),))
         return total > 0 and hits >= DENSE * total
 
-    def _grouped(self, run_id: int | None, filters: dict) -> tuple[str, list]:
-        """FROM ... WHERE ... of a root search (rows `e` to group by run and root)."""
-        if self._dense_text(filters):
+    def _grouped(self, run_id: int | None, filters: dict, dense: bool | None = None) -> tuple[str, list]:
+        """FROM ... WHERE ... of a root search (rows `e` to group by run and root); `dense`: what
+        `_dense_text` says of `filters`, when the caller already asked."""
+        if self._dense_text(filters) if dense is None else dense:
             conds, params = ["e.id IN (SELECT rowid FROM nodes_fts WHERE nodes_fts MATCH ?)"], [_phrase(filters["text"])]
             if run_id is not None:
                 conds.insert(0, "e.run_id = ?")
@@ -130,14 +134,15 @@ class LineageQueries:
         narrow indexes (or the text index), newest run first, then by `sort` (root | matches | newest)."""
         if sort not in SORTS:
             raise ValueError(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
-        if self._dense_text(filters):
-            dense = self._dense_roots(run_id, filters["text"], sort)
-            if dense is not None:
-                return dense
-        if filters.get("text") and len(filters["text"]) < 3 and filters.get("round") is None \
-                and not any(filters.get(k) for k in FILTER_KEYS[2:]):
-            return self._short_text_roots(run_id, filters["text"], sort)
-        source_where, params = self._grouped(run_id, filters)
+        dense = self._dense_text(filters)
+        if dense:
+            found = self._dense_roots(run_id, filters["text"], sort)
+            if found is not None:
+                return found
+        text = filters.get("text")
+        if text and len(text) < 3 and not _node_filter(filters):
+            return self._short_text_roots(run_id, text, sort)
+        source_where, params = self._grouped(run_id, filters, dense)
         order = SORTS[sort] if run_id is not None else "e.run_id DESC, " + SORTS[sort]
         return [(r[0], r[1]) for r in self.conn.execute(
             f"SELECT e.root_id, count(*) AS matches FROM {source_where} GROUP BY e.run_id, e.root_id "
