@@ -86,17 +86,21 @@ def bench_dtype(model: str, dtype: str, in_flight: list[int], new_tokens: int, s
 
 
 def warm_task_heads() -> None:
-    """One 1-token request per evolution task on the embedded model: the model converted, every task's
-    head (system prompt and worked examples) computed and stored in the cache dir."""
+    """Two 1-token requests per evolution task on the embedded model, one after the other: the model
+    converted, and every task's head (system prompt and worked examples) and template (the fixed
+    text its last message starts with, found when two of its prompts share it) stored in the cache
+    dir, as any earlier run on this machine would have left them."""
     from wizardlab import evol
     from wizardlab.config import default_cache_dir
     from wizardlab.evol.operations import OPERATIONS
     from wizardlab.llm.local import LocalBackend
 
     backend = LocalBackend.embedded(default_cache_dir())
-    seed, evolved = "Name three colors.", "Name three primary colors and say why they are primary."
-    tasks = [evol.evolve_messages(op, seed, "", True) for op in OPERATIONS]
-    tasks += [evol.respond_messages(seed, "", True), evol.equal_messages(seed, evolved, True)]
+    tasks = []
+    for seed, evolved in (("Name three colors.", "Name three primary colors and say why they are primary."),
+                          ("Write a haiku about rain.", "Write a haiku about rain in a city at night.")):
+        tasks += [evol.evolve_messages(op, seed, "", True) for op in OPERATIONS]
+        tasks += [evol.respond_messages(seed, "", True), evol.equal_messages(seed, evolved, True)]
 
     async def run():
         for messages in tasks:

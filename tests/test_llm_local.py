@@ -11,6 +11,8 @@ exact, known output of a real `generate()`. One test runs the real embedded Gemm
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -662,3 +664,41 @@ def test_growing_cache_decodes_as_the_library_cache_past_its_spare_room():
     assert torch.equal(ours, library)
     layer = cache.layers[0]
     assert layer.keys.shape[-2] == 9 + steps - 1 and layer._k.shape[-2] > layer.keys.shape[-2]  # room left over
+
+
+def test_task_templates_persist_for_the_next_process_one_at_a_time_or_batched(tmp_path):
+    """The fixed text a task's last message starts with (its template, before each request's own) is
+    stored beside the task's head once two prompts of the task have shared it, whether they came
+    together or one after the other; the next process reads head and template from the cache dir and
+    computes only each request's own tokens, with the same answers."""
+    tokenizer = _random_llama(tmp_path / "m", seed=7)
+    examples = [{"role": "system", "content": "Answer briefly. " * 12}, {"role": "user", "content": "Say hi."},
+                {"role": "assistant", "content": "Hi there."}]
+    template = "Rewrite the given prompt into a harder one, keeping its topic and adding one constraint. " * 2
+    prompts = [[*examples, {"role": "user", "content": template + topic}]
+               for topic in ("Name three colors.", "Count to five.", "Spell cat.")]
+    cache_dir = tmp_path / "cache"
+    stored = cache_dir / "prefix-kv"
+
+    def answers(batched: bool):
+        backend = LocalBackend(tmp_path / "m", cache_dir=cache_dir, batch_wait_s=0.3)
+
+        async def run():
+            calls = [backend.chat(m, max_tokens=8, temperature=0.0, stop=None, timeout=60) for m in prompts]
+            return await asyncio.gather(*calls) if batched else [await c for c in calls]
+        return [r.text for r in asyncio.run(run())], backend.prefixes
+
+    for batched in (False, True):
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        first, computed = answers(batched)
+        [index] = stored.glob("*.templates")
+        assert len(list(stored.glob("*.safetensors"))) == 2  # the head, and head + template
+        template_end = json.loads(index.read_text())
+        assert len(template_end) == 1 and computed.disk_hits == 0
+        again, read = answers(batched)  # the next process: head and template from the files
+        assert again == first and read.disk_hits == 2
+        own = sum(len(tokenizer(render_plain(m)).input_ids) - template_end[0] for m in prompts)
+        assert read.computed_tokens == 0 and read.prompt_tokens - read.reused_tokens == own
+        first_work = computed.prompt_tokens - computed.reused_tokens + computed.computed_tokens
+        # head and template computed once (one token again where the template was cut from a whole prompt)
+        assert own + template_end[0] <= first_work <= own + template_end[0] + 1
