@@ -4,6 +4,7 @@ A `UserError` becomes one line on stderr and exit status 2; Ctrl-C exits 130.
 """
 
 import argparse
+import gc
 import importlib
 import sys
 
@@ -46,5 +47,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def exit_soon(code: int) -> None:
+    """Exit with `code`, sooner: collect what is garbage now (a store left in a reference cycle closes its
+    SQLite connection, which checkpoints the WAL into the database file, as a normal exit does), then
+    freeze the rest, so the interpreter's shutdown does not walk torch's and transformers' objects again
+    (a stage that loaded the embedded model: ~1 s -> ~0.35 s)."""
+    gc.collect()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_soon(main())

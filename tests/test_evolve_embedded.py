@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from wizardlab.store import Store
 from tests.conftest import REPO
@@ -19,6 +20,8 @@ def test_two_real_evolutions_on_the_embedded_model(tmp_path, shared_data):
     load = re.search(r"the local model loaded in ([\d.]+) s", done.stdout)  # what its first calls waited for
     wall = re.search(r"run \d+: done in ([\d.]+)s", done.stdout)
     assert load and wall and 0 < float(load[1]) < float(wall[1])
+    # the process closed its database on the way out (pipeline.__main__.exit_soon): the file alone holds it all
+    assert db.is_file() and not Path(f"{db}-wal").exists()
     subprocess.run([sys.executable, "-m", "pipeline", "export", "--db", str(db), "--out", str(out)], cwd=REPO,
                    check=True, capture_output=True)
     nodes = [json.loads(line) for line in out.read_text().splitlines()]
