@@ -147,12 +147,13 @@ class PrefixCache:
         self.max_bytes = max_bytes
         self.reused_tokens = self.prompt_tokens = 0  # prompt tokens read from the cache, of all
         self.computed_tokens = 0  # prompt tokens whose KV `get` computed
-        self.disk_hits = 0  # task heads read from `directory`
+        self.disk_hits = 0  # task heads and templates read from `directory`
         self._entries: collections.OrderedDict[tuple[int, ...], list] = collections.OrderedDict()
         # Task heads (a few-shot task's system prompt and worked examples: ~0.45 s each on 2 cores,
-        # ~8 per evolution run) also persist under `directory`, so the next process reads them (~20 MB,
-        # milliseconds) instead of computing them. `salt` names the weights and how they run (set at
-        # load): another model, precision or library version never reads these files.
+        # ~8 per evolution run) and their templates (the head and the fixed start of the last message,
+        # another ~100-200 tokens, `stored_template`) also persist under `directory`, so the next
+        # process reads them (~20 MB, milliseconds) instead of computing them. `salt` names the weights
+        # and how they run (set at load): another model, precision or library version never reads them.
         self.directory = Path(directory) if directory is not None else None
         self.disk_bytes = disk_bytes
         self.salt = ""
