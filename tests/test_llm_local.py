@@ -702,3 +702,14 @@ def test_task_templates_persist_for_the_next_process_one_at_a_time_or_batched(tm
         first_work = computed.prompt_tokens - computed.reused_tokens + computed.computed_tokens
         # head and template computed once (one token again where the template was cut from a whole prompt)
         assert own + template_end[0] <= first_work <= own + template_end[0] + 1
+
+    # two requests that begin alike share more than the template: the shortest shared start is kept
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    prompts[1:1] = [[*examples, {"role": "user", "content": template + "Name three animals."}]]
+    answers(batched=False)
+    [index] = stored.glob("*.templates")
+    ids = [tokenizer(render_plain(m)).input_ids for m in prompts]
+    assert json.loads(index.read_text()) == template_end  # not the longer start "...Name three"
+    end = template_end[0]
+    assert ids[0][:end] == ids[2][:end] and ids[0][end] != ids[2][end]  # where "Name..." and "Count..." part
+    assert ids[0][:end + 1] == ids[1][:end + 1]  # the pair of "Name three ..." went on together

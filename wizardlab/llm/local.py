@@ -305,25 +305,25 @@ class PrefixCache:
         return file.with_suffix(".templates") if file is not None else None
 
     def _note_template(self, ids: list[int], head: int, n: int) -> bool:
-        """List template length n beside the head's file; False when it cannot be stored: no cache
-        directory, or MAX_TEMPLATES listed already (a start two prompts share by chance beyond
-        the template is listed too; a length whose file is gone is skipped)."""
+        """Note `ids[:n]` as the template of its task (listed beside the head's file) if no shorter one
+        is listed; False when it is not stored (no cache directory, or a shorter template is known).
+        The template is the shortest start two prompts of the task share: a longer one found first
+        (two requests that begin alike) is replaced, and its file left to the size budget. One per
+        head keeps a run's heads and templates (~20 MB each) within the directory's budget."""
         index = self._template_index(ids[:head])
         if index is None:
             return False
         try:
-            lengths = set(json.loads(index.read_text())) if index.is_file() else set()
-            if n in lengths:
-                return True
-            if len(lengths) >= MAX_TEMPLATES:
-                return False
+            lengths = [v for v in json.loads(index.read_text()) if isinstance(v, int)] if index.is_file() else []
+            if lengths and min(lengths) <= n:
+                return n in lengths
             index.parent.mkdir(parents=True, exist_ok=True)
             tmp = index.with_name(f"{index.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_text(json.dumps(sorted(lengths | {n})))
+            tmp.write_text(json.dumps([n]))
             os.replace(tmp, index)
             return True
         except (OSError, ValueError) as exc:
-            log.warning("prefix cache: could not list a template in %s (%s)", index.name, _one_line(exc))
+            log.warning("prefix cache: could not note a template in %s (%s)", index.name, _one_line(exc))
             return False
 
     @property
@@ -925,7 +925,6 @@ class LocalBackend:
             self._model = self._tokenizer = None
 
 
-MAX_TEMPLATES = 4  # templates stored per task head (see PrefixCache.stored_template)
 MIN_PREFIX = 32  # shorter shared prefixes are recomputed (a cached entry is not worth its bookkeeping)
 
 
