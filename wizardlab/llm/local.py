@@ -265,10 +265,11 @@ class PrefixCache:
                 kv, n = self.get(model, tuple(ids[:head]), persist=True), head
             if head and n == head:  # a template of this task stored by an earlier process
                 kv, n = self.stored_template(model, ids, head) or (kv, n)
-            elif head and n >= head + MIN_PREFIX and tuple(ids[:n]) not in self._entries:
+            elif (head and n >= head + MIN_PREFIX and tuple(ids[:n]) not in self._entries
+                  and self._note_template(ids, head, n)):
                 # the template this prompt shares with an earlier prompt of its task (the longest
                 # cached start of it is that prompt, whole): stored for later processes
-                kv = self.get(model, tuple(ids[:n]), persist=self._note_template(ids, head, n))
+                kv = self.get(model, tuple(ids[:n]), persist=True)
             shared = max((_common_prefix(tuple(other), ids, len(ids) - 1)  # with the others sent now
                           for j, (other, _) in enumerate(encoded) if j != i), default=0)
             if shared >= max(n, head) + MIN_PREFIX:  # a template they share too: its KV once, for all of them
