@@ -10,8 +10,9 @@ instructions (temperature 0.7, `--new-tokens` per answer, the usual stop strings
   - N in flight: N concurrent requests to a backend with batch_size N (one batch).
 It prints aggregate completion tokens/s for each and the ratio to one-at-a-time in the
 same run, with the load average. `--evolve N` times the first round of `evolve` on the
-first N demo seeds at --concurrency 1 and 16 (fresh databases, same cache dir, after one
-1-token request per task that leaves the model converted and every task head's KV stored).
+first N demo seeds at --concurrency 1 and 16 (fresh databases, same cache dir, after two
+1-token requests per task, one after the other, that leave the model converted and every task's
+head and template KV stored).
 Asserts nothing (target: >= 4x at 16 in flight; >= 3x for evolve at concurrency 16).
 """
 
