@@ -680,8 +680,9 @@ def test_task_templates_persist_for_the_next_process_one_at_a_time_or_batched(tm
     cache_dir = tmp_path / "cache"
     stored = cache_dir / "prefix-kv"
 
-    def answers(batched: bool):
-        backend = LocalBackend(tmp_path / "m", cache_dir=cache_dir, batch_wait_s=0.3)
+    def answers(batched: bool, name="m", disk_bytes=1 << 30):
+        backend = LocalBackend(tmp_path / name, cache_dir=cache_dir, batch_wait_s=0.3)
+        backend.prefixes.disk_bytes = disk_bytes
 
         async def run():
             calls = [backend.chat(m, max_tokens=8, temperature=0.0, stop=None, timeout=60) for m in prompts]
@@ -713,3 +714,8 @@ def test_task_templates_persist_for_the_next_process_one_at_a_time_or_batched(tm
     end = template_end[0]
     assert ids[0][:end] == ids[2][:end] and ids[0][end] != ids[2][end]  # where "Name..." and "Count..." part
     assert ids[0][:end + 1] == ids[1][:end + 1]  # the pair of "Name three ..." went on together
+
+    # the budget: a head's file removed (another model's files came after) takes its list of templates along
+    _random_llama(tmp_path / "m2", seed=8)
+    answers(batched=False, name="m2", disk_bytes=1)
+    assert len(list(stored.glob("*.safetensors"))) == 1 and not index.exists()

@@ -240,6 +240,7 @@ class PrefixCache:
                 total += st.st_size
                 if total > self.disk_bytes and f != file:
                     f.unlink(missing_ok=True)
+                    f.with_suffix(".templates").unlink(missing_ok=True)  # a head's list of its template
         except OSError as exc:
             log.warning("prefix cache: could not store %s (%s)", file.name, _one_line(exc))
 
