@@ -157,6 +157,8 @@ class PrefixCache:
         self.directory = Path(directory) if directory is not None else None
         self.disk_bytes = disk_bytes
         self.salt = ""
+        # head ids -> (its template list's file, the lengths listed): read once a process, not per prompt
+        self._templates: dict[tuple[int, ...], tuple[Path | None, list[int]]] = {}
 
     def match(self, ids: list[int]) -> tuple[int, list | None]:
         """(n, per-layer KV of an entry) for the longest cached run of `ids`' first n tokens, n < len(ids)."""
@@ -240,7 +242,9 @@ class PrefixCache:
                 total += st.st_size
                 if total > self.disk_bytes and f != file:
                     f.unlink(missing_ok=True)
-                    f.with_suffix(".templates").unlink(missing_ok=True)  # a head's list of its template
+                    gone = f.with_suffix(".templates")  # a head's list of its template goes with it
+                    gone.unlink(missing_ok=True)
+                    self._templates = {k: v for k, v in self._templates.items() if v[0] != gone}
         except OSError as exc:
             log.warning("prefix cache: could not store %s (%s)", file.name, _one_line(exc))
 
@@ -288,12 +292,8 @@ class PrefixCache:
         """(KV, length) of the longest stored template of `ids`' task that `ids` starts with, or None.
         A template is the start two prompts of one task share beyond its head (the fixed text of
         the last message before the request's own): its length is listed beside the head's file."""
-        index = self._template_index(ids[:head])
-        try:
-            lengths = json.loads(index.read_text()) if index is not None and index.is_file() else []
-        except (OSError, ValueError):
-            return None
-        for n in sorted((n for n in lengths if isinstance(n, int)), reverse=True):
+        _, lengths = self._template_list(tuple(ids[:head]))
+        for n in sorted(lengths, reverse=True):
             if head < n < len(ids):
                 file = self._file(tuple(ids[:n]))
                 entry = self._read(file, model) if file is not None else None
@@ -302,9 +302,17 @@ class PrefixCache:
                     return entry, n
         return None
 
-    def _template_index(self, head_ids: list[int]) -> Path | None:
-        file = self._file(tuple(head_ids))
-        return file.with_suffix(".templates") if file is not None else None
+    def _template_list(self, head_ids: tuple[int, ...]) -> tuple[Path | None, list[int]]:
+        """The file listing a head's template lengths (None without a cache directory) and those lengths."""
+        if head_ids not in self._templates:
+            file = self._file(head_ids)
+            index = file.with_suffix(".templates") if file is not None else None
+            try:
+                listed = json.loads(index.read_text()) if index is not None and index.is_file() else []
+            except (OSError, ValueError):
+                listed = []
+            self._templates[head_ids] = index, [v for v in listed if isinstance(v, int)]
+        return self._templates[head_ids]
 
     def _note_template(self, ids: list[int], head: int, n: int) -> bool:
         """Note `ids[:n]` as the template of its task (listed beside the head's file) if no shorter one
@@ -312,21 +320,22 @@ class PrefixCache:
         The template is the shortest start two prompts of the task share: a longer one found first
         (two requests that begin alike) is replaced, and its file left to the size budget. One per
         head keeps a run's heads and templates (~20 MB each) within the directory's budget."""
-        index = self._template_index(ids[:head])
+        head_ids = tuple(ids[:head])
+        index, lengths = self._template_list(head_ids)
         if index is None:
             return False
+        if lengths and min(lengths) <= n:
+            return n in lengths
         try:
-            lengths = [v for v in json.loads(index.read_text()) if isinstance(v, int)] if index.is_file() else []
-            if lengths and min(lengths) <= n:
-                return n in lengths
             index.parent.mkdir(parents=True, exist_ok=True)
             tmp = index.with_name(f"{index.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_text(json.dumps([n]))
             os.replace(tmp, index)
-            return True
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             log.warning("prefix cache: could not note a template in %s (%s)", index.name, _one_line(exc))
             return False
+        self._templates[head_ids] = index, [n]
+        return True
 
     @property
     def nbytes(self) -> int:
