@@ -1,4 +1,5 @@
-"""Admin tab: accounts (add, change role, disable/enable, reset password) and background jobs (list, cancel).
+"""Admin tab: accounts (add, change role, disable/enable, reset password), background jobs (list, cancel),
+backup, and the local model server (state, load now, stop).
 
 Every callback starts with `ctx.require_admin(request)`, so an annotator calling these
 endpoints over HTTP is refused on the server. The work is done by `wizardlab.auth` and
@@ -81,28 +82,53 @@ def build_tab(ctx: AppContext) -> None:
         backup_btn = gr.Button("Back up now", scale=0, min_width=160, elem_id="wl-backup")
         backup_file = gr.File(label="Backup", interactive=False, visible=False, elem_id="wl-backup-file")
     backup_msg = gr.HTML(elem_id="wl-backup-msg")
+    gr.Markdown("### Local model\nJobs on the embedded model (or a local model directory) share one background "
+                "process that keeps it loaded between jobs and commands, and exits by itself when unused "
+                "(`python -m pipeline model-server`).")
+    model_state = gr.HTML(elem_id="wl-model-server")
+    with gr.Row():
+        model_load_btn = gr.Button("Load the model now", scale=0, min_width=180, elem_id="wl-model-load")
+        model_stop_btn = gr.Button("Stop model servers", variant="stop", scale=0, min_width=180,
+                                   elem_id="wl-model-stop")
 
     w = SimpleNamespace(**locals())
     refresh = _refresher(ctx)
-    outs = [w.users, w.who, w.jobs_table, w.logins]
+    outs = [w.users, w.who, w.jobs_table, w.logins, w.model_state]
     after = dict(fn=refresh, inputs=None, outputs=outs, api_visibility="private")
     _wire_accounts(ctx, w, after)
     _wire_role(ctx, w, after)
     _wire_jobs(ctx, w, after)
     _wire_backup(ctx, w)
+    _wire_model_server(ctx, w, after)
     w.refresh_btn.click(refresh, None, outs, api_name="admin_refresh")
     on_show(refresh, outs)
+
+
+def model_server_html(settings) -> str:
+    """What the model servers of this app's cache dir are doing, one line each."""
+    from wizardlab.llm import model_server
+
+    if settings.base_url:
+        return render.note("The LLM is an endpoint: no local model runs here.", "info")
+    if settings.keep_model_s <= 0:
+        return render.note("WIZARDLAB_KEEP_MODEL_S is 0: each job loads the model in its own process.", "info")
+    found = model_server.servers(settings.cache_dir)
+    if not found:
+        return render.note(f"No model server runs; the next job starts one (it stays "
+                           f"{settings.keep_model_s:.0f} s after its last answer).", "info")
+    return "".join(render.note(model_server.describe(info), "ok" if info.get("loaded") else "info") for info in found)
 
 
 def _refresher(ctx: AppContext):
     def refresh(request: gr.Request):
         """Users and jobs tables; silent for annotators (the tab is hidden for them)."""
         if not ctx.is_admin(request):
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         store = ctx.store()
         jobs.refresh(store)
         names = [u["username"] for u in store.list_users()]
-        return users_rows(store), gr.Dropdown(choices=names), jobs_rows(store), login_rows(ctx.login_limiter)
+        return (users_rows(store), gr.Dropdown(choices=names), jobs_rows(store), login_rows(ctx.login_limiter),
+                model_server_html(ctx.settings))
 
     return refresh
 
@@ -165,6 +191,32 @@ def _wire_jobs(ctx: AppContext, w: SimpleNamespace, after: dict) -> None:
         return render.note(f"Run {run_id}: {jobs.cancel(ctx.store(), run_id)}.", "ok")
 
     w.cancel_btn.click(cancel, [w.cancel_id], [w.msg], api_name="admin_cancel_job").then(**after)
+
+
+def _wire_model_server(ctx: AppContext, w: SimpleNamespace, after: dict) -> None:
+    @ui_errors
+    def load(request: gr.Request):
+        ctx.require_admin(request)
+        from wizardlab.llm import PermanentError, model_server
+
+        if ctx.settings.base_url or ctx.settings.keep_model_s <= 0:
+            raise UserError("no model server here: the LLM is an endpoint, or WIZARDLAB_KEEP_MODEL_S is 0")
+        try:
+            info = model_server.start_and_load(ctx.settings)
+        except PermanentError as exc:
+            raise UserError(str(exc)) from None
+        return render.note(f"Model server pid {info['pid']} holds {info['model']} ({info['precision']}).", "ok")
+
+    @ui_errors
+    def stop(request: gr.Request):
+        ctx.require_admin(request)
+        from wizardlab.llm import model_server
+
+        stopped = model_server.stop_servers(ctx.settings.cache_dir)
+        return render.note(f"Stopped {len(stopped)} model server(s); the next job starts one again.", "ok")
+
+    w.model_load_btn.click(load, None, [w.msg], api_name="admin_model_load").then(**after)
+    w.model_stop_btn.click(stop, None, [w.msg], api_name="admin_model_stop").then(**after)
 
 
 def _wire_backup(ctx: AppContext, w: SimpleNamespace) -> None:

@@ -26,6 +26,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "tour": ("pipeline.tour", "The first-run tour: evolve, recipes, a two-arm experiment and a campaign on the embedded model."),
     "report": ("pipeline.report", "Win rates (per item and per judgment), capacity ratios, ratings and agreement for a campaign."),
     "review": ("pipeline.review", "Review tasks: curators check eliminations; agreement and per-rule precision; apply as overrides."),
+    "model-server": ("pipeline.model_server", "List, start or stop the background servers that keep a local model loaded between commands."),
     "backup": ("pipeline.backup", "Back up the database consistently while the app runs (SQLite online backup)."),
     "restore": ("pipeline.restore", "Restore the database from a backup (checked: a WizardLab file, not a newer schema)."),
 }

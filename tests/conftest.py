@@ -10,6 +10,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# tests load a local model in their own process (and the commands they run in theirs) unless a test
+# asks for a model server (tests/test_model_server.py): no server outlives the suite
+os.environ.setdefault("WIZARDLAB_KEEP_MODEL_S", "0")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("WIZARDLAB_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -44,12 +44,17 @@ class Settings:
     stop_grace_s: float = 10.0  # on cancel, how long calls in flight may finish before being cut off
     data_dir: str = "wizardlab_data"
     cache_dir: str = field(default_factory=lambda: str(default_cache_dir()))
+    # a local model stays loaded in a background model server this long after its last answer, for the
+    # next command (wizardlab.llm.model_server); 0: each process loads it itself
+    keep_model_s: float = 300.0
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise UserError(f"concurrency must be at least 1, got {self.concurrency}")
         if self.request_timeout <= 0:
             raise UserError(f"request timeout must be positive, got {self.request_timeout}")
+        if self.keep_model_s < 0:
+            raise UserError(f"keep model seconds must be >= 0, got {self.keep_model_s}")
         if self.max_retries < 0:
             raise UserError(f"max retries must be >= 0, got {self.max_retries}")
         if isinstance(self.base_url, (list, tuple)):  # `--base-url` given several times

@@ -7,7 +7,8 @@ from wizardlab.llm.client import LLMClient, Result
 
 def make_backend(settings) -> Backend:
     """The backend named by settings: an endpoint (or a pool of them), a local model directory,
-    or the embedded model."""
+    or the embedded model (these two in a model server that keeps them loaded between commands,
+    unless `keep_model_s` is 0)."""
     if settings.base_url:
         from wizardlab.llm.pool import PoolBackend, parse_endpoints
 
@@ -17,11 +18,17 @@ def make_backend(settings) -> Backend:
 
             return OpenAIBackend(endpoints[0].base_url, endpoints[0].model, settings.api_key)
         return PoolBackend(endpoints, settings.api_key)
+    from wizardlab.llm.embedded import EMBEDDED_NAMES
     from wizardlab.llm.local import LocalBackend
 
-    if settings.uses_embedded_llm:
-        return LocalBackend.embedded(cache_dir=settings.cache_dir)
-    return LocalBackend(settings.model, cache_dir=settings.cache_dir)
+    model = EMBEDDED_NAMES[1] if settings.uses_embedded_llm else settings.model
+    if settings.keep_model_s > 0:  # loaded once in a model server the next command finds
+        from wizardlab.llm import model_server
+
+        backend = model_server.ServedBackend(model, cache_dir=settings.cache_dir, keep_s=settings.keep_model_s)
+        if model_server.usable(settings.cache_dir, backend.identity):
+            return backend
+    return LocalBackend(model, cache_dir=settings.cache_dir)
 
 
 __all__ = ["Backend", "Completion", "LLMClient", "LLMError", "PermanentError", "Result", "TransientError",
