@@ -87,9 +87,10 @@ def build_tab(ctx: AppContext) -> None:
                 "(`python -m pipeline model-server`).")
     model_state = gr.HTML(elem_id="wl-model-server")
     with gr.Row():
-        model_load_btn = gr.Button("Load the model now", scale=0, min_width=180, elem_id="wl-model-load")
-        model_stop_btn = gr.Button("Stop model servers", variant="stop", scale=0, min_width=180,
+        model_load_btn = gr.Button("Load the model now", scale=0, min_width=240, elem_id="wl-model-load")
+        model_stop_btn = gr.Button("Stop model servers", variant="stop", scale=0, min_width=240,
                                    elem_id="wl-model-stop")
+    model_msg = gr.HTML(elem_id="wl-model-msg")
 
     w = SimpleNamespace(**locals())
     refresh = _refresher(ctx)
@@ -215,8 +216,8 @@ def _wire_model_server(ctx: AppContext, w: SimpleNamespace, after: dict) -> None
         stopped = model_server.stop_servers(ctx.settings.cache_dir)
         return render.note(f"Stopped {len(stopped)} model server(s); the next job starts one again.", "ok")
 
-    w.model_load_btn.click(load, None, [w.msg], api_name="admin_model_load").then(**after)
-    w.model_stop_btn.click(stop, None, [w.msg], api_name="admin_model_stop").then(**after)
+    w.model_load_btn.click(load, None, [w.model_msg], api_name="admin_model_load").then(**after)
+    w.model_stop_btn.click(stop, None, [w.model_msg], api_name="admin_model_stop").then(**after)
 
 
 def _wire_backup(ctx: AppContext, w: SimpleNamespace) -> None:

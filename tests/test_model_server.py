@@ -169,7 +169,7 @@ def test_a_bad_model_dir_is_the_same_one_line_error_as_in_process(tmp_path, cach
     assert not isinstance(served.value, TransientError)
 
 
-def test_keep_zero_loads_in_process_and_a_long_cache_path_falls_back_to_it(tiny_dirs, cache):
+def test_keep_zero_loads_in_process_and_a_long_cache_path_falls_back_to_it(tiny_dirs, cache, monkeypatch):
     settings = Settings.from_env(model=str(tiny_dirs["base"]), cache_dir=str(cache), keep_model_s=0)
     assert isinstance(make_backend(settings), LocalBackend)
     deep = cache / ("x" * 120)
@@ -177,6 +177,10 @@ def test_keep_zero_loads_in_process_and_a_long_cache_path_falls_back_to_it(tiny_
     assert isinstance(make_backend(settings), LocalBackend)
     assert isinstance(make_backend(Settings.from_env(model=str(tiny_dirs["base"]), cache_dir=str(cache),
                                                      keep_model_s=60)), model_server.ServedBackend)
+    monkeypatch.chdir(tiny_dirs["base"].parent)  # a relative model dir reaches the server (elsewhere) absolute
+    relative = make_backend(Settings.from_env(model="base", cache_dir=str(cache), keep_model_s=60))
+    assert relative.model_dir == str(tiny_dirs["base"]) and relative.model == "base"
+    assert relative.identity == LocalBackend(tiny_dirs["base"]).identity
 
 
 def test_the_admin_tab_loads_lists_and_stops_the_model_server(tiny_dirs, cache, tmp_path):

@@ -224,8 +224,16 @@ def format_summary(s: dict) -> str:
     if sess:
         lines.append(f"  this session: {sess['calls']} calls, {sess['cache_hits']} cache hits, "
                      f"{sess['retries']} retries, {sess['failures']} failed calls"
-                     + (f"; the local model loaded in {sess['model_load_s']:.1f} s" if sess.get("model_load_s") else ""))
+                     + (f"; the local model loaded in {sess['model_load_s']:.1f} s" if sess.get("model_load_s") else "")
+                     + _served_note(sess.get("model_server")))
     return "\n".join(lines)
+
+
+def _served_note(server: dict | None) -> str:
+    if not server:
+        return ""
+    return (f"; model server pid {server['pid']} "
+            + ("(already loaded)" if server["was_loaded"] else "(started or still loading when this run began)"))
 
 
 def start_batch(store: Store, settings: Settings, seeds_path: str, *, rounds: int, seed: int, limit: int | None,

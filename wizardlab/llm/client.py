@@ -162,6 +162,9 @@ class LLMClient:
         load_s = getattr(self.backend, "load_s", None)
         if load_s is not None:  # an in-process model: seconds its loading held up the first calls
             d["model_load_s"] = round(load_s, 2)
+        hello = getattr(self.backend, "hello", None)
+        if hello:  # a local model in a model server: which one, and whether this process found it loaded
+            d["model_server"] = {"pid": hello.get("pid"), "was_loaded": bool(hello.get("loaded"))}
         return d
 
     async def aclose(self) -> None:

@@ -94,8 +94,11 @@ class ServedBackend:
         from wizardlab.llm.local import LocalBackend
 
         self._local = LocalBackend(model_dir, cache_dir=cache_dir)  # names and prompt style only: never loaded here
-        self.model_dir, self.model, self.identity = self._local.model_dir, self._local.model, self._local.identity
-        self.cache_dir, self.keep_s = Path(cache_dir), float(keep_s)
+        self.model, self.identity = self._local.model, self._local.identity
+        # the server runs in another directory: it gets absolute paths
+        path = Path(model_dir).expanduser()
+        self.model_dir = str(path.resolve()) if path.exists() else str(model_dir)
+        self.cache_dir, self.keep_s = Path(cache_dir).expanduser().resolve(), float(keep_s)
         self.socket = socket_path(cache_dir, self.identity)
         self.load_s: float | None = None  # seconds the server's loading held up this process (None: it was loaded)
         self.hello: dict | None = None  # what the server said it was when this process connected
