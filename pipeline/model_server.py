@@ -25,7 +25,7 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from wizardlab.config import Settings
     from wizardlab.errors import UserError
-    from wizardlab.llm import model_server
+    from wizardlab.llm import PermanentError, model_server
 
     settings = Settings.from_env(model=args.model, keep_model_s=args.keep)
     if args.stop:
@@ -36,7 +36,10 @@ def main(args) -> int:
         if settings.keep_model_s <= 0:
             raise UserError("--start needs --keep above 0 (WIZARDLAB_KEEP_MODEL_S is 0: models load in each process)")
         start = time.perf_counter()
-        loaded = model_server.start_and_load(settings)
+        try:
+            loaded = model_server.start_and_load(settings)
+        except PermanentError as exc:
+            raise UserError(str(exc)) from None
         print(f"model server pid {loaded['pid']} holds {loaded['model']} ({loaded['precision']}, loaded in "
               f"{loaded['load_s']:.1f} s; {time.perf_counter() - start:.1f} s in all); it exits "
               f"{settings.keep_model_s:.0f} s after its last answer")

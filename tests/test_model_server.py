@@ -208,3 +208,23 @@ def test_the_admin_tab_loads_lists_and_stops_the_model_server(tiny_dirs, cache, 
         assert event == "complete" and "Stopped 1 model server(s)" in data[0] and model_server.servers(cache) == []
     finally:
         stop_app(ctx)
+
+
+def test_where_no_server_can_start_the_model_runs_in_this_process(tiny_dirs, cache):
+    (cache / model_server.SERVER_SUBDIR).write_text("a file where the servers' directory would be")
+    backend = model_server.ServedBackend(str(tiny_dirs["base"]), cache_dir=cache, keep_s=60)
+
+    async def ask():
+        try:
+            return await asyncio.gather(_chat(backend), _chat(backend))
+        finally:
+            await backend.aclose()
+
+    answers = asyncio.run(ask())
+    assert [a.text for a in answers] == ["The answer is 42."] * 2 and backend.load_s > 0
+    assert backend.fallback_reason and backend.hello is None and model_server.servers(cache) == []
+    cli = subprocess.run([sys.executable, "-m", "pipeline", "model-server", "--start", "--model",
+                          str(tiny_dirs["base"])], cwd=REPO, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "WIZARDLAB_CACHE": str(cache), "WIZARDLAB_KEEP_MODEL_S": "60"})
+    assert cli.returncode == 2 and cli.stderr.startswith("error: no model server could start: ")
+    assert len(cli.stderr.strip().splitlines()) == 1

@@ -22,6 +22,8 @@ process, as before).
   `{"id", "text", "prompt_tokens", "completion_tokens", "finish_reason", "load_s"}` or
   `{"id", "error", "transient"}`; `{"cancel": id}` drops a request that has not started;
   `{"stop": true}` ends the server.
+- Where no server can start (a file system without Unix sockets, a socket path too long), the
+  model loads in the command's own process, as with `keep_model_s` 0.
 - A server that goes away mid-run (killed, out of memory) fails the calls in flight as
   `TransientError`: `LLMClient` retries them and the next call starts a new server, so no call
   is lost.
@@ -84,6 +86,14 @@ def usable(cache_dir: str | Path, identity: str) -> bool:
     return hasattr(socket, "AF_UNIX") and len(str(socket_path(cache_dir, identity))) <= MAX_SOCKET_PATH
 
 
+class ServerStartError(Exception):
+    """A model server could not start (its log says why): the caller runs the model itself."""
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
 # -- the client side ------------------------------------------------------------
 class ServedBackend:
     """The `Backend` of a local model that runs in a model server (started when none runs)."""
@@ -103,6 +113,7 @@ class ServedBackend:
         self.load_s: float | None = None  # seconds the server's loading held up this process (None: it was loaded)
         self.hello: dict | None = None  # what the server said it was when this process connected
         self.started_server = False  # this process started the server it talks to
+        self.fallback_reason: str | None = None  # why no server could start: the model then runs in this process
         self._conn: tuple | None = None  # (reader, writer, reader task)
         self._pending: dict[int, asyncio.Future] = {}
         self._ids = itertools.count(1)
@@ -118,6 +129,11 @@ class ServedBackend:
 
     async def chat(self, messages, *, max_tokens, temperature, stop, timeout, top_p=None, seed=None) -> Completion:
         writer = await self._connection()
+        if writer is None:  # no server could start here: the model runs in this process, as with keep 0
+            answer = await self._local.chat(messages, max_tokens=max_tokens, temperature=temperature, stop=stop,
+                                            timeout=timeout, top_p=top_p, seed=seed)
+            self.load_s = self._local.load_s
+            return answer
         rid = next(self._ids)
         future = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
@@ -148,10 +164,17 @@ class ServedBackend:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
+            if self.fallback_reason is not None:
+                return None
             if self._conn is not None and not self._conn[2].done():
                 return self._conn[1]
-            self.started_server |= await asyncio.to_thread(ensure_server, self.model_dir, self.cache_dir,
-                                                           self.identity, self.keep_s)
+            try:
+                self.started_server |= await asyncio.to_thread(ensure_server, self.model_dir, self.cache_dir,
+                                                               self.identity, self.keep_s)
+            except (OSError, ServerStartError) as exc:  # e.g. a file system without Unix sockets
+                self.fallback_reason = _one_line(exc)
+                log.warning("no model server (%s): loading %s in this process", self.fallback_reason, self.model)
+                return None
             try:
                 reader, writer = await asyncio.open_unix_connection(str(self.socket), limit=LINE_LIMIT)
                 hello = json.loads(await asyncio.wait_for(reader.readline(), 30.0) or b"null")
@@ -190,6 +213,8 @@ class ServedBackend:
 
     async def aclose(self) -> None:
         """Close the connection; the server stays (it exits by itself `keep_s` after its last answer)."""
+        if self.fallback_reason is not None:
+            await self._local.aclose()
         conn, self._conn = self._conn, None
         if conn is not None:
             conn[1].close()
@@ -224,11 +249,11 @@ def ensure_server(model_dir: str, cache_dir: str | Path, identity: str, keep_s: 
         deadline = time.monotonic() + START_WAIT_S
         while not _answers(path):
             if proc.poll() is not None:
-                raise PermanentError(f"the model server for {model_dir} exited with status {proc.returncode}: "
+                raise ServerStartError(f"the model server for {model_dir} exited with status {proc.returncode}: "
                                      f"{_last_line(logfile)} (log: {logfile})")
             if time.monotonic() > deadline:
                 proc.kill()
-                raise PermanentError(f"the model server for {model_dir} did not start within {START_WAIT_S:.0f} s "
+                raise ServerStartError(f"the model server for {model_dir} did not start within {START_WAIT_S:.0f} s "
                                      f"(log: {logfile})")
             time.sleep(0.05)
     log.info("started a model server for %s (pid %d, %s)", model_dir, proc.pid, path)
@@ -285,8 +310,15 @@ def start_and_load(settings) -> dict:
         raise PermanentError("model-server: only a local model (no --base-url) runs in a model server, and its "
                              "socket path must be short enough (a shorter cache dir)")
 
+    try:
+        ensure_server(backend.model_dir, backend.cache_dir, backend.identity, backend.keep_s)
+    except (OSError, ServerStartError) as exc:
+        raise PermanentError(f"no model server could start: {_one_line(exc)}") from None
+
     async def load() -> dict:
         writer = await backend._connection()
+        if writer is None:
+            raise PermanentError(f"no model server could start: {backend.fallback_reason}")
         future = asyncio.get_running_loop().create_future()
         backend._pending[0] = future
         writer.write(b'{"id": 0, "load": true}\n')
