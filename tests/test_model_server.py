@@ -119,6 +119,7 @@ def test_commands_starting_at_once_start_one_server_which_exits_when_idle(tiny_d
     (info,) = model_server.servers(cache)
     backend = model_server.ServedBackend(str(tiny_dirs["base"]), cache_dir=cache, keep_s=1.0)
     assert asyncio.run(_chat(backend)).text == "The answer is 42."
+    assert asyncio.run(_chat(backend)).text == "The answer is 42."  # the same backend in a new event loop
     deadline = time.monotonic() + 60  # 1 s after its answer (and its load) it exits and removes its socket
     while model_server.servers(cache) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
 import hashlib
 import itertools
 import json
@@ -49,10 +48,10 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from wizardlab.llm.base import Completion, PermanentError, TransientError
+from wizardlab.llm.embedded import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +108,7 @@ class ServedBackend:
         path = Path(model_dir).expanduser()
         self.model_dir = str(path.resolve()) if path.exists() else str(model_dir)
         self.cache_dir, self.keep_s = Path(cache_dir).expanduser().resolve(), float(keep_s)
-        self.socket = socket_path(cache_dir, self.identity)
+        self.socket = socket_path(self.cache_dir, self.identity)
         self.load_s: float | None = None  # seconds the server's loading held up this process (None: it was loaded)
         self.hello: dict | None = None  # what the server said it was when this process connected
         self.started_server = False  # this process started the server it talks to
@@ -118,6 +117,7 @@ class ServedBackend:
         self._pending: dict[int, asyncio.Future] = {}
         self._ids = itertools.count(1)
         self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the event loop the connection belongs to
 
     @property
     def few_shot(self) -> bool:
@@ -161,8 +161,9 @@ class ServedBackend:
                           reply.get("finish_reason"))
 
     async def _connection(self):
-        if self._lock is None:
-            self._lock = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # first use, or a caller that runs each batch in its own asyncio.run()
+            self._loop, self._lock, self._conn, self._pending = loop, asyncio.Lock(), None, {}
         async with self._lock:
             if self.fallback_reason is not None:
                 return None
@@ -232,7 +233,7 @@ def ensure_server(model_dir: str, cache_dir: str | Path, identity: str, keep_s: 
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     path.parent.chmod(0o700)
-    with _locked(path.with_suffix(".lock")):
+    with file_lock(path.with_suffix(".lock")):
         if _answers(path):  # another command started it while this one waited
             return False
         path.unlink(missing_ok=True)  # left by a server that was killed
@@ -280,16 +281,6 @@ def _answers(path: Path) -> bool:
             return True
         except OSError:
             return False
-
-
-@contextmanager
-def _locked(path: Path):
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _last_line(path: Path) -> str:
