@@ -229,3 +229,22 @@ def test_where_no_server_can_start_the_model_runs_in_this_process(tiny_dirs, cac
                          env={**os.environ, "WIZARDLAB_CACHE": str(cache), "WIZARDLAB_KEEP_MODEL_S": "60"})
     assert cli.returncode == 2 and cli.stderr.startswith("error: no model server could start: ")
     assert len(cli.stderr.strip().splitlines()) == 1
+
+
+def test_the_callers_deadline_counts_the_time_spent_reaching_the_server(tiny_dirs, cache, monkeypatch):
+    """A row still generating at its deadline is answered as it stands: the server must cut it at the
+    caller's deadline, not `timeout` after the request reached it (LLMClient gives up 5 s later)."""
+    warm = model_server.ServedBackend(str(tiny_dirs["chat"]), cache_dir=cache, keep_s=60)
+    assert asyncio.run(_chat(warm, max_tokens=2)).completion_tokens == 2  # started and loaded
+    real = model_server.ensure_server
+
+    def slow(*args):  # reaching the server takes 2 s (a busy machine, a server still starting)
+        time.sleep(2.0)
+        return real(*args)
+
+    monkeypatch.setattr(model_server, "ensure_server", slow)
+    backend = model_server.ServedBackend(str(tiny_dirs["chat"]), cache_dir=cache, keep_s=60)
+    start = time.monotonic()
+    answer = asyncio.run(_chat(backend, max_tokens=100_000, timeout=4.0))  # would generate for minutes
+    elapsed = time.monotonic() - start
+    assert 3.9 < elapsed < 5.0 and answer.completion_tokens > 10

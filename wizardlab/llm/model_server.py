@@ -128,6 +128,7 @@ class ServedBackend:
         return self._local.max_concurrency
 
     async def chat(self, messages, *, max_tokens, temperature, stop, timeout, top_p=None, seed=None) -> Completion:
+        start = time.monotonic()
         writer = await self._connection()
         if writer is None:  # no server could start here: the model runs in this process, as with keep 0
             answer = await self._local.chat(messages, max_tokens=max_tokens, temperature=temperature, stop=stop,
@@ -137,8 +138,11 @@ class ServedBackend:
         rid = next(self._ids)
         future = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
+        # the deadline is the caller's: the time spent starting or reaching the server counts (a row still
+        # generating at its deadline is answered as it stands, and must reach the caller before it gives up)
+        left = max(0.001, timeout - (time.monotonic() - start))
         request = {"id": rid, "messages": messages, "max_tokens": max_tokens, "temperature": temperature,
-                   "stop": list(stop or []), "timeout": timeout, "top_p": top_p, "seed": seed}
+                   "stop": list(stop or []), "timeout": left, "top_p": top_p, "seed": seed}
         try:
             writer.write(json.dumps(request).encode() + b"\n")
             await writer.drain()
