@@ -719,3 +719,39 @@ def test_task_templates_persist_for_the_next_process_one_at_a_time_or_batched(tm
     _random_llama(tmp_path / "m2", seed=8)
     answers(batched=False, name="m2", disk_bytes=1)
     assert len(list(stored.glob("*.safetensors"))) == 1 and not index.exists()
+
+
+def test_a_call_made_while_the_model_loads_does_not_hold_up_the_event_loop(tiny, monkeypatch):
+    """The load holds its lock for seconds; a call made meanwhile must only wait for its answer, not
+    block the loop (a model server reads later requests on that loop: they would get late deadlines)."""
+    import wizardlab.llm.local as local
+
+    real = local._load_pretrained
+
+    def slow(*args, **kwargs):
+        time.sleep(2.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(local, "_load_pretrained", slow)
+    backend = LocalBackend(tiny["base"])
+    loading = backend.warm()
+    time.sleep(0.2)  # the load has begun
+
+    async def run():
+        gaps, last = [], time.monotonic()
+
+        async def tick():
+            nonlocal last
+            while loading.is_alive() or not gaps:
+                await asyncio.sleep(0.05)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        answer, _ = await asyncio.gather(backend.chat(MESSAGES, max_tokens=20, temperature=0.0, stop=None,
+                                                      timeout=60), tick())
+        await backend.aclose()
+        return answer, max(gaps)
+
+    answer, gap = asyncio.run(run())
+    assert answer.text == "The answer is 42." and gap < 0.5

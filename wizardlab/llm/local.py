@@ -764,6 +764,9 @@ class LocalBackend:
         self.precision: str | None = None  # how the weights run, once loaded (see local_precision)
         self.load_s: float | None = None  # seconds the load took (imports, weights, int8 packing, tokenizer)
         self._load_lock = threading.Lock()
+        # starting and ending the generation thread: never held while loading, so a call made during the
+        # load (its deadline already set) does not block the caller's event loop for the whole load
+        self._worker_lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue()
         self._worker: threading.Thread | None = None
         # shared prompt prefixes' KV (used by the generation thread only); task heads persist in the cache dir
@@ -834,7 +837,7 @@ class LocalBackend:
     async def chat(self, messages, *, max_tokens, temperature, stop, timeout, top_p=None, seed=None) -> Completion:
         request = _Request(messages, max_tokens, temperature, list(stop or []), time.monotonic() + timeout, top_p,
                            seed)
-        with self._load_lock:
+        with self._worker_lock:
             if self._worker is None or not self._worker.is_alive():
                 self._closing = False
                 self._worker = threading.Thread(target=self._serve, name=f"generate {self.model}", daemon=True)
@@ -926,7 +929,7 @@ class LocalBackend:
         """End the generation thread (it answers what it holds first) and wait for it, up to `join_s`:
         a process that exits while that thread is inside a torch op can abort ("terminate called
         without an active exception") instead of exiting cleanly."""
-        with self._load_lock:
+        with self._worker_lock:
             worker, self._worker = self._worker, None
             if worker is not None:
                 self._queue.put(None)
