@@ -96,12 +96,12 @@ def warm_task_heads(served: bool) -> None:
     dir, as any earlier run on this machine would have left them. `served`: sent to the model server
     (started and loaded by them), which then holds them in memory too."""
     from wizardlab import evol
-    from wizardlab.config import default_cache_dir
+    from wizardlab.config import EMBEDDED_MODEL, default_cache_dir
     from wizardlab.evol.operations import OPERATIONS
     from wizardlab.llm.local import LocalBackend
     from wizardlab.llm.model_server import ServedBackend
 
-    backend = (ServedBackend("embedded:gemma-3-270m", cache_dir=default_cache_dir(), keep_s=600) if served
+    backend = (ServedBackend(EMBEDDED_MODEL, cache_dir=default_cache_dir(), keep_s=600) if served
                else LocalBackend.embedded(default_cache_dir()))
     tasks = []
     for seed, evolved in (("Name three colors.", "Name three primary colors and say why they are primary."),

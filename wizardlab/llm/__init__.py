@@ -26,7 +26,7 @@ def make_backend(settings) -> Backend:
         from wizardlab.llm import model_server
 
         backend = model_server.ServedBackend(model, cache_dir=settings.cache_dir, keep_s=settings.keep_model_s)
-        if model_server.usable(settings.cache_dir, backend.identity):
+        if backend.usable:
             return backend
     return LocalBackend(model, cache_dir=settings.cache_dir)
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import itertools
 import json
@@ -66,23 +67,24 @@ def server_dir(cache_dir: str | Path) -> Path:
     return Path(cache_dir).expanduser() / SERVER_SUBDIR
 
 
-def server_key(identity: str) -> str:
-    """The name of the server for this model, this code and this Python."""
+@functools.cache
+def _source_digest() -> str:
+    """This package's source as this process runs it (read once: every backend made asks for it)."""
     source = hashlib.sha256()
     for path in sorted(Path(__file__).parent.glob("*.py")):
         source.update(path.read_bytes())
+    return source.hexdigest()
+
+
+def server_key(identity: str) -> str:
+    """The name of the server for this model, this code and this Python."""
     text = "|".join((str(PROTOCOL), identity, sys.executable, os.environ.get("WIZARDLAB_LOCAL_DTYPE", ""),
-                     source.hexdigest()))
+                     _source_digest()))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def socket_path(cache_dir: str | Path, identity: str) -> Path:
     return server_dir(cache_dir) / f"{server_key(identity)}.sock"
-
-
-def usable(cache_dir: str | Path, identity: str) -> bool:
-    """Whether a model server can be used here (a Unix socket path short enough, AF_UNIX present)."""
-    return hasattr(socket, "AF_UNIX") and len(str(socket_path(cache_dir, identity))) <= MAX_SOCKET_PATH
 
 
 class ServerStartError(Exception):
@@ -118,6 +120,11 @@ class ServedBackend:
         self._ids = itertools.count(1)
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the event loop the connection belongs to
+
+    @property
+    def usable(self) -> bool:
+        """Whether a model server can be used here (a Unix socket path short enough, AF_UNIX present)."""
+        return hasattr(socket, "AF_UNIX") and len(str(self.socket)) <= MAX_SOCKET_PATH
 
     @property
     def few_shot(self) -> bool:
@@ -208,6 +215,20 @@ class ServedBackend:
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(TransientError(reason))
+
+    async def load_now(self) -> dict:
+        """Start the server unless it runs, wait until its model is loaded; what it says it is then."""
+        writer = await self._connection()
+        if writer is None:
+            raise PermanentError(f"no model server could start: {self.fallback_reason}")
+        future = asyncio.get_running_loop().create_future()
+        self._pending[0] = future  # request ids start at 1
+        writer.write(b'{"id": 0, "load": true}\n')
+        await writer.drain()
+        reply = await future
+        if "error" in reply:
+            raise PermanentError(reply["error"])
+        return reply
 
     def _send_quietly(self, message: dict) -> None:
         if self._conn is not None and not self._conn[2].done():
@@ -311,20 +332,10 @@ def start_and_load(settings) -> dict:
         raise PermanentError(f"no model server could start: {_one_line(exc)}") from None
 
     async def load() -> dict:
-        writer = await backend._connection()
-        if writer is None:
-            raise PermanentError(f"no model server could start: {backend.fallback_reason}")
-        future = asyncio.get_running_loop().create_future()
-        backend._pending[0] = future
-        writer.write(b'{"id": 0, "load": true}\n')
-        await writer.drain()
         try:
-            reply = await future
+            return await backend.load_now()
         finally:
             await backend.aclose()
-        if "error" in reply:
-            raise PermanentError(reply["error"])
-        return reply
 
     return asyncio.run(load())
 
@@ -342,16 +353,22 @@ def describe(info: dict) -> str:
             f"{info['socket']}")
 
 
+def _greeting(path: str | Path, send: bytes = b"") -> dict:
+    """Connect to the server at `path`, send `send` (if any) and read its greeting."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5.0)
+        s.connect(str(path))
+        if send:
+            s.sendall(send)
+        return json.loads(s.makefile("rb").readline() or b"null")
+
+
 def servers(cache_dir: str | Path) -> list[dict]:
     """What each model server under `cache_dir` says it is; a socket nobody answers on: {"stale": path}."""
     found = []
     for path in sorted(server_dir(cache_dir).glob("*.sock")):
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(5.0)
-                s.connect(str(path))
-                hello = json.loads(s.makefile("rb").readline() or b"null")
-            found.append({**hello, "socket": str(path)})
+            found.append({**_greeting(path), "socket": str(path)})
         except (OSError, ValueError):
             found.append({"stale": str(path)})
     return found
@@ -365,12 +382,8 @@ def stop_servers(cache_dir: str | Path, wait_s: float = 30.0) -> list[dict]:
             Path(info["stale"]).unlink(missing_ok=True)
             continue
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(5.0)
-                s.connect(info["socket"])
-                s.sendall(b'{"stop": true}\n')
-                s.makefile("rb").readline()  # the greeting; then the server closes
-        except OSError:
+            _greeting(info["socket"], b'{"stop": true}\n')  # then the server closes
+        except (OSError, ValueError):
             pass
         deadline = time.monotonic() + wait_s
         while Path(info["socket"]).exists() and time.monotonic() < deadline:
@@ -407,15 +420,14 @@ class _Server:
                 if message.get("stop"):
                     self.done.set()
                     break
-                if message.get("load"):  # `model-server --start`: answer once the model is loaded
-                    tasks[message["id"]] = asyncio.create_task(self.loaded(message, writer, tasks))
-                    continue
                 if "cancel" in message:
                     task = tasks.pop(message["cancel"], None)
                     if task is not None:
                         task.cancel()
                     continue
-                tasks[message["id"]] = asyncio.create_task(self.answer(message, writer, tasks))
+                # `model-server --start` asks to load: answered with the greeting once the model is loaded
+                work = self.load if message.get("load") else self.chat
+                tasks[message["id"]] = asyncio.create_task(self.respond(message, work, writer, tasks))
         except ConnectionError:
             pass  # a client that only checked the server answers (or went away): nothing to do
         except (OSError, ValueError) as exc:
@@ -425,37 +437,32 @@ class _Server:
                 task.cancel()
             writer.close()
 
-    async def loaded(self, message: dict, writer, tasks: dict) -> None:
-        self.active += 1
-        try:
-            await asyncio.to_thread(self.backend.load)
-            reply = {"id": message["id"], **self.hello()}
-        except PermanentError as exc:
-            reply = {"id": message["id"], "error": str(exc), "transient": False}
-        finally:
-            tasks.pop(message["id"], None)
-            self.active -= 1
-            self.last = time.monotonic()
-        writer.write(json.dumps(reply).encode() + b"\n")
-        await writer.drain()
+    async def load(self, message: dict) -> dict:
+        await asyncio.to_thread(self.backend.load)
+        return self.hello()
 
-    async def answer(self, message: dict, writer, tasks: dict) -> None:
-        self.active += 1
+    async def chat(self, message: dict) -> dict:
         try:
             c = await self.backend.chat(message["messages"], max_tokens=message["max_tokens"],
                                         temperature=message["temperature"], stop=message.get("stop"),
                                         timeout=message["timeout"], top_p=message.get("top_p"),
                                         seed=message.get("seed"))
-            reply = {"id": message["id"], "text": c.text, "prompt_tokens": c.prompt_tokens,
-                     "completion_tokens": c.completion_tokens, "finish_reason": c.finish_reason,
-                     "load_s": self.backend.load_s}
+        finally:
+            self.served += 1
+        return {"text": c.text, "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
+                "finish_reason": c.finish_reason, "load_s": self.backend.load_s}
+
+    async def respond(self, message: dict, work, writer, tasks: dict) -> None:
+        """Do `work` for one request (counted as in flight meanwhile) and write its reply or its error."""
+        self.active += 1
+        try:
+            reply = {"id": message["id"], **await work(message)}
         except (TransientError, PermanentError) as exc:
             reply = {"id": message["id"], "error": str(exc), "transient": isinstance(exc, TransientError)}
         except Exception as exc:  # noqa: BLE001 - one bad request must not end the server
             reply = {"id": message["id"], "error": f"model server: {type(exc).__name__}: {exc}", "transient": False}
         finally:
             self.active -= 1
-            self.served += 1
             self.last = time.monotonic()
             tasks.pop(message["id"], None)
         try:
